@@ -1,0 +1,137 @@
+"""The `neoqa` command: each verb parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import NeoqaError
+
+
+def _simulate(a):
+    from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
+
+    out = Path(a.out) if a.out else DEFAULT_PATH
+    if out.exists() and not a.overwrite:
+        raise NeoqaError(f"{out}: already exists (pass --overwrite to replace it)")
+    settings = {}
+    if a.positive_fraction is not None:
+        settings["positive_fraction"] = a.positive_fraction
+    if a.label_noise is not None:
+        settings["label_noise"] = a.label_noise
+    simulate(out, a.sheets or DEFAULT_SHEETS, seed=a.seed, survey=a.survey, workers=a.workers,
+             progress=not a.quiet, **settings)
+    _info_print(out, as_json=False)
+
+
+def _info_print(path, as_json):
+    from .info import format_text, summarize
+    from .store import SheetSet
+
+    s = summarize(SheetSet(path))
+    print(json.dumps(s, indent=1) if as_json else format_text(s))
+
+
+def _info(a):
+    _info_print(a.path, a.json)
+
+
+def _export(a):
+    from .ingest import export
+
+    export(a.path, a.to)
+    print(f"wrote {a.to}")
+
+
+def _ingest(a):
+    from .ingest import ingest
+
+    ingest(a.dir, a.out, survey=a.survey)
+    _info_print(a.out, as_json=False)
+
+
+def _show(a):
+    from .show import show_sheet
+
+    out = show_sheet(a.path, a.sheet, a.out)
+    print(f"wrote {out}")
+
+
+def _main_job(a):
+    """The README's first command: the default benchmark (cached), then its summary."""
+    from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
+    from .store import SheetSet
+
+    path = DEFAULT_PATH
+    try:
+        SheetSet(path)
+        print(f"using the cached default benchmark at {path}")
+    except NeoqaError:
+        simulate(path, DEFAULT_SHEETS, seed=0, survey="neowise", workers=a.workers)
+    _info_print(path, as_json=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neoqa", description="Vetting of moving-object QA sheets (NEOWISE, NEO Surveyor).")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("simulate", help="simulate QA sheets (default: the NEOWISE benchmark)")
+    s.add_argument("--survey", choices=["neowise", "neosurveyor"], default="neowise")
+    s.add_argument("--sheets", type=int, default=None, help="number of sheets (default 40000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="output dataset folder (default data/neowise-default)")
+    s.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
+    s.add_argument("--positive-fraction", type=float, default=None)
+    s.add_argument("--label-noise", type=float, default=None)
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_simulate)
+
+    s = sub.add_parser("info", help="summarise a dataset")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_info)
+
+    s = sub.add_parser("export", help="write a dataset as FITS cutouts plus Parquet tables")
+    s.add_argument("path")
+    s.add_argument("--to", required=True)
+    s.set_defaults(func=_export)
+
+    s = sub.add_parser("ingest", help="read FITS cutouts plus tables into a dataset")
+    s.add_argument("dir")
+    s.add_argument("--out", required=True)
+    s.add_argument("--survey", default=None, help="survey name if the folder does not say")
+    s.set_defaults(func=_ingest)
+
+    s = sub.add_parser("show", help="draw one sheet as a vetter sees it")
+    s.add_argument("path")
+    s.add_argument("--sheet", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_show)
+
+    s = sub.add_parser("main", help="the README's main job on the embedded default data")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=_main_job)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            args.func(args)
+    except NeoqaError as e:
+        print(f"neoqa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neoqa: interrupted; nothing partial was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

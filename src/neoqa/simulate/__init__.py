@@ -1,0 +1,6 @@
+"""The seeded QA-sheet simulator (docs/simulator.md)."""
+
+from .config import SimConfig
+from .runner import DEFAULT_PATH, DEFAULT_SHEETS, simulate, simulate_batch
+
+__all__ = ["SimConfig", "simulate", "simulate_batch", "DEFAULT_PATH", "DEFAULT_SHEETS"]

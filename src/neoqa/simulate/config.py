@@ -1,0 +1,37 @@
+"""Simulation settings that are not instrument facts (each documented in docs/simulator.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    survey: str = "neowise"
+    positive_fraction: float = 0.23          # the paper: 77% of sheets are false
+    label_noise: float = 0.02                # the paper: labels ~98% accurate
+    neo_fraction: float = 0.3                # share of linked objects that are NEOs
+    # Candidate kinds before linking and the label rule decide the label.
+    scenario_weights: dict = field(default_factory=lambda: {
+        "object": 0.34, "two_objects": 0.14, "chance": 0.34, "artifact": 0.18})
+    # Object brightness: expected single-exposure SNR in its brighter band follows
+    # N(>s) ~ s^-1 (a D^-2 size distribution at fixed geometry), so faint dominates.
+    snr_range: tuple = (2.5, 300.0)
+    snr_slope: float = 2.0
+    fill_probability: float = 0.22           # a false detection within tolerance of an epoch
+    false_kinds: dict = field(default_factory=lambda: {
+        "noise": 0.36, "cosmic_ray": 0.18, "hot_pixel": 0.07, "latent": 0.1,
+        "star_residual": 0.12, "other_object": 0.1, "ghost": 0.07})
+    artifact_kinds: dict = field(default_factory=lambda: {
+        "diffraction_spike": 0.35, "halo": 0.3, "ghost": 0.2, "latent": 0.15})
+    # Probability that the artifact flagger marks a spurious detection (then dropped).
+    flag_probability: float = 0.5
+    # Stars per square degree brighter than 1.5 mag below the ch1 depth at the
+    # galactic pole, rising toward the plane as 1 + plane_boost exp(-|b| / scale).
+    star_density_pole: float = 3000.0
+    star_plane_boost: float = 12.0
+    star_plane_scale_deg: float = 10.0
+    star_count_slope: float = 0.33           # d log N / d mag
+    max_field_stars: int = 5
+    lightcurve_amp_mag: tuple = (0.0, 0.4)
+    margin_px: int = 3                       # patch margin around the cutout for recentering

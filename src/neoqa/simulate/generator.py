@@ -1,0 +1,568 @@
+"""One batch of simulated QA sheets, from sky geometry to measured scalars.
+
+The flow for a batch of candidates (all steps vectorised over sheets or exposures):
+  1. survey geometry: time, pointing, the exposures that cover it, the observer's place;
+  2. what sits at each exposure: the moving object(s) propagated along their orbits,
+     or the false detections of each kind that a linker can string together;
+  3. rendering of a patch per exposure (PSF, stars, artifacts, sky, noise);
+  4. the pipeline: measure each candidate detection, apply the detection cuts,
+     stationary and artifact rejection, link along a linear motion, fit it;
+  5. the QA sheet: cutouts recentred on the fitted motion, the composite, scalars
+     measured from pixels, and the truth kept apart.
+The label is the rule applied to truth, never an input: a sheet is real iff at
+least ``min_links`` observations hold the same moving object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..schema import CUTOUT_SIZE, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
+from ..sheets import SheetBatch
+from . import geometry as geo
+from . import orbits, render, thermal
+from .config import SimConfig
+from .instruments import Instrument
+
+S = CUTOUT_SIZE
+KIND = SOURCE_CODE
+EMPTY = -1
+SC = {name: i for i, name in enumerate(SCENARIOS)}
+MAX_EPOCHS = 50
+
+
+class Frame:
+    """Per-band photometric constants of an instrument (DN units)."""
+
+    def __init__(self, inst: Instrument):
+        self.inst = inst
+        self.sigma_px = np.array(inst.fwhm_arcsec) / inst.pixel_scale_arcsec * render.FWHM_TO_SIGMA
+        self.sum_sq = np.array([render.psf_sum_sq(s) for s in self.sigma_px])
+        self.zp = np.array(inst.magzp)
+
+    def jy_to_dn(self, flux_jy):
+        return flux_jy / np.array(self.inst.zero_point_jy) * 10 ** (0.4 * self.zp)
+
+    def flux_noise_dn(self, depth_mag):
+        """PSF-fit flux error (DN) for a 5-sigma depth (mag)."""
+        return 10 ** (-0.4 * (depth_mag - self.zp)) / 5.0
+
+    def pixel_noise(self, depth_mag):
+        return self.flux_noise_dn(depth_mag) * np.sqrt(self.sum_sq)
+
+
+def _choice(rng, weights: dict, n, names=None):
+    keys = list(weights)
+    p = np.array([weights[k] for k in keys], dtype=float)
+    idx = rng.choice(len(keys), size=n, p=p / p.sum())
+    lookup = np.array([(names or KIND)[k] for k in keys])
+    return lookup[idx]
+
+
+def _disk(rng, n, radius):
+    r = radius * np.sqrt(rng.random(n))
+    a = rng.uniform(0, 2 * np.pi, n)
+    return r * np.cos(a), r * np.sin(a)
+
+
+def _power_law(rng, n, lo, hi, slope):
+    """Samples with density ~ x^-slope on [lo, hi]."""
+    u = rng.random(n)
+    g = 1.0 - slope
+    return (lo**g + u * (hi**g - lo**g)) ** (1.0 / g)
+
+
+# ------------------------------------------------------------------ 1. geometry
+def _survey_geometry(rng, inst: Instrument, n):
+    t0 = rng.uniform(*inst.mjd_range, n)
+    earth = geo.earth_position(t0)
+    sun_dir = -earth / np.linalg.norm(earth, axis=-1, keepdims=True)
+    sun_lon = np.rad2deg(np.arctan2(sun_dir[:, 1], sun_dir[:, 0]))
+    side = np.where(rng.random(n) < 0.5, 1.0, -1.0)          # leading or trailing
+    # Candidates concentrate toward the ecliptic, where the asteroids are (SETTING).
+    near = rng.random(n) < 0.7
+    if inst.cadence == "wise":
+        lat = np.where(near, rng.uniform(-30, 30, n), np.rad2deg(np.arcsin(rng.uniform(-1, 1, n))))
+        lon = sun_lon + side * 90.0                            # WISE scans at 90 deg elongation (EW)
+        # The scan circle sweeps ~1 deg/day; a point at latitude b stays in the 47'
+        # field for ~12/cos(b) orbits (ES-Prelim I.4.d; EW).
+        n_ep = np.rint(12.0 / np.maximum(np.cos(np.deg2rad(lat)), 0.2) * rng.uniform(0.75, 1.1, n))
+        n_ep = np.clip(n_ep, 6, MAX_EPOCHS).astype(np.int64)
+        j = np.arange(MAX_EPOCHS)
+        times = t0[:, None] + j[None, :] * geo.WISE_ORBIT_PERIOD_DAY + rng.normal(0, 2e-4, (n, MAX_EPOCHS))
+        mask = (j[None, :] < n_ep[:, None]) & (rng.random((n, MAX_EPOCHS)) > 0.05)
+    else:
+        lat = np.where(near, rng.uniform(-25, 25, n), rng.uniform(-40, 40, n))     # +-40 deg (B21)
+        lon = sun_lon + side * rng.uniform(45, 120, n)                               # 45-120 deg (B21)
+        # Four visits of six ~30 s exposures across ~8 h (B21): 24 exposures at most.
+        visit = np.arange(24) // 6
+        expo = np.arange(24) % 6
+        visit_t = np.arange(4)[None, :] * (2.0 / 24) + rng.normal(0, 10 / 1440, (n, 4))
+        times = t0[:, None] + visit_t[:, visit] + expo[None, :] * (42.0 / 86400)
+        times = np.concatenate([times, np.zeros((n, MAX_EPOCHS - 24))], axis=1)
+        mask = np.zeros((n, MAX_EPOCHS), bool)
+        mask[:, :24] = rng.random((n, 24)) > 0.1               # chip gaps (SETTING)
+    pointing_ecl = geo.lonlat_to_unit(lon, lat)
+    # Sheets need at least min_links exposures; shift the first exposures on if too few survive.
+    few = mask.sum(1) < inst.min_links
+    mask[few, : inst.min_links] = True
+    return t0, times, mask, pointing_ecl
+
+
+def _observer(inst, times, phase0):
+    return geo.observer_position(inst.observer, times, phase0[:, None] if inst.observer == "wise" else 0.0)
+
+
+# ------------------------------------------------------------------ 2. objects
+def _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid):
+    """Orbits through the line of sight; returns per-object physics and a validity mask."""
+    cls = np.where(rng.random(n) < cfg.neo_fraction, 2, 1)     # 1 mba, 2 neo
+    pos = np.zeros((n, 3))
+    vel = np.zeros((n, 3))
+    delta = np.zeros(n)
+    ok = np.zeros(n, bool)
+    todo = np.arange(n)
+    for _ in range(40):
+        if len(todo) == 0:
+            break
+        a = np.empty(len(todo)); e = np.empty(len(todo)); inc = np.empty(len(todo))
+        for code, pop in ((1, "mba"), (2, "neo")):
+            sel = cls[todo] == code
+            a[sel], e[sel], inc[sel] = orbits.sample_elements(rng, int(sel.sum()), pop)
+        p, v, d, good = orbits.place_on_sightline(rng, obs_mid[todo], pointing_ecl[todo], a, e, inc)
+        hit = todo[good]
+        pos[hit], vel[hit], delta[hit], ok[hit] = p[good], v[good], d[good], True
+        todo = todo[~good]
+        # An NEO fits more sight lines than a main-belt object; let stragglers switch.
+        cls[todo] = np.where(rng.random(len(todo)) < 0.5, 2, cls[todo])
+    # Rows with no valid geometry get a placeholder orbit; they are never rendered as objects.
+    pos[~ok] = [2.5, 0.0, 0.0]
+    vel[~ok] = [0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0]
+    delta[~ok] = 1.5
+    # Physical properties (SETTING distributions; see docs/simulator.md).
+    pv = np.exp(rng.normal(np.log(np.where(cls == 2, 0.14, 0.08)), 0.6, n)).clip(0.02, 0.6)
+    beaming = np.where(cls == 2, rng.normal(1.4, 0.3, n), rng.normal(1.0, 0.15, n)).clip(0.7, 2.8)
+    band_albedo = np.stack([1.6 * pv, 1.6 * pv], -1)
+    f1 = thermal.neatm_flux(pos, np.broadcast_to(obs_mid, pos.shape) if obs_mid.ndim == 1 else obs_mid,
+                            np.ones(n), pv, band_albedo, inst.wavelength_nm, beaming=beaming)
+    f1 = np.where(ok[:, None], f1, 1e-9)
+    snr_1km = frame.jy_to_dn(f1) / frame.flux_noise_dn(np.array(inst.depth_5sigma_mag))
+    snr = _power_law(rng, n, *cfg.snr_range, cfg.snr_slope)
+    diameter = np.sqrt(snr / snr_1km.max(-1))                  # flux scales as D^2
+    r = np.linalg.norm(pos, axis=-1)
+    o2o = obs_mid - pos
+    phase = np.rad2deg(np.arccos(np.clip(np.sum(-pos * o2o, -1) / (r * np.linalg.norm(o2o, axis=-1)), -1, 1)))
+    return {"cls": np.where(ok, cls, 0), "pos": pos, "vel": vel, "ok": ok, "flux_dn": frame.jy_to_dn(f1) * diameter[:, None] ** 2,
+            "diameter": diameter, "pv": pv, "beaming": beaming, "r": r, "delta": delta, "phase": phase, "snr": snr}
+
+
+def _sky_track(inst, obj, times, t_mid, observer):
+    """Apparent equatorial directions [n, E, 3] of each object at each exposure (light-time corrected)."""
+    dt = times - t_mid[:, None]
+    p = orbits.propagate(obj["pos"][:, None, :], obj["vel"][:, None, :], dt)
+    lt = np.linalg.norm(p - observer, axis=-1) / geo.C_AU_PER_DAY
+    p = orbits.propagate(obj["pos"][:, None, :], obj["vel"][:, None, :], dt - lt)
+    v = p - observer
+    return geo.ecliptic_to_equatorial(v / np.linalg.norm(v, axis=-1, keepdims=True))
+
+
+# ------------------------------------------------------------------ the batch
+def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetBatch | None:
+    """Simulate ``n`` candidate tracklets; return the ones the linker accepts."""
+    frame = Frame(inst)
+    scale = inst.pixel_scale_arcsec
+    t0, times, mask, pointing_ecl = _survey_geometry(rng, inst, n)
+    E = MAX_EPOCHS
+    first = np.argmax(mask, axis=1)
+    t_first = times[np.arange(n), first]
+    t_last = np.max(np.where(mask, times, -np.inf), axis=1)
+    t_mid = 0.5 * (t_first + t_last)
+    phase0 = rng.uniform(0, 2 * np.pi, n)
+    observer = _observer(inst, times, phase0)                    # [n, E, 3]
+    obs_mid = _observer(inst, t_mid[:, None], phase0)[:, 0]
+    scenario = _choice(rng, cfg.scenario_weights, n, SC)
+
+    # Objects: A for 'object' and 'two_objects', B for 'two_objects'.
+    objA = _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid)
+    objB = _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid)
+    has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
+    scenario = np.where(has_obj & ~objA["ok"], SC["chance"], scenario)   # no orbit fits this sight line
+    scenario = np.where((scenario == SC["two_objects"]) & ~objB["ok"], SC["object"], scenario)
+    has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
+
+    # Tangent-plane reference: object A at mid-time, else the pointing.
+    dirA = _sky_track(inst, objA, times, t_mid, observer)
+    centre_eq = geo.ecliptic_to_equatorial(pointing_ecl)
+    mid_dir = geo.ecliptic_to_equatorial(objA["pos"] - obs_mid)
+    mid_dir /= np.linalg.norm(mid_dir, axis=-1, keepdims=True)
+    centre_eq = np.where(has_obj[:, None], mid_dir, centre_eq)
+    ax, ay = geo.project(dirA, centre_eq, scale)                  # [n, E] pixels
+
+    # False hypotheses: linear motion, uniform in the 2-D velocity disk of the rate window.
+    rmin, rmax = inst.rate_window_deg_per_day
+    rate = np.sqrt(rng.uniform(rmin**2, rmax**2, n)) * 3600.0 / scale       # px/day
+    pa = rng.uniform(0, 2 * np.pi, n)
+    dt = times - t_mid[:, None]
+    hx = -np.sin(pa)[:, None] * rate[:, None] * dt
+    hy = np.cos(pa)[:, None] * rate[:, None] * dt
+    path_x = np.where(has_obj[:, None], ax, hx)
+    path_y = np.where(has_obj[:, None], ay, hy)
+
+    # Second object: another asteroid whose positions fall near A's track at its epochs.
+    split = rng.integers(2, np.maximum(3, mask.sum(1) - 1))
+    order = np.cumsum(mask, axis=1) - 1
+    isB = (scenario == SC["two_objects"])[:, None] & (order >= split[:, None])
+    tol = inst.link_tolerance_px
+    bx0, by0 = _disk(rng, n, 0.7 * tol)
+    bdv = rng.normal(0, 0.5, (2, n))                              # px/day relative drift
+
+    # ---- 2. what sits at each exposure (flat list over valid exposures)
+    si, ei = np.nonzero(mask)
+    M = len(si)
+    sc = scenario[si]
+    kind_p = np.full(M, EMPTY)
+    oid_p = np.full(M, -1)
+    is_obj = np.isin(sc, [SC["object"], SC["two_objects"]])
+    kind_p[is_obj] = KIND["object"]
+    oid_p[is_obj] = np.where(isB[si, ei][is_obj], 1, 0)
+    chance = sc == SC["chance"]
+    kind_p[chance] = np.where(rng.random(chance.sum()) < 0.85, _choice(rng, cfg.false_kinds, chance.sum()), EMPTY)
+    art = sc == SC["artifact"]
+    kind_p[art] = np.where(rng.random(art.sum()) < 0.55, _choice(rng, cfg.artifact_kinds, art.sum()),
+                           _choice(rng, cfg.false_kinds, art.sum()))
+    jx, jy = _disk(rng, M, tol)
+    px_ = path_x[si, ei]
+    py_ = path_y[si, ei]
+    dtm = dt[si, ei]
+    anc_x = np.where(is_obj, px_, px_ + jx)
+    anc_y = np.where(is_obj, py_, py_ + jy)
+    b = oid_p == 1
+    anc_x[b] = px_[b] + bx0[si[b]] + bdv[0, si[b]] * dtm[b]
+    anc_y[b] = py_[b] + by0[si[b]] + bdv[1, si[b]] * dtm[b]
+    fill = rng.random(M) < cfg.fill_probability
+    kind_s = np.where(fill, _choice(rng, cfg.false_kinds, M), EMPTY)
+    sx, sy = _disk(rng, M, tol)
+    sec_x, sec_y = px_ + sx, py_ + sy
+
+    # Patch frame: integer centre at the primary anchor.
+    P = S + 2 * cfg.margin_px
+    half = P // 2
+    cx = np.rint(anc_x)
+    cy = np.rint(anc_y)
+
+    # Per-exposure noise (depth varies with background: WISE jitter, NEOS zodiacal level).
+    depth_lo, depth_hi = np.array(inst.depth_5sigma_mag), np.array(inst.depth_5sigma_mag_bright)
+    zodi = rng.random(n)[si, None]
+    depth = depth_lo + (depth_hi - depth_lo) * zodi + rng.normal(0, inst.depth_jitter_mag, (M, 1))
+    sig_pix = frame.pixel_noise(depth)                           # [M, C]
+    sig_f = frame.flux_noise_dn(depth)                           # [M, C]
+
+    # ---- 3. sources to render: slots [primary, secondary, bright star, field stars...]
+    NF = cfg.max_field_stars
+    NS = 3 + NF
+    C = 2
+    X = np.zeros((M, NS)); Y = np.zeros((M, NS))
+    F = np.zeros((M, NS, C)); W = np.ones((M, NS, C))
+    star_cat = np.zeros((M, NS), bool)                           # catalogued stars (for rejection)
+    star_mag = np.full((M, NS), np.nan)
+
+    def place(slot, kinds, xs, ys, oid):
+        X[:, slot], Y[:, slot] = xs - cx + half, ys - cy + half
+        k = kinds
+        amp = np.zeros((M, C))
+        one_band = rng.integers(0, C, M)
+        a_noise = 3.6 + rng.exponential(0.9, M)
+        a_bright = 10 ** rng.uniform(np.log10(5), np.log10(150), M)
+        a_mod = 4.0 + rng.exponential(2.5, M)
+        sel = k == KIND["noise"]
+        amp[sel, one_band[sel]] = a_noise[sel]
+        sel = (k == KIND["cosmic_ray"]) | (k == KIND["hot_pixel"])
+        amp[sel, one_band[sel]] = a_bright[sel]
+        W[sel, slot, :] = np.where(k[sel, None] == KIND["hot_pixel"], 0.12, 0.3)
+        hot = k == KIND["hot_pixel"]
+        X[hot, slot] = np.rint(X[hot, slot]); Y[hot, slot] = np.rint(Y[hot, slot])
+        sel = k == KIND["latent"]                                # latents: stronger in the short band (SETTING)
+        amp[sel] = a_mod[sel, None] * np.array([1.0, 0.4])
+        sel = k == KIND["ghost"]                                 # no optical ghosts in W1 (ES)
+        amp[sel, 1] = a_mod[sel]
+        W[sel, slot, :] = 1.6
+        stellar = 10 ** (-0.4 * rng.normal(0.05, 0.1, M))       # ch2/ch1 flux ratio of a star
+        sel = np.isin(k, [KIND["star_residual"], KIND["diffraction_spike"], KIND["halo"]])
+        amp[sel, 0] = a_mod[sel]
+        amp[sel, 1] = a_mod[sel] * stellar[sel] * (sig_f[sel, 0] / sig_f[sel, 1]) * (
+            10 ** (0.4 * (frame.zp[1] - frame.zp[0])))
+        sel = k == KIND["other_object"]
+        amp[sel, 1] = a_mod[sel]
+        amp[sel, 0] = a_mod[sel] * 10 ** rng.uniform(-1.2, 0.0, sel.sum())
+        flux = amp * sig_f
+        sel = k == KIND["object"]
+        if sel.any():
+            lc_amp = rng.uniform(*cfg.lightcurve_amp_mag, n)[si]
+            lc_per = rng.uniform(3, 12, n)[si] / 24
+            lc_ph = rng.uniform(0, 2 * np.pi, n)[si]
+            lc = 10 ** (-0.2 * lc_amp * np.sin(2 * np.pi * times[si, ei] / lc_per + lc_ph))
+            fa = objA["flux_dn"][si] * lc[:, None]
+            fb = objB["flux_dn"][si] * lc[:, None]
+            flux[sel] = np.where((oid == 1)[sel, None], fb[sel], fa[sel])
+        F[:, slot] = flux
+
+    place(0, kind_p, anc_x, anc_y, oid_p)
+    place(1, kind_s, sec_x, sec_y, np.full(M, -1))
+
+    # Bright star for spikes and halos, placed so the primary detection lies on the feature.
+    spike = kind_p == KIND["diffraction_spike"]
+    halo = kind_p == KIND["halo"]
+    bright = spike | halo
+    d = rng.uniform(3.0, 7.0, M)
+    ang = np.where(spike, rng.integers(0, 4, M) * (np.pi / 2), rng.uniform(0, 2 * np.pi, M))
+    X[:, 2] = np.where(bright, X[:, 0] + d * np.cos(ang), -100.0)
+    Y[:, 2] = np.where(bright, Y[:, 0] + d * np.sin(ang), -100.0)
+    bmag = rng.uniform(5.5, 9.5, M)
+    bcol = rng.normal(0.05, 0.1, M)
+    F[:, 2, 0] = np.where(bright, 10 ** (-0.4 * (bmag - frame.zp[0])), 0)
+    F[:, 2, 1] = np.where(bright, 10 ** (-0.4 * (bmag - bcol - frame.zp[1])), 0)
+    star_cat[:, 2] = bright
+    star_mag[:, 2] = np.where(bright, bmag, np.nan)
+
+    # Field stars: density by galactic latitude, magnitudes from the counts slope.
+    blat = geo.galactic_latitude(centre_eq)[si]
+    m_faint = depth_lo[0] + 1.5
+    dens = cfg.star_density_pole * (1 + cfg.star_plane_boost * np.exp(-np.abs(blat) / cfg.star_plane_scale_deg))
+    area = (P * scale / 3600.0) ** 2
+    nstar = np.minimum(rng.poisson(dens * area), NF)
+    u_min = 10 ** (cfg.star_count_slope * (6.0 - m_faint))
+    for j in range(NF):
+        on = j < nstar
+        m1 = m_faint + np.log10(rng.uniform(u_min, 1.0, M)) / cfg.star_count_slope
+        col = rng.normal(0.05, 0.1, M)
+        X[:, 3 + j] = np.where(on, rng.uniform(-0.5, P - 0.5, M), -100.0)
+        Y[:, 3 + j] = np.where(on, rng.uniform(-0.5, P - 0.5, M), -100.0)
+        F[:, 3 + j, 0] = np.where(on, 10 ** (-0.4 * (m1 - frame.zp[0])), 0)
+        F[:, 3 + j, 1] = np.where(on, 10 ** (-0.4 * (m1 - col - frame.zp[1])), 0)
+        star_cat[:, 3 + j] = on & (m1 < depth_lo[0] + 0.5)     # catalogue depth (SETTING)
+        star_mag[:, 3 + j] = np.where(on, m1, np.nan)
+
+    sigma = frame.sigma_px[None, None, :] * W
+    img = render.render_points(X.astype(np.float32), Y.astype(np.float32), F.astype(np.float32),
+                               sigma.astype(np.float32), P)
+    if bright.any():
+        bi = np.flatnonzero(bright)
+        sub = img[bi]
+        fstar = F[bi, 2]
+        render.render_spikes(sub, X[bi, 2].astype(np.float32), Y[bi, 2].astype(np.float32),
+                             (2e-3 * fstar).astype(np.float32), np.broadcast_to(frame.sigma_px, (len(bi), C)).astype(np.float32))
+        render.render_rings(sub, X[bi, 2].astype(np.float32), Y[bi, 2].astype(np.float32),
+                            d[bi].astype(np.float32), (5e-3 / (2 * np.pi * d[bi, None]) * fstar).astype(np.float32))
+        img[bi] = sub
+    sky_true = (inst.gain * sig_pix**2).astype(np.float32)      # sky-limited: variance = sky / gain
+    noise = rng.standard_normal(img.shape, dtype=np.float32)
+    img += sky_true[:, :, None, None] + noise * sig_pix.astype(np.float32)[:, :, None, None]
+    sat = (10 ** (-0.4 * (np.array(inst.saturation_mag) - frame.zp)) * 0.2).astype(np.float32)
+    np.minimum(img, sat[None, :, None, None] + sky_true[:, :, None, None], out=img)
+
+    # ---- 4. the pipeline
+    sky, noise_est = render.sky_and_noise(img)
+    mp = render.measure(img, X[:, 0], Y[:, 0], frame.sigma_px, sky, noise_est)
+    ms = render.measure(img, X[:, 1], Y[:, 1], frame.sigma_px, sky, noise_est)
+
+    fwhm_px = np.array(inst.fwhm_arcsec).mean() / scale
+    sx_all, sy_all = X[:, 2:], Y[:, 2:]
+
+    def passes(m, kinds):
+        snr = m["snr"].max(1)
+        band = m["snr"].argmax(1)
+        chi2 = m["chi2"][np.arange(M), band]
+        ok = (snr >= inst.detect_snr) & ((chi2 <= inst.chi2_max) | (snr >= inst.chi2_bright_snr))
+        dist = np.hypot(sx_all - m["x"][:, None], sy_all - m["y"][:, None])
+        ok &= ~np.any(star_cat[:, 2:] & (dist < fwhm_px), axis=1)          # stationary rejection
+        artifact = np.isin(kinds, [KIND["diffraction_spike"], KIND["halo"], KIND["ghost"], KIND["latent"]])
+        ok &= ~(artifact & (rng.random(M) < cfg.flag_probability))        # artifact flags drop them
+        return ok & (kinds != EMPTY)
+
+    ok_p = passes(mp, kind_p)
+    ok_s = passes(ms, kind_s)
+    use_s = ~ok_p & ok_s
+    linked = ok_p | ok_s
+    meas = {key: np.where(use_s[:, None] if mp[key].ndim == 2 else use_s, ms[key], mp[key]) for key in mp}
+    kind = np.where(use_s, kind_s, kind_p)
+    oid = np.where(use_s, -1, oid_p)
+    oid = np.where(kind == KIND["object"], oid, -1)
+    true_x = np.where(use_s, X[:, 1], X[:, 0])
+    true_y = np.where(use_s, Y[:, 1], Y[:, 0])
+
+    # Linear-motion fit per sheet in the tangent plane (pixels), one outlier pass.
+    gx = meas["x"] + cx - half                                    # measured tangent-plane position
+    gy = meas["y"] + cy - half
+    L = np.zeros((n, E), bool)
+    L[si, ei] = linked
+    GX = np.zeros((n, E)); GY = np.zeros((n, E))
+    GX[si, ei] = gx; GY[si, ei] = gy
+    for _ in range(2):
+        fit = _fit_lines(dt, GX, GY, L)
+        res = np.hypot(GX - fit[0], GY - fit[1])
+        worst = np.argmax(np.where(L, res, -1), axis=1)
+        drop = res[np.arange(n), worst] > 2.5 * tol
+        L[np.arange(n)[drop], worst[drop]] = False
+    fit = _fit_lines(dt, GX, GY, L)
+    k = L.sum(1)
+    vx, vy = fit[2], fit[3]
+    fit_rate = np.hypot(vx, vy) * scale / 3600.0
+    keep = (k >= inst.min_links) & (fit_rate >= rmin) & (fit_rate <= rmax)
+    if not keep.any():
+        return None
+
+    # ---- 5. assemble the QA sheets of the accepted candidates
+    flat = L[si, ei] & keep[si]
+    fi = np.flatnonzero(flat)                                     # rows of the flat exposure list
+    osi = si[fi]
+    pred_x, pred_y = fit[0][osi, ei[fi]], fit[1][osi, ei[fi]]
+    ox = np.clip(np.rint(pred_x - cx[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
+    oy = np.clip(np.rint(pred_y - cy[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
+    r0 = half + oy - S // 2
+    c0 = half + ox - S // 2
+    rr = r0[:, None] + np.arange(S)[None, :]
+    cc = c0[:, None] + np.arange(S)[None, :]
+    cut = img[fi[:, None, None, None], np.arange(C)[None, :, None, None], rr[:, None, :, None], cc[:, None, None, :]]
+    ccx = cx[fi] + ox                                            # cutout centre in the tangent plane
+    ccy = cy[fi] + oy
+
+    keep_idx = np.flatnonzero(keep)
+    remap = np.full(n, -1)
+    remap[keep_idx] = np.arange(len(keep_idx))
+    sheet_of = remap[osi]
+    N = len(keep_idx)
+    kk = k[keep_idx]
+
+    snr = meas["snr"][fi]
+    flux = meas["flux"][fi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(flux > 0, frame.zp[None, :] - 2.5 * np.log10(np.where(flux > 0, flux, 1)), np.nan)
+        magerr = np.where(flux > 0, 1.0857 / np.abs(snr), np.nan)
+    band = snr.argmax(1)
+    chi2 = meas["chi2"][fi, band]
+    resid = np.hypot(gx[fi] - pred_x, gy[fi] - pred_y) * scale
+    sdist = np.hypot(sx_all[fi] - meas["x"][fi, None], sy_all[fi] - meas["y"][fi, None])
+    sdist = np.where(star_cat[fi, 2:], sdist, np.inf)        # the pipeline knows catalogued stars only
+    nearest = np.argmin(sdist, axis=1)
+    dmin = sdist[np.arange(len(fi)), nearest]
+    has_star = np.isfinite(dmin)
+    star_dist = np.where(has_star, dmin * scale, np.nan)
+    smag = np.where(has_star, star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
+    near_flag = (star_dist < 3 * np.mean(inst.fwhm_arcsec)).astype(np.float32)
+    t_obs = times[osi, ei[fi]]
+    t_start = np.full(N, np.inf)
+    np.minimum.at(t_start, sheet_of, t_obs)
+    obs_scalars = np.stack([
+        (t_obs - t_start[sheet_of]) * 24.0, resid, snr[:, 0], snr[:, 1], mag[:, 0], mag[:, 1],
+        magerr[:, 0], magerr[:, 1], chi2, sky[fi, 0], sky[fi, 1], near_flag, star_dist, smag,
+    ], axis=1).astype(np.float32)
+    assert obs_scalars.shape[1] == len(OBS_SCALARS)
+
+    # Astrometry of each detection, from its measured position.
+    det_eq = geo.deproject(gx[fi], gy[fi], centre_eq[osi], scale)
+    lon, lat = geo.unit_to_lonlat(det_eq)
+
+    # Composite: background-subtracted cutouts averaged in the moving frame.
+    sub = cut - sky[fi][:, :, None, None]
+    starts = np.concatenate([[0], np.cumsum(kk)[:-1]])             # rows are sorted by sheet
+    composite = (np.add.reduceat(sub, starts, axis=0) / kk[:, None, None, None]).astype(np.float32)
+    comp_noise = np.sqrt(np.add.reduceat(noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
+    centre = np.full(N, S // 2, float)
+    cm = render.measure(composite, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0)
+
+    pad = np.full((N, E), np.nan)
+
+    def per_sheet(values):
+        out = pad.copy()
+        out[sheet_of, ei[fi]] = values
+        return out
+
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            snr1, snr2 = per_sheet(snr[:, 0]), per_sheet(snr[:, 1])
+            mag1, mag2 = per_sheet(mag[:, 0]), per_sheet(mag[:, 1])
+            span = (np.nanmax(per_sheet(t_obs), 1) - np.nanmin(per_sheet(t_obs), 1)) * 24
+            ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
+            sun = -geo.earth_position(t_mid[keep_idx])
+            elong = np.rad2deg(np.arccos(np.clip(np.sum(sun / np.linalg.norm(sun, axis=-1, keepdims=True)
+                                                        * pointing_ecl[keep_idx], -1), -1, 1)))
+            sheet_scalars = np.stack([
+                kk, span, fit_rate[keep_idx],
+                np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
+                np.sqrt(np.nanmean(per_sheet(resid) ** 2, 1)), np.nanmax(per_sheet(resid), 1),
+                np.nanmedian(snr1, 1), np.nanmedian(snr2, 1), np.nanmax(snr1, 1), np.nanmax(snr2, 1),
+                np.nanmedian(mag1, 1), np.nanmedian(mag2, 1), np.nanmedian(mag1 - mag2, 1), np.nanstd(mag2, 1),
+                np.nanmedian(per_sheet(chi2), 1), np.nanmean(per_sheet(near_flag), 1),
+                np.nanmean(snr1 >= inst.detect_snr, 1, where=np.isfinite(snr1)),
+                np.nanmean(snr2 >= inst.detect_snr, 1, where=np.isfinite(snr2)),
+                cm["snr"][:, 0], cm["snr"][:, 1],
+                np.nanmedian(per_sheet(sky[fi, 0]), 1), np.nanmedian(per_sheet(sky[fi, 1]), 1),
+                ecl_lat, geo.galactic_latitude(centre_eq[keep_idx]), elong,
+            ], axis=1).astype(np.float32)
+    assert sheet_scalars.shape[1] == len(SHEET_SCALARS)
+
+    # Truth, and the label rule applied to it.
+    okind = kind[fi]
+    ooid = oid[fi]
+    count = np.zeros((N, 2), np.int64)
+    for o in (0, 1):
+        np.add.at(count[:, o], sheet_of, (ooid == o).astype(np.int64))
+    n_obj = count.max(1)
+    clean = (n_obj >= inst.min_links).astype(np.int8)
+    ks = keep_idx
+    span_days = np.maximum(t_last - t_first, 1e-6)[ks]
+    true_rate = np.where(has_obj[ks], np.hypot(_endpoint(ax, mask)[ks], _endpoint(ay, mask)[ks])
+                         / span_days * scale / 3600.0, np.nan)
+    truth_sheet = {
+        "clean_label": clean, "scenario": scenario[ks].astype(np.int8),
+        "object_class": np.where(has_obj[ks], objA["cls"][ks], 0).astype(np.int8),
+        "n_object_obs": n_obj.astype(np.int16),
+        "diameter_km": _if(has_obj[ks], objA["diameter"][ks]), "albedo": _if(has_obj[ks], objA["pv"][ks]),
+        "beaming": _if(has_obj[ks], objA["beaming"][ks]), "r_au": _if(has_obj[ks], objA["r"][ks]),
+        "delta_au": _if(has_obj[ks], objA["delta"][ks]), "phase_deg": _if(has_obj[ks], objA["phase"][ks]),
+        "true_rate_deg_per_day": true_rate.astype(np.float32), "true_snr": _if(has_obj[ks], objA["snr"][ks]),
+    }
+    truth_obs = {"source_kind": okind.astype(np.int8), "object_id": ooid.astype(np.int16),
+                 "true_x_px": (true_x[fi] - (ccx - cx[fi] + half)).astype(np.float32),
+                 "true_y_px": (true_y[fi] - (ccy - cy[fi] + half)).astype(np.float32)}
+    return SheetBatch(
+        sheet_id=np.array([""] * N, dtype=object), label=clean.copy(), k=kk.astype(np.int32),
+        composite=composite, sheet_scalars=sheet_scalars, cutouts=cut.astype(np.float32),
+        obs_scalars=obs_scalars, ra=lon, dec=lat, mjd=t_obs, band=band.astype(np.int8),
+        mag=mag[np.arange(len(fi)), band].astype(np.float32),
+        truth_sheet=truth_sheet, truth_obs=truth_obs,
+    )
+
+
+def _if(cond, values):
+    return np.where(cond, values, np.nan).astype(np.float32)
+
+
+def _endpoint(a, mask):
+    """Displacement between the first and last valid exposure, per row."""
+    first = np.argmax(mask, axis=1)
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    rows = np.arange(a.shape[0])
+    return a[rows, last] - a[rows, first]
+
+
+def _fit_lines(t, X, Y, L):
+    """Least-squares x(t), y(t) lines per row over the linked exposures.
+
+    Returns (x_pred, y_pred, vx, vy) with predictions at every exposure.
+    """
+    w = L.astype(float)
+    sw = np.maximum(w.sum(1), 1)
+    tm = (w * t).sum(1) / sw
+    tc = t - tm[:, None]
+    stt = np.maximum((w * tc * tc).sum(1), 1e-12)
+    out = []
+    vs = []
+    for V in (X, Y):
+        vm = (w * V).sum(1) / sw
+        v = (w * tc * (V - vm[:, None])).sum(1) / stt
+        out.append(vm[:, None] + v[:, None] * tc)
+        vs.append(v)
+    return out[0], out[1], vs[0], vs[1]

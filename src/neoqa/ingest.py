@@ -1,0 +1,296 @@
+"""Real data in and out: one FITS file per sheet plus two tables (docs/format.md).
+
+    DIR/sheets.parquet        one row per sheet: sheet_id, label, then sheet scalars
+    DIR/observations.parquet  one row per observation: sheet_id, obs_index, mjd, ra, dec,
+                              band, mag, then observation scalars
+    DIR/fits/<sheet_id>.fits  primary HDU (header only), OBS001..OBSnnn and COMPOSITE image
+                              HDUs, each a [channel, y, x] cube
+    DIR/dataset.json          optional: survey, channels, pixel scale, provenance, and the
+                              scalar column lists (then the tables must hold exactly those)
+    DIR/truth_*.parquet       optional simulation truth (never present for real data)
+Either table may be CSV (``sheets.csv``, ``observations.csv``) instead of Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from astropy.io import fits
+from tqdm import tqdm
+
+from .errors import NeoqaError
+from .schema import TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from .sheets import SheetBatch
+from .store import SheetSet, atomic_path, write_dataset
+
+SHEET_KEYS = ("sheet_id", "label")
+OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
+FINITE_REQUIRED = ("mjd", "ra", "dec")
+SHARD_SHEETS = 5_000
+
+
+# ------------------------------------------------------------------ export
+def export(path, out) -> Path:
+    """Write a dataset in the folder layout above (atomically)."""
+    ds = SheetSet(path)
+    out = Path(out)
+    with atomic_path(out, is_dir=True) as tmp:
+        (tmp / "fits").mkdir(parents=True)
+        sheet_tables, obs_tables, ts_tables, to_tables = [], [], [], []
+        bar = tqdm(total=len(ds), desc="export", unit="sheet")
+        for b in ds.iter_shards():
+            _export_fits(b, tmp / "fits", ds.meta)
+            sheet_tables.append(_sheet_table(b))
+            obs_tables.append(_obs_table(b, ds.meta["channels"]))
+            if b.truth_sheet is not None:
+                ts_tables.append(pa.table({"sheet_id": b.sheet_id, **b.truth_sheet}))
+                to_tables.append(pa.table({"sheet_id": np.repeat(b.sheet_id, b.k), **b.truth_obs}))
+            bar.update(len(b))
+        bar.close()
+        pq.write_table(pa.concat_tables(sheet_tables), tmp / "sheets.parquet")
+        pq.write_table(pa.concat_tables(obs_tables), tmp / "observations.parquet")
+        if ts_tables:
+            pq.write_table(pa.concat_tables(ts_tables), tmp / "truth_sheets.parquet")
+            pq.write_table(pa.concat_tables(to_tables), tmp / "truth_observations.parquet")
+        meta = {key: ds.meta[key] for key in ("survey", "channels", "pixel_scale_arcsec", "provenance",
+                                               "sheet_scalars", "obs_scalars")}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def _sheet_table(b: SheetBatch) -> pa.Table:
+    cols = {"sheet_id": b.sheet_id, "label": b.label}
+    cols.update({name: b.sheet_scalars[:, i] for i, name in enumerate(b.sheet_scalar_names)})
+    return pa.table(cols)
+
+
+def _obs_table(b: SheetBatch, channels) -> pa.Table:
+    index = np.concatenate([np.arange(k) for k in b.k]).astype(np.int32)
+    cols = {"sheet_id": np.repeat(b.sheet_id, b.k), "obs_index": index, "mjd": b.mjd, "ra": b.ra,
+            "dec": b.dec, "band": np.asarray(channels)[b.band], "mag": b.mag}
+    cols.update({name: b.obs_scalars[:, i] for i, name in enumerate(b.obs_scalar_names)})
+    return pa.table(cols)
+
+
+def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
+    off = b.offsets
+    for i, sid in enumerate(b.sheet_id):
+        head = fits.Header()
+        head["SHEETID"] = sid
+        head["SURVEY"] = meta["survey"]
+        head["NOBS"] = int(b.k[i])
+        head["PIXSCALE"] = (meta["pixel_scale_arcsec"], "arcsec / pixel")
+        for c, name in enumerate(meta["channels"]):
+            head[f"CHAN{c + 1}"] = (name, f"band of cube plane {c + 1}")
+        hdus = [fits.PrimaryHDU(header=head)]
+        for j in range(int(b.k[i])):
+            h = fits.ImageHDU(b.cutouts[off[i] + j], name=f"OBS{j + 1:03d}")
+            h.header["MJD-OBS"] = float(b.mjd[off[i] + j])
+            hdus.append(h)
+        hdus.append(fits.ImageHDU(b.composite[i], name="COMPOSITE"))
+        fits.HDUList(hdus).writeto(folder / f"{sid}.fits")
+
+
+# ------------------------------------------------------------------ ingest
+def ingest(folder, out, survey: str | None = None) -> Path:
+    """Read the folder layout above into a validated dataset at ``out``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NeoqaError(f"{folder}: no such folder")
+    if not any(folder.iterdir()):
+        raise NeoqaError(f"{folder}: the folder is empty")
+    meta_file = folder / "dataset.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    sheets_path, sheets = _read_table(folder, "sheets")
+    obs_path, obs = _read_table(folder, "observations")
+    sheet_scalars = _scalar_columns(sheets_path, sheets, SHEET_KEYS, meta.get("sheet_scalars"))
+    obs_scalars = _scalar_columns(obs_path, obs, OBS_KEYS, meta.get("obs_scalars"))
+
+    sid = _strings(sheets_path, sheets, "sheet_id")
+    uniq, counts = np.unique(sid, return_counts=True)
+    if (counts > 1).any():
+        row = int(np.flatnonzero(sid == uniq[counts > 1][0])[1]) + 2
+        raise NeoqaError(f"{sheets_path}: row {row}: duplicate sheet_id {uniq[counts > 1][0]!r}")
+    label = _numbers(sheets_path, sheets, "label", sid, allow_nan=False)
+    bad = np.flatnonzero(~np.isin(label, (-1, 0, 1)))
+    if len(bad):
+        raise NeoqaError(f"{sheets_path}: sheet {sid[bad[0]]!r}: field 'label' is {label[bad[0]]}, must be -1, 0 or 1")
+    S_scal = np.stack([_numbers(sheets_path, sheets, c, sid) for c in sheet_scalars], 1).astype(np.float32) \
+        if sheet_scalars else np.zeros((len(sid), 0), np.float32)
+
+    osid = _strings(obs_path, obs, "sheet_id")
+    unknown = np.setdiff1d(osid, sid)
+    if len(unknown):
+        raise NeoqaError(f"{obs_path}: sheet_id {unknown[0]!r} is not in {sheets_path.name}")
+    oidx = _numbers(obs_path, obs, "obs_index", osid, allow_nan=False).astype(np.int64)
+    pos = {s: i for i, s in enumerate(sid)}
+    sheet_pos = np.array([pos[s] for s in osid], dtype=np.int64)
+    order = np.lexsort((oidx, sheet_pos))
+    k = np.bincount(sheet_pos, minlength=len(sid)).astype(np.int32)
+    empty = np.flatnonzero(k == 0)
+    if len(empty):
+        raise NeoqaError(f"{obs_path}: sheet {sid[empty[0]]!r} has no observations")
+    expect = np.concatenate([np.arange(n) for n in k])
+    if not np.array_equal(oidx[order], expect):
+        first = int(np.flatnonzero(oidx[order] != expect)[0])
+        raise NeoqaError(f"{obs_path}: sheet {osid[order][first]!r}: field 'obs_index' must run 0..k-1 without gaps or repeats")
+
+    def ocol(name, allow_nan=True):
+        return _numbers(obs_path, obs, name, osid, allow_nan=allow_nan)[order]
+
+    mjd, ra, dec = (ocol(n, allow_nan=False) for n in FINITE_REQUIRED)
+    mag = ocol("mag").astype(np.float32)
+    O_scal = np.stack([ocol(c) for c in obs_scalars], 1).astype(np.float32) if obs_scalars \
+        else np.zeros((len(osid), 0), np.float32)
+    bands = _strings(obs_path, obs, "band")[order]
+
+    channels, scale, images, composites = _read_fits(folder, sid, k, meta)
+    unknown_band = np.setdiff1d(bands, channels)
+    if len(unknown_band):
+        raise NeoqaError(f"{obs_path}: field 'band' has value {unknown_band[0]!r}, not one of the channels {channels}")
+    band = np.array([channels.index(b) for b in bands], dtype=np.int8)
+
+    truth_s, truth_o = _read_truth(folder, sid, order)
+    full_meta = {
+        "survey": survey or meta.get("survey") or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
+        "provenance": meta.get("provenance") or {"generator": "neoqa.ingest", "source": str(folder)},
+    }
+    batch = SheetBatch(sheet_id=sid, label=label.astype(np.int8), k=k, composite=composites,
+                       sheet_scalars=S_scal, cutouts=images, obs_scalars=O_scal, ra=ra, dec=dec, mjd=mjd,
+                       band=band, mag=mag, truth_sheet=truth_s, truth_obs=truth_o,
+                       sheet_scalar_names=tuple(sheet_scalars), obs_scalar_names=tuple(obs_scalars), meta=full_meta)
+    shards = (batch.select(np.arange(s, min(s + SHARD_SHEETS, len(batch)))) for s in range(0, len(batch), SHARD_SHEETS))
+    return write_dataset(out, shards)
+
+
+def _read_table(folder: Path, stem: str):
+    for ext, reader in ((".parquet", pq.read_table), (".csv", pacsv.read_csv)):
+        p = folder / f"{stem}{ext}"
+        if p.exists():
+            try:
+                return p, reader(p)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise NeoqaError(f"{p}: cannot be read as {ext[1:].upper()} ({str(e).splitlines()[0]})") from None
+    raise NeoqaError(f"{folder}: table '{stem}.parquet' (or '{stem}.csv') is missing")
+
+
+def _scalar_columns(path: Path, table: pa.Table, keys, declared=None) -> list[str]:
+    """The scalar columns in table order; where dataset.json declares them, exactly those."""
+    missing = [k for k in list(keys) + list(declared or []) if k not in table.column_names]
+    if missing:
+        raise NeoqaError(f"{path}: required column '{missing[0]}' is missing")
+    found = [c for c in table.column_names if c not in keys]
+    if declared is not None:
+        unknown = [c for c in found if c not in declared]
+        if unknown:
+            raise NeoqaError(f"{path}: unknown column '{unknown[0]}' (not in dataset.json's scalar list)")
+        return list(declared)
+    return found
+
+
+def _strings(path, table, name) -> np.ndarray:
+    col = table.column(name)
+    if col.null_count:
+        row = int(np.flatnonzero(pc.is_null(col).to_numpy(zero_copy_only=False))[0]) + 2
+        raise NeoqaError(f"{path}: row {row}: field '{name}' is empty")
+    return np.asarray(col.cast(pa.string()).to_pylist(), dtype=str)
+
+
+def _numbers(path, table, name, ids, allow_nan=True) -> np.ndarray:
+    col = table.column(name)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        try:
+            col = col.cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = col.to_pylist()
+            row = next(i for i, v in enumerate(values) if not _is_number(v))
+            raise NeoqaError(f"{path}: row {row + 2}: sheet {ids[row]!r}: field '{name}' is not a number "
+                             f"({values[row]!r})") from None
+    arr = col.to_numpy(zero_copy_only=False)
+    if arr.dtype == object:
+        arr = arr.astype(np.float64)
+    if not allow_nan:
+        bad = np.flatnonzero(~np.isfinite(arr.astype(np.float64)))
+        if len(bad):
+            raise NeoqaError(f"{path}: row {bad[0] + 2}: sheet {ids[bad[0]]!r}: field '{name}' is NaN or empty "
+                             f"but must be a finite number")
+    return arr
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return v is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_fits(folder: Path, sid, k, meta):
+    fdir = folder / "fits"
+    if not fdir.is_dir():
+        raise NeoqaError(f"{folder}: folder 'fits/' with one FITS file per sheet is missing")
+    channels, scale, shape = meta.get("channels"), meta.get("pixel_scale_arcsec"), None
+    images, composites = [], []
+    for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet")):
+        p = fdir / f"{s}.fits"
+        if not p.exists():
+            raise NeoqaError(f"{p}: FITS file for sheet {s!r} is missing")
+        try:
+            hdul = fits.open(p, memmap=False)
+        except (OSError, ValueError) as e:
+            raise NeoqaError(f"{p}: not a readable FITS file ({e})") from None
+        with hdul:
+            head = hdul[0].header
+            chans = [head.get(f"CHAN{c + 1}") for c in range(8) if head.get(f"CHAN{c + 1}")]
+            if not chans:
+                raise NeoqaError(f"{p}: primary header has no CHAN1.. keywords naming the bands")
+            channels = channels or chans
+            if chans != list(channels):
+                raise NeoqaError(f"{p}: channels {chans} differ from the dataset's {list(channels)}")
+            scale = scale if scale is not None else head.get("PIXSCALE")
+            for j in range(int(k[i])):
+                name = f"OBS{j + 1:03d}"
+                data = _hdu(p, hdul, name)
+                shape = shape or data.shape
+                if data.ndim != 3 or data.shape != shape or data.shape[0] != len(channels) or data.shape[1] != data.shape[2]:
+                    raise NeoqaError(f"{p}: HDU {name} has shape {data.shape}, expected "
+                                     f"{shape if shape else (len(channels), 'S', 'S')}")
+                images.append(data.astype(np.float32))
+            extra = [h.name for h in hdul[1:] if h.name.startswith("OBS") and h.name[3:].isdigit() and int(h.name[3:]) > k[i]]
+            if extra:
+                raise NeoqaError(f"{p}: HDU {extra[0]} has no row in observations (sheet has k={k[i]})")
+            comp = _hdu(p, hdul, "COMPOSITE")
+            if comp.shape != shape:
+                raise NeoqaError(f"{p}: HDU COMPOSITE has shape {comp.shape}, expected {shape}")
+            composites.append(comp.astype(np.float32))
+    if scale is None:
+        raise NeoqaError(f"{folder}: the pixel scale is unknown (PIXSCALE header or dataset.json)")
+    return list(channels), float(scale), np.stack(images), np.stack(composites)
+
+
+def _hdu(p, hdul, name):
+    try:
+        data = hdul[name].data
+    except KeyError:
+        raise NeoqaError(f"{p}: HDU {name} is missing") from None
+    if data is None:
+        raise NeoqaError(f"{p}: HDU {name} holds no image")
+    return np.asarray(data)
+
+
+def _read_truth(folder: Path, sid, order):
+    ts, to = folder / "truth_sheets.parquet", folder / "truth_observations.parquet"
+    if not (ts.exists() and to.exists()):
+        return None, None
+    t1, t2 = pq.read_table(ts), pq.read_table(to)
+    if not np.array_equal(np.asarray(t1.column("sheet_id").to_pylist(), dtype=str), sid):
+        raise NeoqaError(f"{ts}: sheet order differs from sheets table")
+    truth_s = {n: t1.column(n).to_numpy() for n in TRUTH_SHEET_FIELDS}
+    truth_o = {n: t2.column(n).to_numpy()[order] for n in TRUTH_OBS_FIELDS}
+    return truth_s, truth_o

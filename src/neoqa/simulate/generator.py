@@ -468,7 +468,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     composite = (np.add.reduceat(sub, starts, axis=0) / kk[:, None, None, None]).astype(np.float32)
     comp_noise = np.sqrt(np.add.reduceat(noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
     centre = np.full(N, S // 2, float)
-    cm = render.measure(composite, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0)
+    cm = render.measure(composite, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0, refine=False)
 
     pad = np.full((N, E), np.nan)
 

@@ -29,7 +29,8 @@ def earth_position(mjd) -> np.ndarray:
     d = np.asarray(mjd, dtype=np.float64) + MJD_TO_JD - 2451545.0
     g = np.deg2rad(357.529 + 0.98560028 * d)
     q = 280.459 + 0.98564736 * d
-    lon = np.deg2rad(q + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g))   # the Sun as seen from Earth
+    # Apparent solar longitude of date, less precession (to J2000) and aberration (to geometric).
+    lon = np.deg2rad(q + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g) - 1.3969713 * d / 36525.0 + 0.00569)
     r = 1.00014 - 0.01671 * np.cos(g) - 0.00014 * np.cos(2 * g)
     return np.stack([-r * np.cos(lon), -r * np.sin(lon), np.zeros_like(r)], axis=-1)
 

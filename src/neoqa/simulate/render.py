@@ -85,7 +85,20 @@ def sky_and_noise(img):
     return sky, 1.4826 * mad
 
 
-def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3):
+REFINE_STEPS = (-0.375, -0.125, 0.125, 0.375)
+
+
+def _psf_fit(win, x, y, sig, noise, window):
+    C = win.shape[1]
+    px = pixel_profile(np.repeat(x[:, None], C, 1), sig, window)                 # [M, C, W]
+    py = pixel_profile(np.repeat(y[:, None], C, 1), sig, window)
+    model = py[..., :, None] * px[..., None, :]                                  # [M, C, W, W]
+    s2 = np.sum(model * model, axis=(2, 3))
+    flux = np.sum(model * win, axis=(2, 3)) / s2
+    return model, flux, flux * np.sqrt(s2) / noise
+
+
+def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3, refine=True):
     """Centroid and PSF-fit photometry near (x0, y0) in each image.
 
     img: [M, C, P, P]; x0, y0: [M] starting positions (local pixels); sigma_psf: [C];
@@ -116,13 +129,21 @@ def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3):
         ny = np.where(good, (w * gy).sum(axis=(1, 2)) / np.where(good, tot, 1), cy)
         cx, cy = np.clip(nx, -h + 0.5, h - 0.5), np.clip(ny, -h + 0.5, h - 0.5)
     sig = np.broadcast_to(np.asarray(sigma_psf, np.float32)[None, :], (M, C))
-    px = pixel_profile(np.repeat((cx + h)[:, None], C, 1), sig, window)          # [M, C, W]
-    py = pixel_profile(np.repeat((cy + h)[:, None], C, 1), sig, window)
-    model = py[..., :, None] * px[..., None, :]                                  # [M, C, W, W]
-    s2 = np.sum(model * model, axis=(2, 3))
-    flux = np.sum(model * win, axis=(2, 3)) / s2
     noise_safe = np.maximum(noise, 1e-6)
-    snr = flux * np.sqrt(s2) / noise_safe
+    if refine:
+        # PSF-fit position: the centroid is biased for undersampled PSFs, so finish on a
+        # sub-pixel grid, keeping the offset that maximises the matched-filter S/N.
+        best = np.full(M, -np.inf)
+        bx, by = cx.copy(), cy.copy()
+        for dx in REFINE_STEPS:
+            for dy in REFINE_STEPS:
+                _, _, snr_try = _psf_fit(win, cx + dx + h, cy + dy + h, sig, noise_safe, window)
+                score = np.sum(snr_try * np.abs(snr_try), axis=1)
+                better = score > best
+                best = np.where(better, score, best)
+                bx, by = np.where(better, cx + dx, bx), np.where(better, cy + dy, by)
+        cx, cy = bx, by
+    model, flux, snr = _psf_fit(win, cx + h, cy + h, sig, noise_safe, window)
     resid = (win - flux[..., None, None] * model) / noise_safe[:, :, None, None]
     chi2 = np.sum(resid * resid, axis=(2, 3)) / (window * window - 1)
     return {"x": ix + cx, "y": iy + cy, "flux": flux, "snr": snr, "chi2": chi2}

@@ -31,7 +31,7 @@ def test_neatm_matches_kete(kete):
             alpha = np.degrees(np.arccos(np.dot(-sun2obj[i], o) / (r * d)))
             expect = [kete.flux.solar_flux(r, lam) * ba[i, j] * (D[i] / 2 / geo.AU_KM) ** 2 / d**2
                       * kete.flux.hg_phase_curve_correction(0.15, alpha) for j, lam in enumerate(inst.wavelength_nm)]
-            np.testing.assert_allclose(refl[i], expect, rtol=1e-2)  # phase-function forms differ slightly
+            np.testing.assert_allclose(refl[i], expect, rtol=2e-3)
 
 
 def test_two_body_propagation_matches_kete(kete):

@@ -24,11 +24,16 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(24)
 
 
 def hg_phase(alpha_rad, g=0.15):
-    """IAU HG phase function (Bowell et al. 1989)."""
+    """IAU HG phase function (Bowell et al. 1989), with its small-angle terms."""
     t = np.tan(alpha_rad / 2)
-    phi1 = np.exp(-3.33 * t**0.63)
-    phi2 = np.exp(-1.87 * t**1.22)
-    return (1 - g) * phi1 + g * phi2
+    sa = np.sin(alpha_rad)
+    w = np.exp(-90.56 * t * t)
+    out = 0.0
+    for (a, b, c), weight in (((3.332, 0.631, 0.986), 1 - g), ((1.862, 1.218, 0.238), g)):
+        small = 1 - c * sa / (0.119 + 1.341 * sa - 0.754 * sa * sa)
+        large = np.exp(-a * t**b)
+        out = out + weight * (w * small + (1 - w) * large)
+    return out
 
 
 def planck_jy_per_sr(T, wavelength_nm):

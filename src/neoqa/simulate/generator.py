@@ -133,8 +133,6 @@ def _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid):
         hit = todo[good]
         pos[hit], vel[hit], delta[hit], ok[hit] = p[good], v[good], d[good], True
         todo = todo[~good]
-        # An NEO fits more sight lines than a main-belt object; let stragglers switch.
-        cls[todo] = np.where(rng.random(len(todo)) < 0.5, 2, cls[todo])
     # Rows with no valid geometry get a placeholder orbit; they are never rendered as objects.
     pos[~ok] = [2.5, 0.0, 0.0]
     vel[~ok] = [0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0]

@@ -22,7 +22,7 @@ def _simulate(a):
         settings["positive_fraction"] = a.positive_fraction
     if a.label_noise is not None:
         settings["label_noise"] = a.label_noise
-    simulate(out, a.sheets or DEFAULT_SHEETS, seed=a.seed, survey=a.survey, workers=a.workers,
+    simulate(out, DEFAULT_SHEETS if a.sheets is None else a.sheets, seed=a.seed, survey=a.survey, workers=a.workers,
              progress=not a.quiet, **settings)
     _info_print(out, as_json=False)
 

@@ -5,7 +5,7 @@
                               band, mag, then observation scalars
     DIR/fits/<sheet_id>.fits  primary HDU (header only), OBS001..OBSnnn and COMPOSITE image
                               HDUs, each a [channel, y, x] cube
-    DIR/dataset.json          optional: survey, channels, pixel scale, provenance, and the
+    DIR/dataset.json          optional: survey, channels, pixel scale, cutout size, provenance, and the
                               scalar column lists (then the tables must hold exactly those)
     DIR/truth_*.parquet       optional simulation truth (never present for real data)
 Either table may be CSV (``sheets.csv``, ``observations.csv``) instead of Parquet.
@@ -59,7 +59,7 @@ def export(path, out) -> Path:
             pq.write_table(pa.concat_tables(ts_tables), tmp / "truth_sheets.parquet")
             pq.write_table(pa.concat_tables(to_tables), tmp / "truth_observations.parquet")
         meta = {key: ds.meta[key] for key in ("survey", "channels", "pixel_scale_arcsec", "provenance",
-                                               "sheet_scalars", "obs_scalars")}
+                                               "cutout_size", "sheet_scalars", "obs_scalars")}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out
 
@@ -151,9 +151,11 @@ def ingest(folder, out, survey: str | None = None) -> Path:
     bands = _strings(obs_path, obs, "band")[order]
 
     channels, scale, images, composites = _read_fits(folder, sid, k, meta)
-    unknown_band = np.setdiff1d(bands, channels)
-    if len(unknown_band):
-        raise NeoqaError(f"{obs_path}: field 'band' has value {unknown_band[0]!r}, not one of the channels {channels}")
+    bad = np.flatnonzero(~np.isin(bands, channels))
+    if len(bad):
+        row = int(order[bad[0]]) + 2
+        raise NeoqaError(f"{obs_path}: row {row}: sheet {str(osid[order][bad[0]])!r}: field 'band' has value "
+                         f"{str(bands[bad[0]])!r}, not one of the channels {channels}")
     band = np.array([channels.index(b) for b in bands], dtype=np.int8)
 
     truth_s, truth_o = _read_truth(folder, sid, order)
@@ -235,7 +237,9 @@ def _read_fits(folder: Path, sid, k, meta):
     fdir = folder / "fits"
     if not fdir.is_dir():
         raise NeoqaError(f"{folder}: folder 'fits/' with one FITS file per sheet is missing")
-    channels, scale, shape = meta.get("channels"), meta.get("pixel_scale_arcsec"), None
+    channels, scale = meta.get("channels"), meta.get("pixel_scale_arcsec")
+    size = meta.get("cutout_size")
+    shape = (len(channels), size, size) if channels and size else None
     images, composites = [], []
     for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet")):
         p = fdir / f"{s}.fits"

@@ -1,0 +1,70 @@
+"""The command line: JSON summaries, one-line errors with non-zero exits, figures."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neoqa.cli import build_parser, main
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "neoqa.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_info_json_has_the_contract_keys(small_neowise, capsys):
+    assert main(["info", str(small_neowise), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    for key in ("sheets", "positive_fraction", "k_min", "k_max", "k_histogram", "survey", "channels",
+                "sheet_scalars", "obs_scalars", "label_noise_rate"):
+        assert key in s
+    assert s["sheets"] == 700 and s["survey"] == "neowise" and s["channels"] == ["W1", "W2"]
+    assert sum(s["k_histogram"].values()) == 700 and s["k_min"] >= 5
+    assert 0.15 < s["positive_fraction"] < 0.32
+    assert 0.0 <= s["label_noise_rate"] < 0.06
+    assert s["provenance"]["seed"] == 11
+
+
+def test_info_text(small_neowise, capsys):
+    assert main(["info", str(small_neowise)]) == 0
+    out = capsys.readouterr().out
+    assert "700 sheets" in out and "W1, W2" in out and "seed=11" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["info", "/nonexistent/data"], "no such file or folder"),
+    (["simulate", "--sheets", "0", "--out", "x"], "--sheets must be at least 1"),
+    (["ingest", "/nonexistent/dir", "--out", "y"], "no such folder"),
+])
+def test_errors_are_one_line_and_non_zero(tmp_path, args, needle):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_refuses_to_overwrite(tmp_path, small_neowise):
+    r = run("simulate", "--sheets", "5", "--out", str(small_neowise))
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_simulate_defaults():
+    a = build_parser().parse_args(["simulate"])
+    assert a.survey == "neowise" and a.out is None and a.sheets is None and a.seed == 0
+
+
+def test_show_draws_a_png(tmp_path, small_neowise, small_batch):
+    i = int(np.flatnonzero(small_batch.truth_sheet["clean_label"] == 1)[0])
+    out = tmp_path / "sheet.png"
+    assert main(["show", str(small_neowise), "--sheet", small_batch.sheet_id[i], "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_show_unknown_sheet(tmp_path, small_neowise, capsys):
+    assert main(["show", str(small_neowise), "--sheet", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert "sheet 'nope' not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -1,0 +1,113 @@
+"""Real data in and out: the FITS-plus-tables layout, its round trip, and malformed input."""
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+
+from neoqa.errors import NeoqaError
+from neoqa.ingest import export, ingest
+from neoqa.store import SheetSet, write_shard
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, small_batch):
+    root = tmp_path_factory.mktemp("exp")
+    src = write_shard(root / "src.h5", small_batch.select(np.arange(40)))
+    return src, export(src, root / "layout")
+
+
+def test_export_then_ingest_round_trips_exactly(tmp_path, exported):
+    src, layout = exported
+    out = ingest(layout, tmp_path / "back")
+    a, b = SheetSet(src).read(), SheetSet(out).read()
+    assert a.equals(b)
+    assert a.meta["provenance"] == b.meta["provenance"]
+
+
+def test_layout_is_what_the_docs_say(exported):
+    _, layout = exported
+    sheets = pq.read_table(layout / "sheets.parquet")
+    obs = pq.read_table(layout / "observations.parquet")
+    assert sheets.column_names[:2] == ["sheet_id", "label"]
+    assert obs.column_names[:7] == ["sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag"]
+    sid = sheets.column("sheet_id")[0].as_py()
+    with fits.open(layout / "fits" / f"{sid}.fits") as h:
+        assert h[0].header["CHAN1"] == "W1" and h[0].header["CHAN2"] == "W2"
+        assert h[0].header["PIXSCALE"] == 2.75
+        assert h["OBS001"].data.shape == (2, 15, 15)
+        assert h["COMPOSITE"].data.shape == (2, 15, 15)
+
+
+def test_real_data_without_truth_or_dataset_json(tmp_path, exported):
+    _, layout = exported
+    d = shutil.copytree(layout, tmp_path / "real")
+    for name in ("truth_sheets.parquet", "truth_observations.parquet", "dataset.json"):
+        (d / name).unlink()
+    # a survey team's tables can be CSV
+    pacsv.write_csv(pq.read_table(d / "sheets.parquet"), d / "sheets.csv")
+    (d / "sheets.parquet").unlink()
+    out = ingest(d, tmp_path / "ds", survey="neowise")
+    b = SheetSet(out).read()
+    assert b.truth_sheet is None and len(b) == 40
+    from neoqa.info import summarize
+
+    assert summarize(SheetSet(out))["label_noise_rate"] is None
+
+
+def _damage_table(name, fn):
+    def damage(d):
+        t = pq.read_table(d / name)
+        pq.write_table(fn(t), d / name)
+    return damage
+
+
+def _set_cell(column, row, value, type_=None):
+    def fn(t):
+        values = t.column(column).to_pylist()
+        if type_ == pa.string():
+            values = [str(v) for v in values]
+        values[row] = value
+        return t.set_column(t.column_names.index(column), column, pa.array(values, type=type_))
+    return fn
+
+
+def _fits_edit(fn):
+    def damage(d):
+        p = sorted((d / "fits").iterdir())[0]
+        with fits.open(p) as h:
+            hl = fits.HDUList([x.copy() for x in h])
+        fn(hl)
+        hl.writeto(p, overwrite=True)
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: [p.unlink() if p.is_file() else shutil.rmtree(p) for p in list(d.iterdir())], "folder is empty"),
+    (lambda d: (d / "sheets.parquet").unlink(), "'sheets.parquet' .* is missing"),
+    (_damage_table("sheets.parquet", lambda t: t.drop_columns(["label"])), "required column 'label' is missing"),
+    (_damage_table("sheets.parquet", lambda t: t.drop_columns(["rate_deg_per_day"])), "column 'rate_deg_per_day' is missing"),
+    (_damage_table("sheets.parquet", lambda t: t.append_column("mystery", pa.array(np.zeros(len(t))))), "unknown column 'mystery'"),
+    (_damage_table("sheets.parquet", _set_cell("rate_deg_per_day", 3, "fast", pa.string())), "row 5: .* 'rate_deg_per_day' is not a number"),
+    (_damage_table("sheets.parquet", _set_cell("sheet_id", 2, "NW000000000")), "duplicate sheet_id"),
+    (_damage_table("sheets.parquet", _set_cell("label", 1, 5)), "field 'label' is 5"),
+    (_damage_table("observations.parquet", _set_cell("mjd", 0, float("nan"))), "row 2: .* 'mjd' is NaN"),
+    (_damage_table("observations.parquet", _set_cell("band", 0, "W9")), "'band' has value 'W9'"),
+    (lambda d: sorted((d / "fits").iterdir())[0].unlink(), "FITS file for sheet .* is missing"),
+    (_fits_edit(lambda h: h.pop(2)), "HDU OBS002 is missing|HDU OBS00. has no row"),
+    (_fits_edit(lambda h: h.__setitem__(1, fits.ImageHDU(np.zeros((2, 9, 9), np.float32), name="OBS001"))), "HDU OBS001 has shape"),
+])
+def test_malformed_input_gets_a_clear_error_and_no_output(tmp_path, exported, damage, message):
+    _, layout = exported
+    d = shutil.copytree(layout, tmp_path / "bad")
+    damage(d)
+    with pytest.raises(NeoqaError, match=message) as info:
+        ingest(d, tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad"]

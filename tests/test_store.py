@@ -1,0 +1,116 @@
+"""The on-disk format: validation on open, clear errors, atomic writes."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from neoqa.errors import NeoqaError
+from neoqa.simulate import runner, simulate
+from neoqa.store import SheetSet, read_shard, write_shard
+
+
+def test_open_reads_what_was_written(small_neowise, small_batch):
+    ds = SheetSet(small_neowise)
+    assert len(ds) == 700 and len(ds.shard_paths) == 2
+    assert ds.survey == "neowise"
+    assert small_batch.n_obs == int(small_batch.k.sum())
+    assert small_batch.cutouts.shape[1:] == (2, 15, 15)
+    assert small_batch.composite.shape == (700, 2, 15, 15)
+    assert len(set(small_batch.sheet_id)) == 700
+
+
+def test_single_shard_file_opens(tmp_path, small_batch):
+    part = small_batch.select(np.arange(20))
+    path = write_shard(tmp_path / "one.h5", part)
+    back = SheetSet(path).read()
+    assert back.equals(part)
+
+
+def test_select_keeps_observations_with_their_sheet(small_batch):
+    part = small_batch.select([5, 2])
+    off = small_batch.offsets
+    np.testing.assert_array_equal(part.cutouts[: small_batch.k[5]], small_batch.cutouts[off[5]:off[6]])
+    assert list(part.sheet_id) == [small_batch.sheet_id[5], small_batch.sheet_id[2]]
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "manifest.json").unlink(), "no manifest.json"),
+    (lambda d: (d / "manifest.json").write_text("{"), "not valid JSON"),
+    (lambda d: (d / "shard-00001.h5").unlink(), "shard file is missing"),
+    (lambda d: (d / "shard-00000.h5").write_bytes((d / "shard-00000.h5").read_bytes()[:5000]), "not a readable HDF5"),
+    (lambda d: _edit_h5(d, lambda f: f.attrs.__setitem__("format", "other")), "not a neoqa dataset"),
+    (lambda d: _edit_h5(d, lambda f: f.attrs.__setitem__("format_version", 99)), "format version 99"),
+    (lambda d: _edit_h5(d, lambda f: f.__delitem__("obs/cutouts")), "dataset 'obs/cutouts' is missing"),
+    (lambda d: _edit_h5(d, _wrong_shape), "has shape"),
+    (lambda d: _edit_h5(d, _duplicate_id), "appears more than once"),
+    (lambda d: _edit_h5(d, _bad_label), "field 'label' is 7"),
+    (lambda d: _edit_manifest(d, lambda m: m["shards"][0].__setitem__("sheets", 3)), "holds 400 sheets"),
+])
+def test_bad_files_give_one_clear_line(tmp_path, small_neowise, damage, message):
+    d = _copy(small_neowise, tmp_path / "ds")
+    damage(d)
+    with pytest.raises(NeoqaError, match=message) as info:
+        SheetSet(d)
+    text = str(info.value)
+    assert "\n" not in text and str(d) in text
+
+
+def _edit_h5(d, fn):
+    with h5py.File(d / "shard-00000.h5", "r+") as f:
+        fn(f)
+
+
+def _edit_manifest(d, fn):
+    m = json.loads((d / "manifest.json").read_text())
+    fn(m)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _wrong_shape(f):
+    data = f["sheets/composite"][()]
+    del f["sheets/composite"]
+    f["sheets/composite"] = data[:, :, :10, :10]
+
+
+def _duplicate_id(f):
+    ids = f["sheets/sheet_id"][()]
+    ids[1] = ids[0]
+    f["sheets/sheet_id"][...] = ids
+
+
+def _bad_label(f):
+    lab = f["sheets/label"][()]
+    lab[4] = 7
+    f["sheets/label"][...] = lab
+
+
+def test_interrupted_simulation_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    original = runner.write_shard_file
+    monkeypatch.setattr(runner, "write_shard_file", failing)
+    monkeypatch.setattr(runner, "SHARD_SIZE", 50)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(tmp_path / "out", 150, seed=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_shard_restores_names_and_meta(small_neowise):
+    b = read_shard(SheetSet(small_neowise).shard_paths[0])
+    assert b.meta["channels"] == ["W1", "W2"]
+    assert b.meta["provenance"]["seed"] == 11
+    assert "rate_deg_per_day" in b.sheet_scalar_names

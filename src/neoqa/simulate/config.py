@@ -13,12 +13,12 @@ class SimConfig:
     neo_fraction: float = 0.3                # share of linked objects that are NEOs
     # Candidate kinds before linking and the label rule decide the label.
     scenario_weights: dict = field(default_factory=lambda: {
-        "object": 0.34, "two_objects": 0.14, "chance": 0.34, "artifact": 0.18})
+        "object": 0.28, "two_objects": 0.14, "chance": 0.40, "artifact": 0.18})
     # Object brightness: expected single-exposure SNR in its brighter band follows
     # N(>s) ~ s^-1 (a D^-2 size distribution at fixed geometry), so faint dominates.
     snr_range: tuple = (2.5, 300.0)
     snr_slope: float = 2.0
-    fill_probability: float = 0.22           # a false detection within tolerance of an epoch
+    fill_probability: float = 0.35           # a chance detection within tolerance of a missed epoch
     false_kinds: dict = field(default_factory=lambda: {
         "noise": 0.36, "cosmic_ray": 0.18, "hot_pixel": 0.07, "latent": 0.1,
         "star_residual": 0.12, "other_object": 0.1, "ghost": 0.07})
@@ -34,4 +34,4 @@ class SimConfig:
     star_count_slope: float = 0.33           # d log N / d mag
     max_field_stars: int = 5
     lightcurve_amp_mag: tuple = (0.0, 0.4)
-    margin_px: int = 3                       # patch margin around the cutout for recentering
+    margin_px: int = 2                       # patch margin around the cutout for recentering

@@ -114,14 +114,20 @@ def _observer(inst, times, phase0):
 
 
 # ------------------------------------------------------------------ 2. objects
-def _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid):
-    """Orbits through the line of sight; returns per-object physics and a validity mask."""
-    cls = np.where(rng.random(n) < cfg.neo_fraction, 2, 1)     # 1 mba, 2 neo
-    pos = np.zeros((n, 3))
-    vel = np.zeros((n, 3))
-    delta = np.zeros(n)
-    ok = np.zeros(n, bool)
-    todo = np.arange(n)
+def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
+    """Orbits through the line of sight for sheets ``rows``; per-object physics, [n] arrays.
+
+    Rows not asked for, and rows where no orbit of the population fits the sight
+    line, have ok False and a placeholder orbit that is never rendered.
+    """
+    m = len(rows)
+    obs_mid, pointing_ecl = obs_mid[rows], pointing_ecl[rows]
+    cls = np.where(rng.random(m) < cfg.neo_fraction, 2, 1)     # 1 mba, 2 neo
+    pos = np.tile([2.5, 0.0, 0.0], (m, 1))
+    vel = np.tile([0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0], (m, 1))
+    delta = np.full(m, 1.5)
+    ok = np.zeros(m, bool)
+    todo = np.arange(m)
     for _ in range(40):
         if len(todo) == 0:
             break
@@ -133,35 +139,40 @@ def _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid):
         hit = todo[good]
         pos[hit], vel[hit], delta[hit], ok[hit] = p[good], v[good], d[good], True
         todo = todo[~good]
-    # Rows with no valid geometry get a placeholder orbit; they are never rendered as objects.
-    pos[~ok] = [2.5, 0.0, 0.0]
-    vel[~ok] = [0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0]
-    delta[~ok] = 1.5
     # Physical properties (SETTING distributions; see docs/simulator.md).
-    pv = np.exp(rng.normal(np.log(np.where(cls == 2, 0.14, 0.08)), 0.6, n)).clip(0.02, 0.6)
-    beaming = np.where(cls == 2, rng.normal(1.4, 0.3, n), rng.normal(1.0, 0.15, n)).clip(0.7, 2.8)
+    pv = np.exp(rng.normal(np.log(np.where(cls == 2, 0.14, 0.08)), 0.6, m)).clip(0.02, 0.6)
+    beaming = np.where(cls == 2, rng.normal(1.4, 0.3, m), rng.normal(1.0, 0.15, m)).clip(0.7, 2.8)
     band_albedo = np.stack([1.6 * pv, 1.6 * pv], -1)
-    f1 = thermal.neatm_flux(pos, np.broadcast_to(obs_mid, pos.shape) if obs_mid.ndim == 1 else obs_mid,
-                            np.ones(n), pv, band_albedo, inst.wavelength_nm, beaming=beaming)
+    f1 = thermal.neatm_flux(pos, obs_mid, np.ones(m), pv, band_albedo, inst.wavelength_nm, beaming=beaming)
     f1 = np.where(ok[:, None], f1, 1e-9)
     snr_1km = frame.jy_to_dn(f1) / frame.flux_noise_dn(np.array(inst.depth_5sigma_mag))
-    snr = _power_law(rng, n, *cfg.snr_range, cfg.snr_slope)
+    snr = _power_law(rng, m, *cfg.snr_range, cfg.snr_slope)
     diameter = np.sqrt(snr / snr_1km.max(-1))                  # flux scales as D^2
     r = np.linalg.norm(pos, axis=-1)
     o2o = obs_mid - pos
     phase = np.rad2deg(np.arccos(np.clip(np.sum(-pos * o2o, -1) / (r * np.linalg.norm(o2o, axis=-1)), -1, 1)))
-    return {"cls": np.where(ok, cls, 0), "pos": pos, "vel": vel, "ok": ok, "flux_dn": frame.jy_to_dn(f1) * diameter[:, None] ** 2,
-            "diameter": diameter, "pv": pv, "beaming": beaming, "r": r, "delta": delta, "phase": phase, "snr": snr}
+    part = {"cls": np.where(ok, cls, 0), "pos": pos, "vel": vel, "ok": ok,
+            "flux_dn": frame.jy_to_dn(f1) * diameter[:, None] ** 2, "diameter": diameter, "pv": pv,
+            "beaming": beaming, "r": r, "delta": delta, "phase": phase, "snr": snr}
+    full = {"cls": np.zeros(n, np.int64), "ok": np.zeros(n, bool), "pos": np.tile([2.5, 0.0, 0.0], (n, 1)),
+            "vel": np.tile([0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0], (n, 1)), "delta": np.full(n, 1.5),
+            "flux_dn": np.zeros((n, 2))}
+    for key, value in part.items():
+        if key not in full:
+            full[key] = np.full(n, np.nan)
+        full[key][rows] = value
+    return full
 
 
-def _sky_track(inst, obj, times, t_mid, observer):
-    """Apparent equatorial directions [n, E, 3] of each object at each exposure (light-time corrected)."""
-    dt = times - t_mid[:, None]
-    p = orbits.propagate(obj["pos"][:, None, :], obj["vel"][:, None, :], dt)
-    lt = np.linalg.norm(p - observer, axis=-1) / geo.C_AU_PER_DAY
-    p = orbits.propagate(obj["pos"][:, None, :], obj["vel"][:, None, :], dt - lt)
-    v = p - observer
-    return geo.ecliptic_to_equatorial(v / np.linalg.norm(v, axis=-1, keepdims=True))
+def _sky_track(obj, si, ei, times, t_mid, observer):
+    """Apparent ecliptic directions [q, 3] of each object at exposures (si, ei), light-time corrected."""
+    pos, vel = obj["pos"][si], obj["vel"][si]
+    dt = times[si, ei] - t_mid[si]
+    obs = observer[si, ei]
+    p = orbits.propagate(pos, vel, dt)
+    lt = np.linalg.norm(p - obs, axis=-1) / geo.C_AU_PER_DAY
+    v = orbits.propagate(pos, vel, dt - lt) - obs
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 # ------------------------------------------------------------------ the batch
@@ -181,20 +192,23 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     scenario = _choice(rng, cfg.scenario_weights, n, SC)
 
     # Objects: A for 'object' and 'two_objects', B for 'two_objects'.
-    objA = _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid)
-    objB = _objects(rng, inst, cfg, frame, n, pointing_ecl, t_mid, obs_mid)
     has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
+    objA = _objects(rng, inst, cfg, frame, np.flatnonzero(has_obj), n, pointing_ecl, obs_mid)
+    objB = _objects(rng, inst, cfg, frame, np.flatnonzero(scenario == SC["two_objects"]), n, pointing_ecl, obs_mid)
     scenario = np.where(has_obj & ~objA["ok"], SC["chance"], scenario)   # no orbit fits this sight line
     scenario = np.where((scenario == SC["two_objects"]) & ~objB["ok"], SC["object"], scenario)
     has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
 
     # Tangent-plane reference: object A at mid-time, else the pointing.
-    dirA = _sky_track(inst, objA, times, t_mid, observer)
     centre_eq = geo.ecliptic_to_equatorial(pointing_ecl)
     mid_dir = geo.ecliptic_to_equatorial(objA["pos"] - obs_mid)
     mid_dir /= np.linalg.norm(mid_dir, axis=-1, keepdims=True)
     centre_eq = np.where(has_obj[:, None], mid_dir, centre_eq)
-    ax, ay = geo.project(dirA, centre_eq, scale)                  # [n, E] pixels
+    ax = np.zeros((n, E)); ay = np.zeros((n, E))                  # object A's track in pixels
+    oi, oe = np.nonzero(mask & has_obj[:, None])
+    dirA = geo.ecliptic_to_equatorial(_sky_track(objA, oi, oe, times, t_mid, observer))
+    tx, ty = geo.project(dirA[:, None, :], centre_eq[oi], scale)
+    ax[oi, oe], ay[oi, oe] = tx[:, 0], ty[:, 0]
 
     # False hypotheses: linear motion, uniform in the 2-D velocity disk of the rate window.
     rmin, rmax = inst.rate_window_deg_per_day
@@ -341,6 +355,8 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         star_mag[:, 3 + j] = np.where(on, m1, np.nan)
 
     sigma = frame.sigma_px[None, None, :] * W
+    F_sec = F[:, 1].copy()              # rendered later, only where the primary is missed
+    F[:, 1] = 0.0
     img = render.render_points(X.astype(np.float32), Y.astype(np.float32), F.astype(np.float32),
                                sigma.astype(np.float32), P)
     if bright.any():
@@ -358,10 +374,21 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     sat = (10 ** (-0.4 * (np.array(inst.saturation_mag) - frame.zp)) * 0.2).astype(np.float32)
     np.minimum(img, sat[None, :, None, None] + sky_true[:, :, None, None], out=img)
 
-    # ---- 4. the pipeline
-    sky, noise_est = render.sky_and_noise(img)
-    mp = render.measure(img, X[:, 0], Y[:, 0], frame.sigma_px, sky, noise_est)
-    ms = render.measure(img, X[:, 1], Y[:, 1], frame.sigma_px, sky, noise_est)
+    # ---- 4. the pipeline: sky from the patch, noise from the uncertainty image (as WISE
+    # frames provide), measurements only where a candidate detection exists.
+    sky = render.sky_level(img)
+    noise_est = sig_pix
+
+    def measure_slot(slot, kinds):
+        out = {"x": X[:, slot].copy(), "y": Y[:, slot].copy(), "flux": np.zeros((M, C)),
+               "snr": np.zeros((M, C)), "chi2": np.zeros((M, C))}
+        rows = np.flatnonzero(kinds != EMPTY)
+        if len(rows):
+            got = render.measure(img, X[rows, slot], Y[rows, slot], frame.sigma_px, sky[rows], noise_est[rows],
+                                 rows=rows)
+            for key in out:
+                out[key][rows] = got[key]
+        return out
 
     fwhm_px = np.array(inst.fwhm_arcsec).mean() / scale
     sx_all, sy_all = X[:, 2:], Y[:, 2:]
@@ -377,7 +404,17 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         ok &= ~(artifact & (rng.random(M) < cfg.flag_probability))        # artifact flags drop them
         return ok & (kinds != EMPTY)
 
+    mp = measure_slot(0, kind_p)
     ok_p = passes(mp, kind_p)
+    # A linker pads only the exposures where the primary was missed: a chance detection
+    # within tolerance is there with probability fill_probability.
+    kind_s = np.where(ok_p, EMPTY, kind_s)
+    need = np.flatnonzero(kind_s != EMPTY)
+    if len(need):
+        img[need] += render.render_points(X[need, 1:2].astype(np.float32), Y[need, 1:2].astype(np.float32),
+                                          F_sec[need, None, :].astype(np.float32),
+                                          sigma[need, 1:2].astype(np.float32), P)
+    ms = measure_slot(1, kind_s)
     ok_s = passes(ms, kind_s)
     use_s = ~ok_p & ok_s
     linked = ok_p | ok_s

@@ -38,7 +38,7 @@ def propagate(pos, vel, dt):
     dt = np.asarray(dt, dtype=np.float64)
     ndt = n * dt
     dE = ndt.copy() if np.ndim(ndt) else np.asarray(ndt)
-    for _ in range(20):
+    for _ in range(8):         # |dE| is small over a few days: Newton converges in ~4
         s, c = np.sin(dE), np.cos(dE)
         F = dE + sigma / sa * (1 - c) - (1 - r0 / a) * s - ndt
         dF = 1 + sigma / sa * s - (1 - r0 / a) * c

@@ -1,0 +1,68 @@
+"""Evaluation on the test split: the paper's table metrics and more.
+
+Evaluation never imports training code: it reads a saved model and the data.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import persist
+from .metrics import classification_metrics
+from .splits import TEST, TRAIN, split_of
+from .store import SheetSet
+
+PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheets
+    "ridge": {"test_accuracy": 0.946, "overfit": 0.03, "npv": 0.96, "tnr": 0.95, "ppv": 0.84, "tpr": 0.88},
+    "quadratic": {"test_accuracy": 0.90, "overfit": 0.09},
+    "rbf": {"test_accuracy": 0.87, "overfit": 0.12},
+    "rff": {"test_accuracy": 0.916, "overfit": 0.057},
+    "mlp": {"test_accuracy": 0.95, "overfit": 0.042, "npv": 0.96, "tnr": 0.98, "ppv": 0.92, "tpr": 0.80},
+    "multi_linear": {"test_accuracy": 0.88, "overfit": 0.09},
+    "multi_mlp": {"test_accuracy": 0.87, "overfit": 0.10},
+    "basic_sneon": {"test_accuracy": 0.95, "overfit": 0.034},
+    "sneon": {"test_accuracy": 0.80},
+}
+
+
+def evaluate(model, info: dict, batch, where="data") -> dict:
+    persist.check_schema(info, batch, where)
+    split = split_of(batch.sheet_id)
+    test = batch.select(np.flatnonzero((split == TEST) & (batch.label >= 0)))
+    train = batch.select(np.flatnonzero((split == TRAIN) & (batch.label >= 0)))
+    thr = info["threshold"]
+    t0 = time.perf_counter()
+    p_test = model.predict_proba(test)[:, 1]
+    speed = len(test) / max(time.perf_counter() - t0, 1e-9)
+    p_train = model.predict_proba(train)[:, 1]
+    m = classification_metrics(test.label, p_test, thr)
+    train_acc = float(np.mean((p_train >= thr) == (train.label == 1)))
+    out = {
+        "test_accuracy": m["accuracy"], "train_accuracy": train_acc, "overfit": train_acc - m["accuracy"],
+        "npv": m["npv"], "tnr": m["tnr"], "ppv": m["ppv"], "tpr": m["tpr"], "roc_auc": m["roc_auc"],
+        "pr_auc": m["pr_auc"], "ece": m["ece"], "params": info.get("n_parameters"),
+        "fit_seconds": info.get("fit_seconds"), "sheets_per_second": speed, "threshold": thr,
+        "confusion": m["confusion"], "test_sheets": len(test),
+        "test_accuracy_clean": None,
+    }
+    decided = p_test >= thr
+    if test.truth_sheet is not None:
+        clean = test.truth_sheet["clean_label"]
+        out["test_accuracy_clean"] = float(np.mean(decided == (clean == 1)))
+    ks = np.unique(test.k)
+    out["accuracy_by_k"] = {str(int(k)): {"sheets": int((test.k == k).sum()),
+                                          "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
+                            for k in ks}
+    out["_scores"] = {"label": test.label, "p": p_test, "k": test.k}
+    return out
+
+
+def evaluate_path(model_dir, data) -> dict:
+    model, info = persist.load(model_dir)
+    ds = SheetSet(data)
+    res = evaluate(model, info, ds.read(), where=str(data))
+    res.pop("_scores")
+    res["model"] = info["model"]
+    return res

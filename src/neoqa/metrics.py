@@ -1,0 +1,45 @@
+"""The paper's table metrics and more, from labels and probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def expected_calibration_error(y, p, bins=15) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            total += sel.mean() * abs(p[sel].mean() - y[sel].mean())
+    return float(total)
+
+
+def _safe(num, den):
+    return float(num / den) if den else float("nan")
+
+
+def classification_metrics(y, p, threshold: float) -> dict:
+    """Accuracy, NPV, TNR, PPV, TPR at ``threshold``; ROC-AUC, PR-AUC and ECE from ``p``."""
+    y = np.asarray(y).astype(int)
+    d = (np.asarray(p) >= threshold).astype(int)
+    tp = int(((d == 1) & (y == 1)).sum()); tn = int(((d == 0) & (y == 0)).sum())
+    fp = int(((d == 1) & (y == 0)).sum()); fn = int(((d == 0) & (y == 1)).sum())
+    both = len(np.unique(y)) == 2
+    return {
+        "accuracy": _safe(tp + tn, len(y)), "npv": _safe(tn, tn + fn), "tnr": _safe(tn, tn + fp),
+        "ppv": _safe(tp, tp + fp), "tpr": _safe(tp, tp + fn),
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "ece": expected_calibration_error(y, np.asarray(p)),
+        "confusion": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
+    }
+
+
+def best_threshold(y, p) -> float:
+    """The probability cut that maximises accuracy (on validation data)."""
+    grid = np.linspace(0.05, 0.95, 91)
+    acc = [np.mean((p >= t) == (y == 1)) for t in grid]
+    return float(grid[int(np.argmax(acc))])

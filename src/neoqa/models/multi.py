@@ -1,0 +1,51 @@
+"""The paper's "multiple" models: one model per popular k on the per-length view, the
+rest routed to a fixed-length model. Beyond the paper (its own suggestion, section 4.7),
+each per-k model also sees the fixed-length model's score, so no sub-model starts from
+nothing when its slice of the data is small."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from .. import features
+from .fixed import FixedLengthModel, count_parameters
+
+
+class MultiLengthModel(BaseEstimator, ClassifierMixin):
+    view = "per_length"
+
+    def __init__(self, per_k=None, fallback=None, min_sheets=800):
+        self.per_k = per_k
+        self.fallback = fallback
+        self.min_sheets = min_sheets
+
+    def fit(self, batch, y=None):
+        y = batch.label if y is None else np.asarray(y)
+        self.fallback_ = FixedLengthModel(clone(self.fallback)).fit(batch, y)
+        base = self.fallback_.predict_proba(batch)[:, 1]
+        self.models_ = {}
+        ks, counts = np.unique(batch.k, return_counts=True)
+        for k, n in zip(ks, counts):
+            idx, X = features.per_length(batch, int(k))
+            if n < self.min_sheets or len(np.unique(y[idx])) < 2:
+                continue
+            X = np.concatenate([X, base[idx, None]], axis=1)
+            self.models_[int(k)] = clone(self.per_k).fit(X, y[idx])
+        self.classes_ = self.fallback_.classes_
+        return self
+
+    def predict_proba(self, batch):
+        proba = self.fallback_.predict_proba(batch)
+        for k, model in self.models_.items():
+            idx, X = features.per_length(batch, k)
+            if len(idx):
+                X = np.concatenate([X, proba[idx, 1:2]], axis=1)
+                proba[idx] = model.predict_proba(X)
+        return proba
+
+    def predict(self, batch):
+        return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]
+
+    def n_parameters(self) -> int:
+        return self.fallback_.n_parameters() + sum(count_parameters(m) for m in self.models_.values())

@@ -1,0 +1,55 @@
+"""Every model by name. ``make(name, random_state)`` returns an unfitted model."""
+
+from __future__ import annotations
+
+from ..errors import NeoqaError
+from . import fixed
+from .fixed import FixedLengthModel
+from .multi import MultiLengthModel
+
+
+def _ridge(rs):
+    return FixedLengthModel(fixed.ridge_pipeline(rs))
+
+
+def _quadratic(rs):
+    return FixedLengthModel(fixed.kernel_pipeline("poly", rs, degree=2, coef0=1.0))
+
+
+def _rbf(rs):
+    return FixedLengthModel(fixed.kernel_pipeline("rbf", rs))
+
+
+def _rff(rs):
+    return FixedLengthModel(fixed.rff_pipeline(rs))
+
+
+def _mlp(rs):
+    return FixedLengthModel(fixed.mlp_pipeline(rs))
+
+
+def _multi_linear(rs):
+    return MultiLengthModel(per_k=fixed.ridge_pipeline(rs), fallback=fixed.ridge_pipeline(rs))
+
+
+def _multi_mlp(rs):
+    return MultiLengthModel(per_k=fixed.mlp_pipeline(rs, depth=3), fallback=fixed.mlp_pipeline(rs))
+
+
+MODELS = {
+    "ridge": _ridge,
+    "quadratic": _quadratic,
+    "rbf": _rbf,
+    "rff": _rff,
+    "mlp": _mlp,
+    "multi_linear": _multi_linear,
+    "multi_mlp": _multi_mlp,
+}
+
+
+def make(name: str, random_state: int = 0):
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise NeoqaError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+    return factory(random_state)

@@ -1,0 +1,47 @@
+"""Training: deterministic split, fit, validation threshold, save."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import persist
+from .errors import NeoqaError
+from .metrics import best_threshold
+from .models import make
+from .splits import TRAIN, VAL, split_of
+from .store import SheetSet
+
+
+def labelled_splits(batch):
+    """(train, validation) sheets with known labels."""
+    split = split_of(batch.sheet_id)
+    known = batch.label >= 0
+    train = batch.select(np.flatnonzero((split == TRAIN) & known))
+    val = batch.select(np.flatnonzero((split == VAL) & known))
+    if len(train) == 0 or len(np.unique(train.label)) < 2:
+        raise NeoqaError("the training split needs labelled sheets of both classes")
+    return train, val
+
+
+def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True) -> dict:
+    train, val = labelled_splits(batch)
+    model = make(name, random_state=seed)
+    if hasattr(model, "progress"):
+        model.progress = progress
+    t0 = time.perf_counter()
+    model.fit(train, val=val) if getattr(model, "uses_validation", False) else model.fit(train)
+    fit_seconds = time.perf_counter() - t0
+    threshold = 0.5
+    if len(val) and len(np.unique(val.label)) == 2:
+        threshold = best_threshold(val.label, model.predict_proba(val)[:, 1])
+    persist.save(model, out, name, threshold, train,
+                 extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters())})
+    return {"model": model, "threshold": threshold, "fit_seconds": fit_seconds}
+
+
+def train_path(name: str, data, out, seed: int = 0) -> Path:
+    fit_and_save(name, SheetSet(data).read(), out, seed)
+    return Path(out)

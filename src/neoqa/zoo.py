@@ -1,0 +1,138 @@
+"""Train and evaluate every registered model on one dataset; write the results table and figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import persist
+from .evaluate import PAPER, evaluate
+from .models import MODELS
+from .store import SheetSet, atomic_path
+from .train import fit_and_save
+
+TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
+              "roc_auc", "pr_auc", "ece", "params", "fit_seconds", "sheets_per_second")
+
+
+def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    batch = SheetSet(data).read()
+    names = list(models or MODELS)
+    results, scores = {}, {}
+    t_start = time.perf_counter()
+    for name in tqdm(names, desc="zoo", unit="model", disable=not progress):
+        fit_and_save(name, batch, out / "models" / name, seed=seed, progress=progress)
+        model, info = persist.load(out / "models" / name)          # what is scored is what was saved
+        res = evaluate(model, info, batch, where=str(data))
+        scores[name] = res.pop("_scores")
+        results[name] = res
+    summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
+               "sheets": len(batch), "seed": seed, "total_seconds": time.perf_counter() - t_start,
+               "paper": {n: PAPER[n] for n in names if n in PAPER}}
+    write_tables(summary, out)
+    write_figures(results, scores, out)
+    return summary
+
+
+def _fmt(key, v):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    if key == "params":
+        return f"{int(v):,}"
+    if key in ("fit_seconds",):
+        return f"{v:.1f}"
+    if key == "sheets_per_second":
+        return f"{v:,.0f}"
+    return f"{100 * v:.1f}" if key not in ("ece",) else f"{v:.3f}"
+
+
+def write_tables(summary: dict, out: Path) -> None:
+    res = summary["models"]
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=float) + "\n")
+    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", *TABLE_KEYS, "paper_test_accuracy", "paper_overfit"])
+        for name, r in res.items():
+            p = PAPER.get(name, {})
+            w.writerow([name, *[r.get(k) for k in TABLE_KEYS], p.get("test_accuracy"), p.get("overfit")])
+    head = ["model", "test acc %", "clean acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %", "ROC-AUC %",
+            "PR-AUC %", "ECE", "params", "fit s", "sheets/s", "paper acc %", "paper overfit %"]
+    keys = ("test_accuracy", "test_accuracy_clean", "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc",
+            "ece", "params", "fit_seconds", "sheets_per_second")
+    lines = [f"# Model zoo on {summary['data']} ({summary['sheets']:,} {summary['survey']} sheets)", "",
+             "Percentages on the test split; accuracy against the noisy labels (as the paper) and against the "
+             "clean truth. The paper's columns were measured on the paper's real NEOWISE QA sheets, not on "
+             "this data.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in res.items():
+        p = PAPER.get(name, {})
+        row = [name] + [_fmt(k, r.get(k)) for k in keys] + [_fmt("test_accuracy", p.get("test_accuracy")),
+                                                             _fmt("overfit", p.get("overfit"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Zoo run time: {summary['total_seconds']:.0f} s."]
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def write_figures(results: dict, scores: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(6, 5.2), constrained_layout=True)
+    for name in names:
+        s = scores[name]
+        fpr, tpr, _ = roc_curve(s["label"], s["p"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {results[name]['roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+    ax.set_xlabel("false-positive rate"); ax.set_ylabel("true-positive rate (recall)")
+    ax.set_title("ROC on the test split"); ax.legend(fontsize=7, loc="lower right"); ax.grid(alpha=0.3)
+    _save(fig, out / "roc.png")
+
+    cols = min(len(names), 5)
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), constrained_layout=True, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        c = results[name]["confusion"]
+        m = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+        ax.imshow(m / m.sum(1, keepdims=True), cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, f"{m[i, j]}\n{m[i, j] / max(m[i].sum(), 1):.1%}", ha="center", va="center", fontsize=8,
+                        color="white" if m[i, j] / max(m[i].sum(), 1) > 0.5 else "black")
+        ax.set_xticks([0, 1], ["false", "real"]); ax.set_yticks([0, 1], ["false", "real"])
+        ax.set_xlabel("predicted", fontsize=8); ax.set_ylabel("label", fontsize=8); ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    _save(fig, out / "confusion.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    for name in names:
+        by = results[name]["accuracy_by_k"]
+        ks = np.array([int(k) for k in by]); acc = np.array([by[k]["accuracy"] for k in by])
+        n = np.array([by[k]["sheets"] for k in by])
+        keep = n >= 30
+        ax.plot(ks[keep], 100 * acc[keep], marker="o", ms=3, label=name)
+    ax.set_xlabel("k (observations in the sheet; bins with at least 30 test sheets)")
+    ax.set_ylabel("test accuracy %"); ax.set_title("Accuracy by k"); ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, out / "accuracy_by_k.png")
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

@@ -45,24 +45,48 @@ def _obs_width(batch: SheetBatch) -> int:
     return int(np.prod(batch.cutouts.shape[1:])) + batch.obs_scalars.shape[1]
 
 
-def padded_sets(batch: SheetBatch, max_k: int | None = None) -> dict:
-    """Observation tensors [N, K, C, S, S] and scalars [N, K, n_obs] with a mask [N, K].
+def flat_sets(batch: SheetBatch) -> dict:
+    """Observations flat and time-ordered within each sheet, with per-sheet offsets.
 
-    Observations beyond ``max_k`` (the brightest kept first would bias; we keep time order)
-    are dropped; padding is zero and masked.
+    The compact form of the set view: ``padded_batch`` pads any subset of sheets on demand,
+    so a DataLoader never holds the whole padded tensor (28,000 sheets x 50 x 2 x 15 x 15).
     """
-    N = len(batch)
-    K = int(batch.k.max()) if max_k is None else int(max_k)
     rows = time_order(batch)
-    sheet = batch.obs_sheet_index()[rows]
-    pos = np.arange(len(rows)) - batch.offsets[:-1][sheet]
-    keep = pos < K
-    rows, sheet, pos = rows[keep], sheet[keep], pos[keep]
-    C, S = batch.cutouts.shape[1], batch.cutouts.shape[-1]
-    images = np.zeros((N, K, C, S, S), np.float32)
-    scalars = np.full((N, K, batch.obs_scalars.shape[1]), np.nan, np.float32)
-    mask = np.zeros((N, K), bool)
-    images[sheet, pos] = batch.cutouts[rows]
-    scalars[sheet, pos] = batch.obs_scalars[rows]
-    mask[sheet, pos] = True
-    return {"images": images, "scalars": scalars, "mask": mask, "fixed": fixed_length(batch)}
+    return {"images": batch.cutouts[rows], "scalars": batch.obs_scalars[rows], "offsets": batch.offsets,
+            "fixed": fixed_length(batch)}
+
+
+def padded_batch(images, scalars, offsets, fixed, idx, min_k: int = 1):
+    """Padded set view of sheets ``idx``: images [B, K, ...], scalars [B, K, n], mask [B, K], fixed [B, F].
+
+    Works on NumPy arrays or torch tensors (the flat arrays of ``flat_sets``); padding is
+    zero and masked; K is the largest k among the sheets (at least ``min_k``).
+    """
+    idx = np.asarray(idx)
+    starts, ks = offsets[idx], offsets[idx + 1] - offsets[idx]
+    K = max(int(ks.max()) if len(ks) else 0, min_k)
+    pos = np.arange(K)[None, :]
+    mask = pos < ks[:, None]
+    rows = (starts[:, None] + pos)[mask]
+    lib = _lib(images)
+    img = lib.zeros((len(idx), K) + tuple(images.shape[1:]), dtype=images.dtype)
+    sc = lib.zeros((len(idx), K) + tuple(scalars.shape[1:]), dtype=scalars.dtype)
+    m = lib.from_numpy(mask) if lib is not np else mask
+    img[m] = images[rows]
+    sc[m] = scalars[rows]
+    return img, sc, m, fixed[idx]
+
+
+def _lib(arr):
+    if isinstance(arr, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
+def padded_sets(batch: SheetBatch) -> dict:
+    """The padded set view of a whole batch (small batches; see ``flat_sets`` for large ones)."""
+    f = flat_sets(batch)
+    img, sc, mask, fixed = padded_batch(f["images"], f["scalars"], f["offsets"], f["fixed"], np.arange(len(batch)))
+    return {"images": img, "scalars": sc, "mask": mask, "fixed": fixed}

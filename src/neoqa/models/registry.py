@@ -6,6 +6,7 @@ from ..errors import NeoqaError
 from . import fixed
 from .fixed import FixedLengthModel
 from .multi import MultiLengthModel
+from .sets import SetModel
 
 
 def _ridge(rs):
@@ -36,6 +37,14 @@ def _multi_mlp(rs):
     return MultiLengthModel(per_k=fixed.mlp_pipeline(rs, depth=3), fallback=fixed.mlp_pipeline(rs))
 
 
+def _basic_sneon(rs):
+    return SetModel(encoder="mlp", random_state=rs)
+
+
+def _sneon(rs):
+    return SetModel(encoder="resnet", random_state=rs, epochs=12)
+
+
 MODELS = {
     "ridge": _ridge,
     "quadratic": _quadratic,
@@ -44,6 +53,8 @@ MODELS = {
     "mlp": _mlp,
     "multi_linear": _multi_linear,
     "multi_mlp": _multi_mlp,
+    "basic_sneon": _basic_sneon,
+    "sneon": _sneon,
 }
 
 

@@ -1,0 +1,256 @@
+"""Set models over a sheet's observations (PyTorch): Basic SNEON and SNEON.
+
+One network, shared by every observation (a Siamese network), gives each observation a
+confidence that it holds the moving object; the 5th-largest confidence over the sheet's
+observations (at least 5 good observations make a real sheet) joins the normalised
+fixed-length features in a small head that makes the decision. Basic SNEON's shared
+network is an MLP; SNEON's is a residual CNN on the cutout fused with the scalars.
+
+Only real observations pass through the shared network (they are gathered by the mask),
+so padding never touches batch statistics and the output is invariant to the order of
+observations and to padding.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from torch import nn
+from tqdm import tqdm
+
+from .. import features
+
+ORDER_STAT = 5          # the label rule's "at least 5 observations"
+MISSING_CONFIDENCE = -20.0
+
+
+class ObsMLP(nn.Module):
+    def __init__(self, n_in, width=100, depth=3):
+        super().__init__()
+        layers, d = [], n_in
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), nn.ReLU()]
+            d = width
+        self.net = nn.Sequential(*layers, nn.Linear(d, 1))
+
+    def forward(self, images, scalars):
+        return self.net(torch.cat([images.flatten(1), scalars], dim=1)).squeeze(1)
+
+
+class _Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+class ObsResNet(nn.Module):
+    """A small ResNet for 2 x 15 x 15 cutouts: stem, residual block, stride-2, residual block, pool."""
+
+    def __init__(self, channels, n_scalars, width=16):
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), _Block(width),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            _Block(2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(2 * width + n_scalars, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def forward(self, images, scalars):
+        return self.head(torch.cat([self.cnn(images), scalars], dim=1)).squeeze(1)
+
+
+class SetNet(nn.Module):
+    def __init__(self, encoder, n_fixed, width=100):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Linear(n_fixed + 1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                                  nn.Linear(width, 1))
+
+    def confidences(self, images, scalars, mask):
+        """Per-observation confidences [B, K] (padding gets MISSING_CONFIDENCE)."""
+        conf = torch.full(mask.shape, MISSING_CONFIDENCE, dtype=images.dtype, device=images.device)
+        conf[mask] = self.encoder(images[mask], scalars[mask])
+        return conf
+
+    def forward(self, images, scalars, mask, fixed):
+        conf = self.confidences(images, scalars, mask)
+        if conf.shape[1] < ORDER_STAT:
+            conf = nn.functional.pad(conf, (0, ORDER_STAT - conf.shape[1]), value=MISSING_CONFIDENCE)
+        fifth = torch.topk(conf, ORDER_STAT, dim=1).values[:, ORDER_STAT - 1]
+        return self.head(torch.cat([fixed, fifth.unsqueeze(1)], dim=1)).squeeze(1)
+
+
+class SetModel(BaseEstimator, ClassifierMixin):
+    """Scikit-learn-style wrapper: fit(batch) / predict_proba(batch), seeded, early-stopped."""
+
+    view = "sets"
+    uses_validation = True
+
+    def __init__(self, encoder="mlp", epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4, patience=3,
+                 width=100, random_state=0, progress=True):
+        self.encoder = encoder
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.width = width
+        self.random_state = random_state
+        self.progress = progress
+
+    # ---------------------------------------------------------------- normalisation
+    def _fit_norm(self, flat):
+        img = flat["images"]
+        centred = img - np.median(img.reshape(len(img), img.shape[1], -1), axis=2)[:, :, None, None]
+        sc, fx = flat["scalars"], flat["fixed"]
+        self.norm_ = {
+            "img_scale": np.std(centred, axis=(0, 2, 3)).astype(np.float32) + 1e-6,
+            "sc_median": np.nan_to_num(np.nanmedian(sc, axis=0)).astype(np.float32),
+            "sc_scale": np.nan_to_num(np.nanstd(sc, axis=0), nan=1.0).astype(np.float32) + 1e-6,
+            "fx_median": np.nan_to_num(np.nanmedian(fx, axis=0)).astype(np.float32),
+            "fx_scale": np.nan_to_num(np.nanstd(fx, axis=0), nan=1.0).astype(np.float32) + 1e-6,
+        }
+
+    def _tensors(self, batch):
+        """Normalised flat tensors of a batch: cutouts less their median, over the channel's
+        spread; scalars and fixed features median-imputed and standardised; clipped so that
+        cosmic rays stay finite."""
+        n = self.norm_
+        flat = features.flat_sets(batch)
+        img = flat["images"]
+        img = (img - np.median(img.reshape(*img.shape[:2], -1), axis=2)[..., None, None]) / n["img_scale"][None, :, None, None]
+        sc = np.nan_to_num((flat["scalars"] - n["sc_median"]) / n["sc_scale"])
+        fx = np.nan_to_num((flat["fixed"] - n["fx_median"]) / n["fx_scale"])
+        t = lambda a: torch.from_numpy(np.clip(a, -50, 50).astype(np.float32))   # noqa: E731
+        return {"images": t(img), "scalars": t(sc), "offsets": flat["offsets"], "fixed": t(fx)}
+
+    def _loader(self, data, target, gen):
+        """A DataLoader of padded minibatches, shuffled by a seeded generator."""
+        def collate(items):
+            idx = np.array([int(i) for i, _ in items])
+            return features.padded_batch(data["images"], data["scalars"], data["offsets"], data["fixed"], idx,
+                                         min_k=ORDER_STAT) + (torch.stack([t for _, t in items]),)
+
+        ids = torch.utils.data.TensorDataset(torch.arange(len(target)), target)
+        return torch.utils.data.DataLoader(ids, batch_size=self.batch_size, shuffle=True, generator=gen,
+                                           collate_fn=collate)
+
+    # ---------------------------------------------------------------- network
+    def _build(self, channels, n_scalars, n_fixed, cutout):
+        torch.manual_seed(self.random_state)
+        if self.encoder == "mlp":
+            enc = ObsMLP(channels * cutout * cutout + n_scalars, self.width)
+        elif self.encoder == "resnet":
+            enc = ObsResNet(channels, n_scalars)
+        else:
+            raise ValueError(f"unknown encoder {self.encoder!r}")
+        return SetNet(enc, n_fixed, self.width)
+
+    def fit(self, batch, y=None, val=None):
+        y = batch.label if y is None else np.asarray(y)
+        flat = features.flat_sets(batch)
+        self._fit_norm(flat)
+        self.shape_ = {"channels": int(batch.cutouts.shape[1]), "n_scalars": int(batch.obs_scalars.shape[1]),
+                       "n_fixed": int(flat["fixed"].shape[1]), "cutout": int(batch.cutouts.shape[-1])}
+        del flat
+        self.net_ = self._build(**self.shape_)
+        data = self._tensors(batch)
+        target = torch.from_numpy(y.astype(np.float32))
+        vdata = self._tensors(val) if val is not None and len(val) else None
+        vtarget = torch.from_numpy(val.label.astype(np.float32)) if vdata is not None else None
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
+        loss_fn = nn.BCEWithLogitsLoss()
+        loader = self._loader(data, target, torch.Generator().manual_seed(self.random_state))
+        best, best_state, bad = np.inf, None, 0
+        self.history_ = []
+        bar = tqdm(range(self.epochs), desc=f"train {self.encoder} set model", unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            self.net_.train()
+            total, seen = 0.0, 0
+            for img, sc, mask, fx, yb in loader:
+                opt.zero_grad()
+                loss = loss_fn(self.net_(img, sc, mask, fx), yb)
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(yb)
+                seen += len(yb)
+            sched.step()
+            vloss = self._loss(vdata, vtarget, loss_fn) if vdata is not None else total / seen
+            self.history_.append({"epoch": epoch, "train_loss": total / seen, "val_loss": vloss})
+            bar.set_postfix(train=f"{total / seen:.4f}", val=f"{vloss:.4f}")
+            if vloss < best - 1e-4:
+                best, bad = vloss, 0
+                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    @torch.no_grad()
+    def _logits(self, data, chunk=1024):
+        self.net_.eval()
+        n = len(data["fixed"])
+        out = [self.net_(*features.padded_batch(data["images"], data["scalars"], data["offsets"], data["fixed"],
+                                                np.arange(s, min(s + chunk, n)), min_k=ORDER_STAT))
+               for s in range(0, n, chunk)]
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def _loss(self, data, target, loss_fn):
+        return float(loss_fn(self._logits(data), target))
+
+    def predict_proba(self, batch):
+        p = torch.sigmoid(self._logits(self._tensors(batch))).numpy().astype(np.float64)
+        return np.stack([1 - p, p], axis=1)
+
+    @torch.no_grad()
+    def observation_confidences(self, batch):
+        """Each observation's confidence (logit), padded [N, K] in time order, with the mask."""
+        self.net_.eval()
+        d = self._tensors(batch)
+        img, sc, mask, _ = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"],
+                                                 np.arange(len(batch)))
+        return self.net_.confidences(img, sc, mask).numpy(), mask.numpy()
+
+    def predict(self, batch):
+        return (self.predict_proba(batch)[:, 1] >= 0.5).astype(int)
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.net_.parameters()))
+
+    # ---------------------------------------------------------------- persistence
+    def save_weights(self, folder):
+        from safetensors.torch import save_file
+
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
+        tensors.update({f"norm.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.norm_.items()})
+        save_file(tensors, str(folder / "weights.safetensors"), metadata={"shape": json.dumps(self.shape_)})
+
+    def load_weights(self, folder, info):
+        from safetensors import safe_open
+
+        from ..errors import NeoqaError
+
+        path = folder / "weights.safetensors"
+        if not path.exists():
+            raise NeoqaError(f"{folder}: weights file weights.safetensors is missing")
+        params = {k: v for k, v in info["params"].items() if k in self.get_params()}
+        self.set_params(**params)
+        with safe_open(str(path), framework="pt") as f:
+            self.shape_ = json.loads(f.metadata()["shape"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        self.net_ = self._build(**self.shape_)
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.norm_ = {k[5:]: v.numpy() for k, v in tensors.items() if k.startswith("norm.")}
+        self.net_.eval()
+        self.classes_ = np.array([0, 1])

@@ -60,10 +60,43 @@ def _show(a):
     print(f"wrote {out}")
 
 
+def _train(a):
+    from .train import train_path
+
+    train_path(a.model, a.data, a.out, seed=a.seed)
+    print(f"wrote {a.out}")
+
+
+def _evaluate(a):
+    from .evaluate import evaluate_path
+
+    res = evaluate_path(a.model, a.data)
+    if a.json:
+        print(json.dumps(res, indent=1, sort_keys=True, default=float))
+    else:
+        for key in ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
+                    "roc_auc", "pr_auc", "ece", "params", "fit_seconds", "sheets_per_second"):
+            print(f"{key:<22}{res[key]}")
+
+
+def _zoo(a):
+    from .zoo import run_zoo
+
+    run_zoo(a.data, a.out, models=a.models, seed=a.seed)
+    print((Path(a.out) / "results.md").read_text())
+
+
+def _score(a):
+    from .score import score
+
+    print(f"wrote {score(a.model, a.data, a.out)}")
+
+
 def _main_job(a):
-    """The README's first command: the default benchmark (cached), then its summary."""
+    """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
     from .store import SheetSet
+    from .zoo import run_zoo
 
     path = DEFAULT_PATH
     try:
@@ -72,6 +105,10 @@ def _main_job(a):
     except NeoqaError:
         simulate(path, DEFAULT_SHEETS, seed=0, survey="neowise", workers=a.workers)
     _info_print(path, as_json=False)
+    out = Path(a.out)
+    run_zoo(path, out, seed=0)
+    print((out / "results.md").read_text())
+    print(f"figures: {out / 'roc.png'}, {out / 'confusion.png'}, {out / 'accuracy_by_k.png'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +149,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_show)
 
+    s = sub.add_parser("train", help="train one model")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test split")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("zoo", help="train and evaluate every registered model")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--models", nargs="+", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_zoo)
+
+    s = sub.add_parser("score", help="score a dataset in streaming batches")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_score)
+
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--out", default="runs/zoo")
     s.set_defaults(func=_main_job)
     return p
 

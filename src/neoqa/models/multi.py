@@ -12,7 +12,7 @@ from .. import features
 from .fixed import FixedLengthModel, count_parameters
 
 
-class MultiLengthModel(BaseEstimator, ClassifierMixin):
+class MultiLengthModel(ClassifierMixin, BaseEstimator):
     view = "per_length"
 
     def __init__(self, per_k=None, fallback=None, min_sheets=800):
@@ -28,8 +28,8 @@ class MultiLengthModel(BaseEstimator, ClassifierMixin):
         ks, counts = np.unique(batch.k, return_counts=True)
         for k, n in zip(ks, counts):
             idx, X = features.per_length(batch, int(k))
-            if n < self.min_sheets or len(np.unique(y[idx])) < 2:
-                continue
+            if n < self.min_sheets or np.bincount(y[idx], minlength=2).min() < 10:
+                continue                  # too few sheets (or of one class) for a model of its own
             X = np.concatenate([X, base[idx, None]], axis=1)
             self.models_[int(k)] = clone(self.per_k).fit(X, y[idx])
         self.classes_ = self.fallback_.classes_

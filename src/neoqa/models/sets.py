@@ -86,15 +86,16 @@ class SetNet(nn.Module):
         return self.head(torch.cat([fixed, fifth.unsqueeze(1)], dim=1)).squeeze(1)
 
 
-class SetModel(BaseEstimator, ClassifierMixin):
+class SetModel(ClassifierMixin, BaseEstimator):
     """Scikit-learn-style wrapper: fit(batch) / predict_proba(batch), seeded, early-stopped."""
 
     view = "sets"
     uses_validation = True
 
     def __init__(self, encoder="mlp", epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4, patience=3,
-                 width=100, random_state=0, progress=True):
+                 width=100, cnn_width=8, random_state=0, progress=True):
         self.encoder = encoder
+        self.cnn_width = cnn_width
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -147,7 +148,7 @@ class SetModel(BaseEstimator, ClassifierMixin):
         if self.encoder == "mlp":
             enc = ObsMLP(channels * cutout * cutout + n_scalars, self.width)
         elif self.encoder == "resnet":
-            enc = ObsResNet(channels, n_scalars)
+            enc = ObsResNet(channels, n_scalars, self.cnn_width)
         else:
             raise ValueError(f"unknown encoder {self.encoder!r}")
         return SetNet(enc, n_fixed, self.width)

@@ -1,0 +1,36 @@
+"""Streaming scoring of a dataset of any size: shard by shard, batch by batch, to Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import persist
+from .store import SheetSet, atomic_path
+
+BATCH = 4096
+
+
+def score(model_dir, data, out) -> Path:
+    model, info = persist.load(model_dir)
+    ds = SheetSet(data)
+    thr = info["threshold"]
+    schema = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8())])
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            bar = tqdm(total=len(ds), desc="score", unit="sheet")
+            for shard in ds.iter_shards():
+                persist.check_schema(info, shard, str(data))
+                for s in range(0, len(shard), BATCH):
+                    part = shard.select(np.arange(s, min(s + BATCH, len(shard))))
+                    p = model.predict_proba(part)[:, 1]
+                    writer.write_table(pa.table({"sheet_id": part.sheet_id.astype(str), "probability": p,
+                                                 "decision": (p >= thr).astype(np.int8)}, schema=schema))
+                    bar.update(len(part))
+            bar.close()
+    return out

@@ -1,0 +1,152 @@
+"""The model zoo: the scikit-learn contract, real learning, persistence, schema, invariance."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from neoqa import features, persist
+from neoqa.errors import NeoqaError
+from neoqa.models import MODELS, make
+from neoqa.models import fixed
+from neoqa.models.sets import SetModel
+from neoqa.train import fit_and_save, labelled_splits
+
+
+@parametrize_with_checks([
+    fixed.ridge_pipeline(0),
+    fixed.kernel_pipeline("poly", 0, n_components=20, degree=2, coef0=1.0),
+    fixed.kernel_pipeline("rbf", 0, n_components=20),
+    fixed.rff_pipeline(0, n_components=50),
+    # the checks' 10-sample datasets cannot spare an early-stopping hold-out
+    fixed.mlp_pipeline(0, depth=7, width=20, max_iter=300, early_stopping=False),
+])
+def test_fixed_length_estimators_follow_scikit_learn(estimator, check):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """About 1,100 training and 240 validation sheets: small, but enough to learn from."""
+    from neoqa.simulate import SimConfig, simulate_batch
+
+    return labelled_splits(simulate_batch(SimConfig(), 1600, seed=5))
+
+
+def _fast(name):
+    model = make(name, random_state=0)
+    if name.startswith("multi_"):
+        model.set_params(min_sheets=100)         # small data: still exercise the per-k models
+    if isinstance(model, SetModel):
+        model.set_params(progress=False, epochs=12)
+    return model
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_beats_the_majority_baseline(name, small_batch, splits):
+    train, val = splits
+    model = _fast(name)
+    model.fit(train, val=val) if isinstance(model, SetModel) else model.fit(train)
+    test = val
+    p = model.predict_proba(test)
+    assert p.shape == (len(test), 2) and np.allclose(p.sum(1), 1) and np.all((p >= 0) & (p <= 1))
+    acc = np.mean((p[:, 1] >= 0.5) == (test.label == 1))
+    majority = max(np.mean(test.label == 1), np.mean(test.label == 0))
+    assert acc > majority + 0.05, f"{name}: accuracy {acc:.3f}, majority {majority:.3f}"
+    assert model.n_parameters() > 0
+
+
+@pytest.mark.parametrize("name", ["ridge", "multi_linear", "basic_sneon"])
+def test_saved_model_predicts_identically_in_a_fresh_process(name, tmp_path, small_neowise, small_batch, monkeypatch):
+    from neoqa.models import registry
+
+    fast = _fast(name)
+    monkeypatch.setitem(registry.MODELS, name, lambda rs: fast)
+    fit_and_save(name, small_batch, tmp_path / "m", progress=False)
+    model, info = persist.load(tmp_path / "m")
+    here = model.predict_proba(small_batch)[:, 1]
+    code = ("import sys, json, numpy as np; from neoqa import persist; from neoqa.store import SheetSet;"
+            "m, i = persist.load(sys.argv[1]); b = SheetSet(sys.argv[2]).read();"
+            "print(json.dumps(m.predict_proba(b)[:, 1].tolist()))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(small_neowise)], capture_output=True,
+                       text=True, check=True)
+    there = np.array(json.loads(r.stdout))
+    np.testing.assert_array_equal(here, there)
+    saved = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("model", "params", "schema", "threshold", "neoqa_version", "training_data"):
+        assert key in saved
+    assert list((tmp_path / "m").iterdir())                # weights are skops or safetensors, never pickle
+    assert not any(p.suffix in (".pkl", ".pickle", ".pt") for p in (tmp_path / "m").iterdir())
+
+
+def test_data_of_another_schema_is_refused(tmp_path, small_batch):
+    fit_and_save("ridge", small_batch, tmp_path / "m", progress=False)
+    model, info = persist.load(tmp_path / "m")
+    other = small_batch.select(np.arange(10))
+    other.sheet_scalar_names = tuple(n if n != "rate_deg_per_day" else "rate" for n in other.sheet_scalar_names)
+    with pytest.raises(NeoqaError, match="sheet_scalars lacks 'rate_deg_per_day'"):
+        persist.check_schema(info, other, "other.h5")
+
+
+def test_untrusted_types_are_refused(tmp_path, small_batch):
+    import skops.io as sio
+
+    fit_and_save("ridge", small_batch, tmp_path / "m", progress=False)
+    from fractions import Fraction
+
+    sio.dump({"x": Fraction(1, 3)}, tmp_path / "m" / "model.skops")  # a type off the allow-list
+    with pytest.raises(NeoqaError, match="refuses to load type"):
+        persist.load(tmp_path / "m")
+
+
+def test_set_models_ignore_order_and_padding(splits):
+    train, val = splits
+    model = SetModel(encoder="resnet", epochs=1, progress=False).fit(train.select(np.arange(200)))
+    d = model._tensors(val.select(np.arange(16)))
+    img, sc, mask, fx = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"], np.arange(16))
+    model.net_.eval()
+    with torch.no_grad():
+        base = model.net_(img, sc, mask, fx)
+        # shuffle the observations of every sheet (padding stays behind the real ones)
+        g = torch.Generator().manual_seed(0)
+        perm_img, perm_sc = img.clone(), sc.clone()
+        for b in range(len(mask)):
+            k = int(mask[b].sum())
+            p = torch.randperm(k, generator=g)
+            perm_img[b, :k], perm_sc[b, :k] = img[b, :k][p], sc[b, :k][p]
+        shuffled = model.net_(perm_img, perm_sc, mask, fx)
+        # add ten slots of padding holding garbage
+        pad_img = torch.cat([img, torch.randn(len(mask), 10, *img.shape[2:])], 1)
+        pad_sc = torch.cat([sc, torch.randn(len(mask), 10, sc.shape[2])], 1)
+        pad_mask = torch.cat([mask, torch.zeros(len(mask), 10, dtype=torch.bool)], 1)
+        padded = model.net_(pad_img, pad_sc, pad_mask, fx)
+    torch.testing.assert_close(shuffled, base, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded, base, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_view_matches_the_sheets(small_batch):
+    part = small_batch.select([0, 1, 2])
+    sets = features.padded_sets(part)
+    assert sets["images"].shape[:2] == (3, part.k.max())
+    assert np.array_equal(sets["mask"].sum(1), part.k)
+    order = features.time_order(part)
+    np.testing.assert_array_equal(sets["images"][0, : part.k[0]], part.cutouts[order][: part.k[0]])
+
+
+def test_splits_are_a_function_of_the_id():
+    from neoqa.splits import split_of
+
+    ids = [f"NW{i:09d}" for i in range(5000)]
+    a = split_of(ids)
+    b = split_of(ids[::-1])[::-1]
+    np.testing.assert_array_equal(a, b)
+    frac = np.bincount(a) / len(a)
+    assert np.allclose(frac, [0.7, 0.15, 0.15], atol=0.02)

@@ -1,0 +1,63 @@
+"""The zoo's table, figures and JSON contract; evaluate --json; streaming scores."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from neoqa.cli import main
+
+KEYS = ("test_accuracy", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc", "ece",
+        "params", "fit_seconds", "sheets_per_second", "test_accuracy_clean")
+
+
+@pytest.fixture(scope="module")
+def zoo_run(tmp_path_factory, small_neowise):
+    out = tmp_path_factory.mktemp("zoo")
+    assert main(["zoo", "--data", str(small_neowise), "--out", str(out), "--models", "ridge", "basic_sneon"]) == 0
+    return out
+
+
+def test_zoo_writes_the_table_in_three_formats(zoo_run):
+    res = json.loads((zoo_run / "results.json").read_text())
+    assert set(res["models"]) == {"ridge", "basic_sneon"}
+    for name, r in res["models"].items():
+        for key in KEYS:
+            assert key in r, (name, key)
+        assert 0.5 < r["test_accuracy"] <= 1 and r["params"] > 0 and r["sheets_per_second"] > 0
+        assert r["overfit"] == pytest.approx(r["train_accuracy"] - r["test_accuracy"])
+    md = (zoo_run / "results.md").read_text()
+    assert "| ridge |" in md and "paper acc %" in md and "94.6" in md     # the paper's figure beside ours
+    csv = (zoo_run / "results.csv").read_text().splitlines()
+    assert csv[0].startswith("model,test_accuracy") and len(csv) == 3
+    for fig in ("roc.png", "confusion.png", "accuracy_by_k.png"):
+        assert (zoo_run / fig).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_json_has_the_same_keys(zoo_run, small_neowise, capsys):
+    assert main(["evaluate", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neowise), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in KEYS:
+        assert key in r
+    table = json.loads((zoo_run / "results.json").read_text())["models"]["ridge"]
+    assert r["test_accuracy"] == table["test_accuracy"]
+
+
+def test_score_streams_every_sheet(zoo_run, small_neowise, small_batch, tmp_path):
+    out = tmp_path / "scores.parquet"
+    assert main(["score", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neowise),
+                 "--out", str(out)]) == 0
+    t = pq.read_table(out)
+    assert t.column_names == ["sheet_id", "probability", "decision"]
+    assert t.num_rows == len(small_batch)
+    assert list(t.column("sheet_id").to_pylist()) == list(small_batch.sheet_id)
+    p = np.array(t.column("probability").to_pylist())
+    thr = json.loads((zoo_run / "models" / "basic_sneon" / "model.json").read_text())["threshold"]
+    assert np.array_equal(np.array(t.column("decision").to_pylist()), (p >= thr).astype(int))
+
+
+def test_train_unknown_model_is_a_clear_error(tmp_path, small_neowise, capsys):
+    assert main(["train", "--model", "nope", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -1,6 +1,5 @@
 """Real data in and out: the FITS-plus-tables layout, its round trip, and malformed input."""
 
-import json
 import shutil
 
 import numpy as np
@@ -90,6 +89,7 @@ def _fits_edit(fn):
 @pytest.mark.parametrize("damage, message", [
     (lambda d: [p.unlink() if p.is_file() else shutil.rmtree(p) for p in list(d.iterdir())], "folder is empty"),
     (lambda d: (d / "sheets.parquet").unlink(), "'sheets.parquet' .* is missing"),
+    (lambda d: (d / "dataset.json").write_text("{oops"), "dataset.json: not valid JSON"),
     (_damage_table("sheets.parquet", lambda t: t.drop_columns(["label"])), "required column 'label' is missing"),
     (_damage_table("sheets.parquet", lambda t: t.drop_columns(["rate_deg_per_day"])), "column 'rate_deg_per_day' is missing"),
     (_damage_table("sheets.parquet", lambda t: t.append_column("mystery", pa.array(np.zeros(len(t))))), "unknown column 'mystery'"),

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .errors import NeoqaError
 from .schema import TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from .sheets import SheetBatch
-from .store import SheetSet, atomic_path, write_dataset
+from .store import SheetSet, atomic_path, read_json, write_dataset
 
 SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
@@ -105,8 +105,7 @@ def ingest(folder, out, survey: str | None = None) -> Path:
         raise NeoqaError(f"{folder}: no such folder")
     if not any(folder.iterdir()):
         raise NeoqaError(f"{folder}: the folder is empty")
-    meta_file = folder / "dataset.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    meta = read_json(folder / "dataset.json")
     sheets_path, sheets = _read_table(folder, "sheets")
     obs_path, obs = _read_table(folder, "observations")
     sheet_scalars = _scalar_columns(sheets_path, sheets, SHEET_KEYS, meta.get("sheet_scalars"))

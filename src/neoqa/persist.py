@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .errors import NeoqaError
 from .schema import schema_dict, schema_fingerprint
-from .store import atomic_path
+from .store import atomic_path, read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"
@@ -66,12 +66,7 @@ def load(folder):
 
     folder = Path(folder)
     path = folder / MODEL_JSON
-    if not path.exists():
-        raise NeoqaError(f"{folder}: not a neoqa model folder (no {MODEL_JSON})")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise NeoqaError(f"{path}: not valid JSON ({e.msg})") from None
+    info = read_json(path, f"not a neoqa model folder (no {MODEL_JSON})")
     if info.get("model") not in registry.MODELS:
         raise NeoqaError(f"{path}: unknown model {info.get('model')!r}")
     skops_path = folder / SKOPS_FILE

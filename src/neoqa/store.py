@@ -156,14 +156,27 @@ class SheetSet:
         return SheetBatch.concat(list(self.iter_shards()))
 
 
+def read_json(path: Path, missing: str | None = None) -> dict:
+    """A JSON file as a dict; a missing or malformed file is one clear line.
+
+    ``missing`` is the message for an absent file; without it an absent file gives {}.
+    """
+    if not path.exists():
+        if missing is None:
+            return {}
+        raise NeoqaError(f"{path.parent}: {missing}")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise NeoqaError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(value, dict):
+        raise NeoqaError(f"{path}: expected a JSON object")
+    return value
+
+
 def _open_folder(path: Path):
     mf = path / MANIFEST
-    if not mf.exists():
-        raise NeoqaError(f"{path}: not a neoqa dataset (no {MANIFEST})")
-    try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise NeoqaError(f"{mf}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    manifest = read_json(mf, f"not a neoqa dataset (no {MANIFEST})")
     _check_format(mf, manifest.get("format"), manifest.get("format_version"))
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:

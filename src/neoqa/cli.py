@@ -92,6 +92,24 @@ def _score(a):
     print(f"wrote {score(a.model, a.data, a.out)}")
 
 
+def _explain(a):
+    from . import explain
+
+    if a.weights:
+        print(f"wrote {explain.draw_linear_weights(a.model, a.out)}")
+        return
+    if not a.data:
+        raise NeoqaError("explain needs --data (or --weights for a linear model's weights)")
+    if a.all:
+        paths = explain.explain_many(a.model, a.data, a.out, limit=a.limit, method=a.method, samples=a.samples,
+                                     seed=a.seed)
+        print(f"wrote {len(paths)} figures to {a.out}")
+    elif a.sheet:
+        print(f"wrote {explain.explain_sheet(a.model, a.data, a.sheet, a.out, a.method, a.samples, a.seed)}")
+    else:
+        raise NeoqaError("explain needs --sheet ID or --all")
+
+
 def _main_job(a):
     """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -174,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_score)
+
+    s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", default=None)
+    s.add_argument("--sheet", default=None)
+    s.add_argument("--all", action="store_true", help="explain many sheets into the folder --out")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--method", choices=["smoothgrad", "saliency"], default="smoothgrad")
+    s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--weights", action="store_true", help="draw a linear model's weights instead")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_explain)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
     s.add_argument("--workers", type=int, default=2)

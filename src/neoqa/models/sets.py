@@ -180,7 +180,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
                 loss = loss_fn(self.net_(img, sc, mask, fx), yb)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(yb)
+                total += loss.item() * len(yb)
                 seen += len(yb)
             sched.step()
             vloss = self._loss(vdata, vtarget, loss_fn) if vdata is not None else total / seen

@@ -1,0 +1,191 @@
+"""Explanations: gradient saliency and SmoothGrad (captum) over every input, drawn as the
+paper's Figure 2; linear models drawn as their weights.
+
+Attributions are gradients of the model's logit with respect to its standardised inputs
+(see ``differentiable``): each observation's cutouts in both channels, the per-observation
+scalars, the composite and the sheet scalars. SmoothGrad adds Gaussian noise of
+``noise`` standard deviations of each input (so noise is scaled to each input's spread),
+seeded, with the noisy samples batched so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import persist
+from .differentiable import INPUT_NAMES, inputs_for, linear_weights
+from .errors import NeoqaError
+from .show import find_sheet
+from .store import SheetSet, atomic_path
+
+MAX_ROWS = 10
+
+
+def attribute(model, sheet, method="smoothgrad", samples=32, noise=0.15, batch=8, seed=0):
+    """Attributions (absolute gradients) for each input of one sheet: dict name -> array."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    si = inputs_for(model, sheet)
+    inputs = tuple(t.clone().requires_grad_(True) for t in si.tensors)
+    sal = Saliency(si.forward)
+    torch.manual_seed(seed)
+    if method == "saliency":
+        attr = sal.attribute(inputs, abs=True)
+    elif method == "smoothgrad":
+        attr = NoiseTunnel(sal).attribute(inputs, nt_type="smoothgrad", nt_samples=samples,
+                                          nt_samples_batch_size=batch, stdevs=noise, abs=True)
+    else:
+        raise NeoqaError(f"unknown attribution method {method!r} (saliency or smoothgrad)")
+    with torch.no_grad():
+        score = float(torch.sigmoid(si.forward(*si.tensors))[0])
+    out = {name: a.detach().numpy()[0] for name, a in zip(INPUT_NAMES, attr)}
+    out.update(score=score, order=si.order, confidences=si.confidences,
+               inputs={name: t.numpy()[0] for name, t in zip(INPUT_NAMES, si.tensors)})
+    return out
+
+
+def explain_sheet(model_dir, data, sheet_id, out, method="smoothgrad", samples=32, seed=0) -> Path:
+    model, info = persist.load(model_dir)
+    sheet = find_sheet(data, sheet_id)
+    persist.check_schema(info, sheet, str(data))
+    return _draw(model, info, sheet, Path(out), method, samples, seed)
+
+
+def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32, seed=0) -> list[Path]:
+    """Figures for the first ``limit`` sheets, shard by shard (memory bounded by one shard)."""
+    from tqdm import tqdm
+
+    model, info = persist.load(model_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    bar = tqdm(total=limit, desc="explain", unit="sheet")
+    for shard in SheetSet(data).iter_shards():
+        persist.check_schema(info, shard, str(data))
+        for i in range(len(shard)):
+            if len(written) >= limit:
+                break
+            sheet = shard.select([i])
+            written.append(_draw(model, info, sheet, out / f"{sheet.sheet_id[0]}.png", method, samples, seed))
+            bar.update(1)
+        if len(written) >= limit:
+            break
+    bar.close()
+    return written
+
+
+def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = attribute(model, sheet, method, samples, seed=seed)
+    meta = sheet.meta
+    ch = meta["channels"]
+    k = int(sheet.k[0])
+    rows = min(k, MAX_ROWS)
+    conf = a["confidences"]
+    fifth = None
+    if conf is not None:
+        valid = conf[:k]
+        fifth = int(np.argsort(-valid, kind="stable")[min(4, k - 1)]) if k else None
+    fig = plt.figure(figsize=(12.5, 1.25 * (rows + 1) + 1.2), constrained_layout=True)
+    gs = fig.add_gridspec(rows + 1, 6, width_ratios=[1, 1, 1, 1, 0.15, 3.2])
+    label = {1: "1 (real)", 0: "0 (false)", -1: "unknown"}[int(sheet.label[0])]
+    fig.suptitle(f"Label: {label}, Score: {a['score']:.3f} for {sheet.sheet_id[0]}  "
+                 f"({info['model']}, {method})", fontsize=11)
+    # Images are shown as measured (less each cutout's median); saliency is with respect to
+    # the model's standardised inputs.
+    img = sheet.cutouts[a["order"]] - np.median(sheet.cutouts[a["order"]], axis=(2, 3), keepdims=True)
+    sal = a["obs_images"]
+    unused = not np.any(sal)
+    for r in range(rows):
+        for c in range(2):
+            ax = fig.add_subplot(gs[r, 2 * c])
+            ax.imshow(img[r, c], origin="lower", cmap="gray")
+            ax.set_xticks([]); ax.set_yticks([])
+            if r == 0:
+                ax.set_title(ch[c], fontsize=9)
+            if c == 0:
+                first = ax
+            ax2 = fig.add_subplot(gs[r, 2 * c + 1])
+            ax2.imshow(sal[r, c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(sal.max()), 1e-12))
+            ax2.set_xticks([]); ax2.set_yticks([])
+            if unused and r == 0 and c == 0:
+                ax2.text(0.5, 0.5, "this model does not\nread the observations", ha="center", va="center",
+                         fontsize=6, transform=ax2.transAxes)
+            if r == 0:
+                ax2.set_title(f"saliency {ch[c]}", fontsize=9)
+        dt = sheet.obs_scalars[a["order"][r], sheet.obs_scalar_names.index("dt_hr")]
+        text = f"{dt:.1f} h"
+        if conf is not None:
+            text += f"\nconf {conf[r]:+.2f}" + ("\n5th-largest" if r == fifth else "")
+        first.set_ylabel(text, fontsize=7, rotation=0, ha="right", va="center")
+    for c in range(2):
+        ax = fig.add_subplot(gs[rows, 2 * c])
+        ax.imshow(sheet.composite[0, c], origin="lower", cmap="gray")
+        ax.set_xticks([]); ax.set_yticks([]); ax.set_xlabel(f"composite {ch[c]}", fontsize=8)
+        ax2 = fig.add_subplot(gs[rows, 2 * c + 1])
+        ax2.imshow(a["composite"][c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(a["composite"].max()), 1e-12))
+        ax2.set_xticks([]); ax2.set_yticks([]); ax2.set_xlabel("saliency", fontsize=8)
+    ax = fig.add_subplot(gs[:, 5])
+    ax.axis("off")
+    ax.set_title("Most important scalars", fontsize=10)
+    imp = [(f"{n} (sheet)", float(v)) for n, v in zip(sheet.sheet_scalar_names, a["sheet_scalars"])]
+    obs_imp = a["obs_scalars"][:k].mean(0) if k else np.zeros(len(sheet.obs_scalar_names))
+    imp += [(f"{n} (obs. mean)", float(v)) for n, v in zip(sheet.obs_scalar_names, obs_imp)]
+    imp.sort(key=lambda t: -t[1])
+    top = imp[:14]
+    peak = max(top[0][1], 1e-12) if top else 1.0
+    lines = [f"{name:<34s}{v / peak:6.2f}" for name, v in top]
+    if k > rows:
+        lines.append(f"\n(first {rows} of {k} observations shown)")
+    ax.text(0, 0.97, "relative |gradient|, standardised inputs\n\n" + "\n".join(lines), va="top",
+            family="monospace", fontsize=7.5, transform=ax.transAxes)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return out
+
+
+def draw_linear_weights(model_dir, out) -> Path:
+    """A linear model's weights: images per channel and a bar chart of the scalar weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, info = persist.load(model_dir)
+    w = linear_weights(model)
+    if w is None:
+        raise NeoqaError(f"{model_dir}: model {info['model']!r} is not linear")
+    schema = info["schema"]
+    C, S = schema["channels"], schema["cutout_size"]
+    coef = w["coef"]
+    img, sc = coef[: C * S * S].reshape(C, S, S), coef[C * S * S:]
+    channels = info["training_data"].get("channels") or [f"ch{c + 1}" for c in range(C)]
+    fig = plt.figure(figsize=(12, 5), constrained_layout=True)
+    gs = fig.add_gridspec(1, C + 1, width_ratios=[1] * C + [2.4])
+    lim = float(np.abs(img).max())
+    for c in range(C):
+        ax = fig.add_subplot(gs[0, c])
+        im = ax.imshow(img[c], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(f"composite weights {channels[c]}", fontsize=9)
+        ax.set_xticks([]); ax.set_yticks([])
+    fig.colorbar(im, ax=fig.axes[:C], shrink=0.6, label="weight (standardised input)")
+    ax = fig.add_subplot(gs[0, C])
+    order = np.argsort(np.abs(sc))
+    ax.barh(np.array(schema["sheet_scalars"])[order], sc[order], color=np.where(sc[order] > 0, "C3", "C0"))
+    ax.set_xlabel("weight (standardised input; positive = toward real)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("sheet-scalar weights", fontsize=9)
+    fig.suptitle(f"{info['model']}: the linear model's weights", fontsize=11)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return out

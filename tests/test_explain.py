@@ -1,0 +1,101 @@
+"""Explanations: exact differentiable translations, captum sanity checks, figures."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from neoqa import explain
+from neoqa.cli import main
+from neoqa.differentiable import inputs_for
+from neoqa.models import fixed
+from neoqa.models.fixed import FixedLengthModel
+from neoqa.models.multi import MultiLengthModel
+from neoqa.models.sets import SetModel
+from neoqa.train import fit_and_save, labelled_splits
+
+
+@pytest.fixture(scope="module")
+def data(small_batch):
+    return labelled_splits(small_batch)
+
+
+def _models():
+    return {
+        "ridge": FixedLengthModel(fixed.ridge_pipeline(0)),
+        "quadratic": FixedLengthModel(fixed.kernel_pipeline("poly", 0, n_components=60, degree=2, coef0=1.0)),
+        "rbf": FixedLengthModel(fixed.kernel_pipeline("rbf", 0, n_components=60)),
+        "rff": FixedLengthModel(fixed.rff_pipeline(0, n_components=100)),
+        "mlp": FixedLengthModel(fixed.mlp_pipeline(0, width=20)),
+        "multi": MultiLengthModel(per_k=fixed.ridge_pipeline(0), fallback=fixed.ridge_pipeline(0), min_sheets=50),
+        "sneon": SetModel(encoder="resnet", epochs=2, progress=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, _ = data
+    return {name: m.fit(train) for name, m in _models().items()}
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_translation_reproduces_predict_proba(name, fitted, data):
+    _, val = data
+    model = fitted[name]
+    if name == "multi":
+        assert model.models_, "the test needs a per-k model"
+    for i in range(8):
+        sheet = val.select([i])
+        si = inputs_for(model, sheet)
+        with torch.no_grad():
+            p = torch.sigmoid(si.forward(*si.tensors)).item()
+        assert p == pytest.approx(model.predict_proba(sheet)[0, 1], abs=2e-4)
+
+
+def test_smoothgrad_with_zero_noise_is_plain_saliency(fitted, data):
+    sheet = data[1].select([0])
+    plain = explain.attribute(fitted["sneon"], sheet, method="saliency")
+    zero = explain.attribute(fitted["sneon"], sheet, method="smoothgrad", noise=0.0, samples=4)
+    for key in ("obs_images", "obs_scalars", "composite", "sheet_scalars"):
+        np.testing.assert_allclose(zero[key], plain[key], rtol=1e-5, atol=1e-8)
+
+
+def test_saliency_covers_every_input(fitted, data):
+    sheet = data[1].select([1])
+    a = explain.attribute(fitted["sneon"], sheet, samples=8)
+    k = int(sheet.k[0])
+    assert a["obs_images"].shape == (k, 2, 15, 15) and a["obs_scalars"].shape == (k, 14)
+    assert a["composite"].shape == (2, 15, 15) and a["sheet_scalars"].shape == (25,)
+    for key in ("obs_images", "obs_scalars", "composite", "sheet_scalars"):
+        assert np.all(np.isfinite(a[key])) and a[key].max() > 0
+    # a fixed-length model does not read the observations: zero attribution there
+    b = explain.attribute(fitted["mlp"], sheet, samples=8)
+    assert not np.any(b["obs_images"]) and b["composite"].max() > 0
+
+
+def test_model_randomisation_changes_the_saliency(fitted, data):
+    """Adebayo et al.: a trained model's saliency must differ from a randomised copy's."""
+    trained = fitted["sneon"]
+    random = SetModel(encoder="resnet", epochs=2, progress=False, random_state=123).fit(data[0].select(np.arange(5)))
+    random.norm_ = trained.norm_                       # same inputs, randomised weights
+    random.net_ = random._build(**trained.shape_)
+    corr = []
+    for i in range(6):
+        sheet = data[1].select([i])
+        a = explain.attribute(trained, sheet, method="saliency")["obs_images"].ravel()
+        b = explain.attribute(random, sheet, method="saliency")["obs_images"].ravel()
+        corr.append(spearmanr(a, b).statistic)
+    assert np.mean(corr) < 0.5
+
+
+def test_explain_cli(tmp_path, small_neowise, small_batch):
+    fit_and_save("ridge", small_batch, tmp_path / "ridge", progress=False)
+    sid = small_batch.sheet_id[3]
+    assert main(["explain", "--model", str(tmp_path / "ridge"), "--data", str(small_neowise), "--sheet", sid,
+                 "--samples", "4", "--out", str(tmp_path / "one.png")]) == 0
+    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["explain", "--model", str(tmp_path / "ridge"), "--data", str(small_neowise), "--all", "--limit", "3",
+                 "--samples", "4", "--out", str(tmp_path / "many")]) == 0
+    assert len(list((tmp_path / "many").glob("*.png"))) == 3
+    assert main(["explain", "--model", str(tmp_path / "ridge"), "--weights", "--out", str(tmp_path / "w.png")]) == 0
+    assert (tmp_path / "w.png").stat().st_size > 10_000

@@ -58,3 +58,13 @@ def large_batch():
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def zoo_run(tmp_path_factory, small_neowise):
+    """A small zoo run (ridge and Basic SNEON) shared by the zoo and report tests."""
+    from neoqa.cli import main
+
+    out = tmp_path_factory.mktemp("zoo")
+    assert main(["zoo", "--data", str(small_neowise), "--out", str(out), "--models", "ridge", "basic_sneon"]) == 0
+    return out

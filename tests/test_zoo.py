@@ -12,13 +12,6 @@ KEYS = ("test_accuracy", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr"
         "params", "fit_seconds", "sheets_per_second", "test_accuracy_clean")
 
 
-@pytest.fixture(scope="module")
-def zoo_run(tmp_path_factory, small_neowise):
-    out = tmp_path_factory.mktemp("zoo")
-    assert main(["zoo", "--data", str(small_neowise), "--out", str(out), "--models", "ridge", "basic_sneon"]) == 0
-    return out
-
-
 def test_zoo_writes_the_table_in_three_formats(zoo_run):
     res = json.loads((zoo_run / "results.json").read_text())
     assert set(res["models"]) == {"ridge", "basic_sneon"}

@@ -110,6 +110,12 @@ def _explain(a):
         raise NeoqaError("explain needs --sheet ID or --all")
 
 
+def _report(a):
+    from .report import write_report
+
+    print(f"wrote {write_report(a.run, samples=a.samples)}")
+
+
 def _main_job(a):
     """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -127,6 +133,9 @@ def _main_job(a):
     run_zoo(path, out, seed=0)
     print((out / "results.md").read_text())
     print(f"figures: {out / 'roc.png'}, {out / 'confusion.png'}, {out / 'accuracy_by_k.png'}")
+    from .report import write_report
+
+    print(f"report: {write_report(out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", action="store_true", help="draw a linear model's weights instead")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_explain)
+
+    s = sub.add_parser("report", help="one self-contained HTML report for a zoo run")
+    s.add_argument("--run", required=True, help="a folder written by neoqa zoo")
+    s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples per explained example")
+    s.set_defaults(func=_report)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
     s.add_argument("--workers", type=int, default=2)

@@ -103,27 +103,32 @@ def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
     img = sheet.cutouts[a["order"]] - np.median(sheet.cutouts[a["order"]], axis=(2, 3), keepdims=True)
     sal = a["obs_images"]
     unused = not np.any(sal)
-    for r in range(rows):
+    # Rows to draw, in time order: all of them, or for a long set-model sheet the most
+    # confident ones (which include the 5th-largest that set the decision).
+    shown = np.arange(rows)
+    if conf is not None and k > rows:
+        shown = np.sort(np.argsort(-conf[:k], kind="stable")[:rows])
+    for r, j in enumerate(shown):
         for c in range(2):
             ax = fig.add_subplot(gs[r, 2 * c])
-            ax.imshow(img[r, c], origin="lower", cmap="gray")
+            ax.imshow(img[j, c], origin="lower", cmap="gray")
             ax.set_xticks([]); ax.set_yticks([])
             if r == 0:
                 ax.set_title(ch[c], fontsize=9)
             if c == 0:
                 first = ax
             ax2 = fig.add_subplot(gs[r, 2 * c + 1])
-            ax2.imshow(sal[r, c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(sal.max()), 1e-12))
+            ax2.imshow(sal[j, c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(sal.max()), 1e-12))
             ax2.set_xticks([]); ax2.set_yticks([])
             if unused and r == 0 and c == 0:
                 ax2.text(0.5, 0.5, "this model does not\nread the observations", ha="center", va="center",
                          fontsize=6, transform=ax2.transAxes)
             if r == 0:
                 ax2.set_title(f"saliency {ch[c]}", fontsize=9)
-        dt = sheet.obs_scalars[a["order"][r], sheet.obs_scalar_names.index("dt_hr")]
+        dt = sheet.obs_scalars[a["order"][j], sheet.obs_scalar_names.index("dt_hr")]
         text = f"{dt:.1f} h"
         if conf is not None:
-            text += f"\nconf {conf[r]:+.2f}" + ("\n5th-largest" if r == fifth else "")
+            text += f"\nconf {conf[j]:+.2f}" + ("\n5th-largest" if j == fifth else "")
         first.set_ylabel(text, fontsize=7, rotation=0, ha="right", va="center")
     for c in range(2):
         ax = fig.add_subplot(gs[rows, 2 * c])
@@ -143,7 +148,8 @@ def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
     peak = max(top[0][1], 1e-12) if top else 1.0
     lines = [f"{name:<34s}{v / peak:6.2f}" for name, v in top]
     if k > rows:
-        lines.append(f"\n(first {rows} of {k} observations shown)")
+        which = "most confident" if conf is not None else "first"
+        lines.append(f"\n({which} {rows} of {k} observations shown, in time order)")
     ax.text(0, 0.97, "relative |gradient|, standardised inputs\n\n" + "\n".join(lines), va="top",
             family="monospace", fontsize=7.5, transform=ax.transAxes)
     with atomic_path(out) as tmp:

@@ -56,7 +56,7 @@ def _fmt(key, v):
 def write_tables(summary: dict, out: Path) -> None:
     res = summary["models"]
     with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=float) + "\n")
+        tmp.write_text(json.dumps(summary, indent=1, default=float) + "\n")   # models in registry order
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", *TABLE_KEYS, "paper_test_accuracy", "paper_overfit"])

@@ -1,0 +1,118 @@
+"""One self-contained HTML report for a zoo run: the table, every figure, and explained
+examples of true and false positives and negatives for the best model."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from . import explain, persist
+from .errors import NeoqaError
+from .splits import TEST, split_of
+from .store import SheetSet, atomic_path, read_json
+from .zoo import _fmt
+
+FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
+           ("accuracy_by_k.png", "Accuracy by number of observations"))
+CASES = (("TP", "true positive", 1, 1), ("FP", "false positive", 0, 1), ("FN", "false negative", 1, 0),
+         ("TN", "true negative", 0, 0))
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def pick_examples(model, info, batch) -> dict:
+    """The most confident example of each case (TP, FP, FN, TN) on the test split."""
+    test = batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
+    p = model.predict_proba(test)[:, 1]
+    d = (p >= info["threshold"]).astype(int)
+    out = {}
+    for code, _, label, decision in CASES:
+        idx = np.flatnonzero((test.label == label) & (d == decision))
+        if len(idx):
+            best = idx[np.argmax(p[idx])] if decision == 1 else idx[np.argmin(p[idx])]
+            out[code] = (str(test.sheet_id[best]), float(p[best]))
+    return out
+
+
+def write_report(run, samples: int = 32) -> Path:
+    run = Path(run)
+    summary = read_json(run / "results.json", "not a zoo run folder (no results.json)")
+    results = summary.get("models") or {}
+    if not results:
+        raise NeoqaError(f"{run / 'results.json'}: holds no models")
+    best = max(results, key=lambda n: (results[n]["test_accuracy"], results[n]["roc_auc"]))
+    model, info = persist.load(run / "models" / best)
+    batch = SheetSet(summary["data"]).read()
+    examples = pick_examples(model, info, batch)
+    fig_dir = run / "report_figures"
+    fig_dir.mkdir(exist_ok=True)
+    explained = []
+    for code, name, _, _ in CASES:
+        if code not in examples:
+            continue
+        sid, p = examples[code]
+        path = explain.explain_sheet(run / "models" / best, summary["data"], sid, fig_dir / f"{code}_{sid}.png",
+                                     samples=samples)
+        explained.append((code, name, sid, p, path))
+    linear = []
+    for name in results:
+        mdl, _ = persist.load(run / "models" / name)
+        if explain.linear_weights(mdl) is not None:
+            linear.append((name, explain.draw_linear_weights(run / "models" / name, fig_dir / f"weights_{name}.png")))
+
+    rows = []
+    head = ["model", "test acc %", "clean acc %", "train acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %",
+            "ROC-AUC %", "PR-AUC %", "ECE", "params", "fit s", "sheets/s", "paper acc %"]
+    paper = summary.get("paper", {})
+    for name, r in results.items():
+        cells = [name] + [_fmt(k, r.get(k)) for k in ("test_accuracy", "test_accuracy_clean", "train_accuracy",
+                                                      "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc",
+                                                      "ece", "params", "fit_seconds", "sheets_per_second")]
+        cells.append(_fmt("test_accuracy", paper.get(name, {}).get("test_accuracy")))
+        cls = ' class="best"' if name == best else ""
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>neoqa run report: {html.escape(str(summary['data']))}</title>",
+        "<style>body{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "td:first-child{text-align:left}tr.best{background:#eef6ee;font-weight:bold}"
+        "img{max-width:100%;border:1px solid #ddd;margin:6px 0}h2{border-bottom:1px solid #ccc}"
+        ".note{color:#555;font-size:13px}</style></head><body>",
+        "<h1>neoqa run report</h1>",
+        f"<p>{summary['sheets']:,} {html.escape(str(summary['survey']))} sheets from "
+        f"<code>{html.escape(str(summary['data']))}</code>; seed {summary['seed']}; zoo run time "
+        f"{summary['total_seconds']:.0f} s. Best model by test accuracy: <b>{html.escape(best)}</b>.</p>",
+        "<h2>Results</h2><p class='note'>Percentages on the test split; accuracy against the noisy labels (as the "
+        "paper) and against the clean truth. The paper's column was measured on the paper's real NEOWISE QA sheets, "
+        "not on this data.</p>",
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>",
+        "<h2>Figures</h2>",
+    ]
+    for fname, caption in FIGURES:
+        if (run / fname).exists():
+            parts.append(f"<h3>{caption}</h3>{_img(run / fname, caption)}")
+    parts.append(f"<h2>Explained examples: {html.escape(best)}</h2><p class='note'>The most confident case of each "
+                 "kind on the test split. Red maps are SmoothGrad saliency (|gradient| of the logit with respect to "
+                 "the model's standardised inputs, averaged over noisy copies).</p>")
+    for code, name, sid, p, path in explained:
+        parts.append(f"<h3>{name} ({code}): sheet {html.escape(sid)}, score {p:.3f}</h3>{_img(path, name)}")
+    if linear:
+        parts.append("<h2>Linear models' weights</h2>")
+        for name, path in linear:
+            parts.append(f"<h3>{html.escape(name)}</h3>{_img(path, name + ' weights')}")
+    # Lets a test (or a person) confirm every image decoded: sets data-images-loaded on <body>.
+    parts.append("<script>window.addEventListener('load',()=>{const i=[...document.images];"
+                 "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
+                 "document.body.dataset.images=i.length;});</script></body></html>")
+    out = run / "report.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(parts))
+    return out
+

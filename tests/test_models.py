@@ -24,6 +24,7 @@ from neoqa.train import fit_and_save, labelled_splits
     fixed.rff_pipeline(0, n_components=50),
     # the checks' 10-sample datasets cannot spare an early-stopping hold-out
     fixed.mlp_pipeline(0, depth=7, width=20, max_iter=300, early_stopping=False),
+    fixed.gbdt_pipeline(0, n_estimators=20),
 ])
 def test_fixed_length_estimators_follow_scikit_learn(estimator, check):
     import warnings

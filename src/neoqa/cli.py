@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -116,6 +117,44 @@ def _report(a):
     print(f"wrote {write_report(a.run, samples=a.samples)}")
 
 
+def _threshold(a):
+    from .operating import operating_point
+
+    res = operating_point(a.model, a.data, a.recall, n_boot=a.bootstrap, seed=a.seed, save=a.save, labels=a.labels)
+    if a.json:
+        print(json.dumps(res, indent=1))
+        return
+    lo, hi = res["threshold_ci95"]
+    print(f"threshold for {a.recall:.2%} recall (validation): {res['threshold']:.4f}  (95% CI {lo:.4f}..{hi:.4f})")
+    print(f"  validation: recall {res['validation']['recall']:.4f}, false-positive rate {res['validation']['fpr']:.4f}")
+    flo, fhi = res["test_fpr_ci95"]
+    print(f"  test:       recall {res['test']['recall']:.4f}, false-positive rate {res['test']['fpr']:.4f} "
+          f"(95% CI {flo:.4f}..{fhi:.4f})")
+    if "test_clean" in res:
+        print(f"  test, clean truth: recall {res['test_clean']['recall']:.4f}, "
+              f"false-positive rate {res['test_clean']['fpr']:.4f}")
+    if a.save:
+        print(f"  saved as the model's decision threshold in {Path(a.model) / 'model.json'}")
+
+
+def _triage(a):
+    from .operating import triage
+
+    res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels)
+    if a.json:
+        print(json.dumps(res, indent=1))
+        return
+    print(f"wrote {a.out}: accept p >= {res['accept_above']:.4f}, reject p < {res['reject_below']:.4f}")
+    for key, title in (("test", "test split, labels"), ("test_clean", "test split, clean truth")):
+        if key not in res:
+            continue
+        r = res[key]
+        print(f"  {title}: human load {r['human_load']:.1%} of {r['sheets']} sheets; "
+              f"recall outside reject {r['recall_outside_reject']:.4f}; accept precision {r['accept_precision']:.4f}")
+        for b in ("accept", "review", "reject"):
+            print(f"    {b:<7}{r[b]['sheets']:>7} sheets  {r[b]['real']:>6} real  {r[b]['false']:>6} false")
+
+
 def _main_job(a):
     """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -215,6 +254,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_explain)
 
+    s = sub.add_parser("threshold", help="the threshold that keeps a target recall (validation), with a bootstrap CI")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--recall", type=float, required=True)
+    s.add_argument("--bootstrap", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--save", action="store_true", help="make it the model's decision threshold")
+    s.add_argument("--labels", choices=["noisy", "clean"], default="noisy",
+                   help="set it on the labels (default) or, for simulated data, the clean truth")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_threshold)
+
+    s = sub.add_parser("triage", help="split sheets into auto-accept, human review and auto-reject")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--recall", type=float, default=0.995)
+    s.add_argument("--precision", type=float, default=None, help="of automatic accepts (default: the recall)")
+    s.add_argument("--labels", choices=["noisy", "clean"], default="noisy",
+                   help="set thresholds on the labels (default) or, for simulated data, the clean truth")
+    s.add_argument("--out", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_triage)
+
     s = sub.add_parser("report", help="one self-contained HTML report for a zoo run")
     s.add_argument("--run", required=True, help="a folder written by neoqa zoo")
     s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples per explained example")
@@ -239,6 +301,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("neoqa: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:                 # output piped into head, say: not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return 0
     return 0
 
 

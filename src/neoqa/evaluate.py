@@ -11,6 +11,7 @@ import numpy as np
 
 from . import persist
 from .metrics import classification_metrics
+from .operating import fpr_at_recall
 from .splits import TEST, TRAIN, split_of
 from .store import SheetSet
 
@@ -45,6 +46,8 @@ def evaluate(model, info: dict, batch, where="data") -> dict:
         "pr_auc": m["pr_auc"], "ece": m["ece"], "params": info.get("n_parameters"),
         "fit_seconds": info.get("fit_seconds"), "sheets_per_second": speed, "threshold": thr,
         "confusion": m["confusion"], "test_sheets": len(test),
+        "fpr_at_recall_0.99": fpr_at_recall(test.label, p_test, 0.99),
+        "fpr_at_recall_0.995": fpr_at_recall(test.label, p_test, 0.995),
         "test_accuracy_clean": None,
     }
     decided = p_test >= thr

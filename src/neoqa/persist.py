@@ -20,7 +20,7 @@ from .store import atomic_path, read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "neoqa.", "builtins.", "collections.")
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "neoqa.", "builtins.", "collections.", "lightgbm.")
 
 
 def data_schema(batch) -> dict:

@@ -17,7 +17,8 @@ from .store import SheetSet, atomic_path
 from .train import fit_and_save
 
 TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
-              "roc_auc", "pr_auc", "ece", "params", "fit_seconds", "sheets_per_second")
+              "roc_auc", "pr_auc", "ece", "fpr_at_recall_0.99", "fpr_at_recall_0.995", "params", "fit_seconds",
+              "sheets_per_second")
 
 
 def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True) -> dict:
@@ -64,9 +65,10 @@ def write_tables(summary: dict, out: Path) -> None:
             p = PAPER.get(name, {})
             w.writerow([name, *[r.get(k) for k in TABLE_KEYS], p.get("test_accuracy"), p.get("overfit")])
     head = ["model", "test acc %", "clean acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %", "ROC-AUC %",
-            "PR-AUC %", "ECE", "params", "fit s", "sheets/s", "paper acc %", "paper overfit %"]
+            "PR-AUC %", "ECE", "FPR@99% recall", "FPR@99.5% recall", "params", "fit s", "sheets/s", "paper acc %",
+            "paper overfit %"]
     keys = ("test_accuracy", "test_accuracy_clean", "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc",
-            "ece", "params", "fit_seconds", "sheets_per_second")
+            "ece", "fpr_at_recall_0.99", "fpr_at_recall_0.995", "params", "fit_seconds", "sheets_per_second")
     lines = [f"# Model zoo on {summary['data']} ({summary['sheets']:,} {summary['survey']} sheets)", "",
              "Percentages on the test split; accuracy against the noisy labels (as the paper) and against the "
              "clean truth. The paper's columns were measured on the paper's real NEOWISE QA sheets, not on "

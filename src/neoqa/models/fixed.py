@@ -39,8 +39,12 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
         return self.pipeline_.predict(X)
 
     def __sklearn_tags__(self):
+        from sklearn.utils import get_tags
+
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True           # the pipeline imputes
+        tags.input_tags.allow_nan = True           # the pipeline imputes, or its trees handle NaN
+        steps = getattr(self.pipeline, "steps", [])
+        tags.input_tags.sparse = len(steps) == 1 and get_tags(steps[0][1]).input_tags.sparse
         return tags
 
 
@@ -140,6 +144,10 @@ def count_parameters(est) -> int:
     if isinstance(est, CalibratedClassifierCV):
         return sum(count_parameters(c.estimator) + 2 for c in est.calibrated_classifiers_)
     total = 0
+    booster = getattr(est, "booster_", None)
+    if booster is not None:                      # trees: split thresholds and leaf values
+        dump = booster.dump_model()
+        return int(sum(2 * t["num_leaves"] - 1 for t in dump["tree_info"]))
     for name in ("coef_", "intercept_", "components_", "random_weights_", "random_offset_", "mean_", "scale_",
                  "statistics_"):
         value = getattr(est, name, None)
@@ -149,3 +157,29 @@ def count_parameters(est) -> int:
         for value in getattr(est, name, []) or []:
             total += int(np.size(value))
     return total
+
+
+def gbdt_pipeline(random_state=0, n_estimators=600, learning_rate=0.05, num_leaves=31):
+    """Gradient-boosted trees (LightGBM) on the engineered summary view; trees need no scaling
+    and handle NaN natively, so the pipeline is the classifier alone."""
+    from lightgbm import LGBMClassifier
+
+    return PipelineClassifier(Pipeline([("clf", LGBMClassifier(
+        n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves, subsample=0.8,
+        subsample_freq=1, colsample_bytree=0.8, min_child_samples=20, reg_lambda=1.0, random_state=random_state,
+        n_jobs=2, verbose=-1))]))
+
+
+class SummaryModel(FixedLengthModel):
+    """A scikit-learn pipeline on the engineered summary view (``features.summary``)."""
+
+    view = "summary"
+
+    def fit(self, batch, y=None):
+        y = batch.label if y is None else y
+        self.estimator_ = clone(self.estimator).fit(features.summary(batch), y)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, batch):
+        return self.estimator_.predict_proba(features.summary(batch))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NeoqaError
 from . import fixed
-from .fixed import FixedLengthModel
+from .fixed import FixedLengthModel, SummaryModel
 from .multi import MultiLengthModel
 from .sets import SetModel
 
@@ -46,6 +46,10 @@ def _sneon(rs):
     return SetModel(encoder="resnet", random_state=rs, epochs=8, batch_size=256, lr=2e-3)
 
 
+def _gbdt(rs):
+    return SummaryModel(fixed.gbdt_pipeline(rs))
+
+
 MODELS = {
     "ridge": _ridge,
     "quadratic": _quadratic,
@@ -56,6 +60,7 @@ MODELS = {
     "multi_mlp": _multi_mlp,
     "basic_sneon": _basic_sneon,
     "sneon": _sneon,
+    "gbdt": _gbdt,
 }
 
 

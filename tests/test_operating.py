@@ -1,0 +1,69 @@
+"""Operating points and triage."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from neoqa.cli import main
+from neoqa.operating import fpr_at_recall, precision_threshold, recall_threshold
+
+
+def test_recall_threshold_keeps_the_recall():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.25).astype(int)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    for r in (0.9, 0.99, 0.995):
+        t = recall_threshold(y, p, r)
+        assert np.mean(p[y == 1] >= t) >= r
+        # the largest such threshold: a hair above it loses recall
+        assert np.mean(p[y == 1] >= np.nextafter(t, 2)) < r
+    assert fpr_at_recall(y, p, 0.5) < fpr_at_recall(y, p, 0.99)
+
+
+def test_precision_threshold_keeps_the_precision():
+    y = np.array([1, 1, 1, 0, 1, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.65, 0.6, 0.5, 0.4, 0.1])
+    t = precision_threshold(y, p, 0.8)
+    acc = p >= t
+    assert y[acc].mean() >= 0.8 and t == 0.6
+    assert precision_threshold(y, p, 1.0) == 0.7
+    assert precision_threshold(np.zeros(3), np.ones(3), 0.5) == float("inf")
+
+
+def test_threshold_cli(zoo_run, small_neowise, capsys):
+    model = zoo_run / "models" / "ridge"
+    assert main(["threshold", "--model", str(model), "--data", str(small_neowise), "--recall", "0.95",
+                 "--bootstrap", "50", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["validation"]["recall"] >= 0.95
+    lo, hi = r["threshold_ci95"]
+    assert lo <= hi and 0 <= r["test"]["fpr"] <= 1
+
+
+def test_threshold_save_changes_the_model(tmp_path, zoo_run, small_neowise):
+    import shutil
+
+    model = shutil.copytree(zoo_run / "models" / "ridge", tmp_path / "ridge")
+    assert main(["threshold", "--model", str(model), "--data", str(small_neowise), "--recall", "0.97",
+                 "--bootstrap", "20", "--save"]) == 0
+    info = json.loads((model / "model.json").read_text())
+    assert info["threshold_target_recall"] == 0.97
+
+
+@pytest.mark.parametrize("labels", ["noisy", "clean"])
+def test_triage_buckets(tmp_path, zoo_run, small_neowise, small_batch, capsys, labels):
+    out = tmp_path / "triage.parquet"
+    assert main(["triage", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neowise),
+                 "--recall", "0.97", "--labels", labels, "--out", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    t = pq.read_table(out)
+    assert t.num_rows == len(small_batch)
+    buckets = np.array(t.column("bucket").to_pylist())
+    p = np.array(t.column("probability").to_pylist())
+    assert set(buckets) <= {"accept", "review", "reject"}
+    assert np.all(p[buckets == "accept"] >= r["accept_above"]) and np.all(p[buckets == "reject"] < r["reject_below"])
+    rep = r["test"]
+    assert sum(rep[b]["sheets"] for b in ("accept", "review", "reject")) == rep["sheets"]
+    assert rep["human_load"] == pytest.approx(rep["review"]["sheets"] / rep["sheets"])

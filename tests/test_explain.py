@@ -99,3 +99,12 @@ def test_explain_cli(tmp_path, small_neowise, small_batch):
     assert len(list((tmp_path / "many").glob("*.png"))) == 3
     assert main(["explain", "--model", str(tmp_path / "ridge"), "--weights", "--out", str(tmp_path / "w.png")]) == 0
     assert (tmp_path / "w.png").stat().st_size > 10_000
+
+
+def test_trees_are_refused_with_a_clear_message(data):
+    from neoqa.errors import NeoqaError
+    from neoqa.models import make
+
+    gbdt = make("gbdt").fit(data[0])
+    with pytest.raises(NeoqaError, match="no gradients"):
+        inputs_for(gbdt, data[1].select([0]))

@@ -25,7 +25,7 @@ from sklearn.neural_network import MLPClassifier
 
 from . import features
 from .errors import NeoqaError
-from .models.fixed import FixedLengthModel, PipelineClassifier
+from .models.fixed import FixedLengthModel, PipelineClassifier, SummaryModel
 from .models.multi import MultiLengthModel
 from .models.sets import SetModel
 
@@ -121,10 +121,17 @@ def _obs_inputs_raw(sheet):
     return order, sheet.cutouts[order][None], sheet.obs_scalars[order][None]
 
 
+def is_differentiable(model) -> bool:
+    """Gradient explanations exist for every model but the tree ensembles."""
+    return isinstance(model, (FixedLengthModel, SetModel, MultiLengthModel)) and not isinstance(model, SummaryModel)
+
+
 def inputs_for(model, sheet) -> SheetInputs:
     """The differentiable view of ``model`` on a one-sheet batch."""
     if len(sheet) != 1:
         raise ValueError("inputs_for takes exactly one sheet")
+    if not is_differentiable(model):
+        raise NeoqaError(f"explain: {type(model).__name__} (gradient-boosted trees) has no gradients to explain")
     C, S = sheet.composite.shape[1], sheet.composite.shape[-1]
     n_comp = C * S * S
     if isinstance(model, FixedLengthModel):

@@ -12,6 +12,7 @@ import numpy as np
 from . import explain, persist
 from .errors import NeoqaError
 from .splits import TEST, split_of
+from .differentiable import is_differentiable
 from .store import SheetSet, atomic_path, read_json
 from .zoo import _fmt
 
@@ -46,8 +47,13 @@ def write_report(run, samples: int = 32) -> Path:
     results = summary.get("models") or {}
     if not results:
         raise NeoqaError(f"{run / 'results.json'}: holds no models")
-    best = max(results, key=lambda n: (results[n]["test_accuracy"], results[n]["roc_auc"]))
-    model, info = persist.load(run / "models" / best)
+    rank = sorted(results, key=lambda n: (results[n]["test_accuracy"], results[n]["roc_auc"]), reverse=True)
+    best = rank[0]
+    models = {n: persist.load(run / "models" / n) for n in results}
+    explained_name = next((n for n in rank if is_differentiable(models[n][0])), None)
+    if explained_name is None:
+        raise NeoqaError(f"{run}: no model in this run can be explained with gradients")
+    model, info = models[explained_name]
     batch = SheetSet(summary["data"]).read()
     examples = pick_examples(model, info, batch)
     fig_dir = run / "report_figures"
@@ -57,12 +63,11 @@ def write_report(run, samples: int = 32) -> Path:
         if code not in examples:
             continue
         sid, p = examples[code]
-        path = explain.explain_sheet(run / "models" / best, summary["data"], sid, fig_dir / f"{code}_{sid}.png",
-                                     samples=samples)
+        path = explain.explain_sheet(run / "models" / explained_name, summary["data"], sid,
+                                     fig_dir / f"{code}_{sid}.png", samples=samples)
         explained.append((code, name, sid, p, path))
     linear = []
-    for name in results:
-        mdl, _ = persist.load(run / "models" / name)
+    for name, (mdl, _) in models.items():
         if explain.linear_weights(mdl) is not None:
             linear.append((name, explain.draw_linear_weights(run / "models" / name, fig_dir / f"weights_{name}.png")))
 
@@ -98,9 +103,11 @@ def write_report(run, samples: int = 32) -> Path:
     for fname, caption in FIGURES:
         if (run / fname).exists():
             parts.append(f"<h3>{caption}</h3>{_img(run / fname, caption)}")
-    parts.append(f"<h2>Explained examples: {html.escape(best)}</h2><p class='note'>The most confident case of each "
-                 "kind on the test split. Red maps are SmoothGrad saliency (|gradient| of the logit with respect to "
-                 "the model's standardised inputs, averaged over noisy copies).</p>")
+    why = "" if explained_name == best else (f" (the best model, {html.escape(best)}, is a tree ensemble without "
+                                             "gradients; this is the best model that has them)")
+    parts.append(f"<h2>Explained examples: {html.escape(explained_name)}</h2><p class='note'>The most confident case "
+                 f"of each kind on the test split{why}. Red maps are SmoothGrad saliency (|gradient| of the logit with "
+                 "respect to the model's standardised inputs, averaged over noisy copies).</p>")
     for code, name, sid, p, path in explained:
         parts.append(f"<h3>{name} ({code}): sheet {html.escape(sid)}, score {p:.3f}</h3>{_img(path, name)}")
     if linear:

@@ -119,14 +119,18 @@ class FixedLengthModel(ClassifierMixin, BaseEstimator):
     def __init__(self, estimator=None):
         self.estimator = estimator
 
+    @staticmethod
+    def _view(batch):
+        return features.fixed_length(batch)
+
     def fit(self, batch, y=None):
         y = batch.label if y is None else y
-        self.estimator_ = clone(self.estimator).fit(features.fixed_length(batch), y)
+        self.estimator_ = clone(self.estimator).fit(self._view(batch), y)
         self.classes_ = self.estimator_.classes_
         return self
 
     def predict_proba(self, batch):
-        return self.estimator_.predict_proba(features.fixed_length(batch))
+        return self.estimator_.predict_proba(self._view(batch))
 
     def predict(self, batch):
         return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]
@@ -175,11 +179,6 @@ class SummaryModel(FixedLengthModel):
 
     view = "summary"
 
-    def fit(self, batch, y=None):
-        y = batch.label if y is None else y
-        self.estimator_ = clone(self.estimator).fit(features.summary(batch), y)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    def predict_proba(self, batch):
-        return self.estimator_.predict_proba(features.summary(batch))
+    @staticmethod
+    def _view(batch):
+        return features.summary(batch)

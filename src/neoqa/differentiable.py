@@ -24,6 +24,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 
 from . import features
+from .calibration import unwrap
 from .errors import NeoqaError
 from .models.fixed import FixedLengthModel, PipelineClassifier, SummaryModel
 from .models.multi import MultiLengthModel
@@ -123,11 +124,17 @@ def _obs_inputs_raw(sheet):
 
 def is_differentiable(model) -> bool:
     """Gradient explanations exist for every model but the tree ensembles."""
+    model = unwrap(model)
     return isinstance(model, (FixedLengthModel, SetModel, MultiLengthModel)) and not isinstance(model, SummaryModel)
 
 
 def inputs_for(model, sheet) -> SheetInputs:
-    """The differentiable view of ``model`` on a one-sheet batch."""
+    """The differentiable view of ``model`` on a one-sheet batch.
+
+    The logit is the base model's: temperature scaling divides it by a constant, which
+    rescales every attribution alike and changes none of the pictures.
+    """
+    model = unwrap(model)
     if len(sheet) != 1:
         raise ValueError("inputs_for takes exactly one sheet")
     if not is_differentiable(model):
@@ -196,6 +203,7 @@ def inputs_for(model, sheet) -> SheetInputs:
 
 def linear_weights(model) -> dict | None:
     """Effective weights of a linear model in standardised units: composite [C,S,S] and sheet scalars."""
+    model = unwrap(model)
     if not isinstance(model, FixedLengthModel):
         return None
     steps = model.estimator_.pipeline_.steps

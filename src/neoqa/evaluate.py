@@ -58,8 +58,52 @@ def evaluate(model, info: dict, batch, where="data") -> dict:
     out["accuracy_by_k"] = {str(int(k)): {"sheets": int((test.k == k).sum()),
                                           "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
                             for k in ks}
+    out["by"] = breakdowns(test, decided)
     out["_scores"] = {"label": test.label, "p": p_test, "k": test.k}
     return out
+
+
+RATE_BINS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6, np.inf)
+SNR_BINS = (0.0, 4.0, 6.0, 10.0, 20.0, np.inf)
+
+
+def breakdowns(test, decided) -> dict:
+    """Accuracy (and, with truth, clean accuracy and recall) by measured rate of motion and,
+    on simulated data, by the object's true S/N and class."""
+    groups = {"rate_deg_per_day": _binned(test.sheet_scalar("rate_deg_per_day"), RATE_BINS)}
+    if test.truth_sheet is not None:
+        t = test.truth_sheet
+        groups["true_snr"] = _binned(t["true_snr"], SNR_BINS, missing="no object")
+        groups["object_class"] = np.array(["none", "mba", "neo"])[t["object_class"]]
+    out = {}
+    for name, keys in groups.items():
+        out[name] = {}
+        for key in dict.fromkeys(keys):            # first-seen order is bin order for the binned ones
+            sel = keys == key
+            row = {"sheets": int(sel.sum()), "accuracy": float(np.mean(decided[sel] == (test.label[sel] == 1)))}
+            if test.truth_sheet is not None:
+                clean = test.truth_sheet["clean_label"][sel] == 1
+                row["accuracy_clean"] = float(np.mean(decided[sel] == clean))
+                row["recall_clean"] = float(decided[sel][clean].mean()) if clean.any() else None
+            out[name][str(key)] = row
+        out[name] = dict(sorted(out[name].items(), key=lambda kv: _order(kv[0])))
+    return out
+
+
+def _binned(values, edges, missing="n/a"):
+    values = np.asarray(values, dtype=float)
+    idx = np.digitize(values, edges) - 1
+    labels = [f"{edges[i]:g}-{edges[i + 1]:g}" if np.isfinite(edges[i + 1]) else f">{edges[i]:g}"
+              for i in range(len(edges) - 1)]
+    return np.array([labels[i] if np.isfinite(v) and 0 <= i < len(labels) else missing for v, i in zip(values, idx)])
+
+
+def _order(label: str):
+    head = label.lstrip(">").split("-")[0]
+    try:
+        return (0, float(head))
+    except ValueError:
+        return (1, {"none": 0, "mba": 1, "neo": 2}.get(label, 3), label)
 
 
 def evaluate_path(model_dir, data) -> dict:

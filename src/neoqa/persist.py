@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .calibration import Calibrated
 from .errors import NeoqaError
 from .schema import schema_dict, schema_fingerprint
 from .store import atomic_path, read_json
@@ -81,6 +82,9 @@ def load(folder):
         if not hasattr(model, "load_weights"):
             raise NeoqaError(f"{folder}: weights file {SKOPS_FILE} is missing")
         model.load_weights(folder, info)
+    cal = info.get("calibration")
+    if cal and cal.get("method") == "temperature":
+        model = Calibrated(model, cal["temperature"])
     return model, info
 
 

@@ -17,7 +17,9 @@ from .store import SheetSet, atomic_path, read_json
 from .zoo import _fmt
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
-           ("accuracy_by_k.png", "Accuracy by number of observations"))
+           ("reliability.png", "Reliability (calibration) on the test split"),
+           ("accuracy_by_k.png", "Accuracy by number of observations"),
+           ("accuracy_by.png", "Accuracy by rate of motion, true S/N and object class"))
 CASES = (("TP", "true positive", 1, 1), ("FP", "false positive", 0, 1), ("FN", "false negative", 1, 0),
          ("TN", "true negative", 0, 0))
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import persist
 from .errors import NeoqaError
+from .calibration import Calibrated, apply_temperature, fit_temperature
 from .metrics import best_threshold
 from .models import make
 from .splits import TRAIN, VAL, split_of
@@ -34,12 +35,15 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True) ->
     t0 = time.perf_counter()
     model.fit(train, val=val) if getattr(model, "uses_validation", False) else model.fit(train)
     fit_seconds = time.perf_counter() - t0
-    threshold = 0.5
+    threshold, temperature = 0.5, 1.0
     if len(val) and len(np.unique(val.label)) == 2:
-        threshold = best_threshold(val.label, model.predict_proba(val)[:, 1])
+        p_val = model.predict_proba(val)[:, 1]
+        temperature = fit_temperature(val.label, p_val)
+        threshold = best_threshold(val.label, apply_temperature(p_val, temperature))
     persist.save(model, out, name, threshold, train,
-                 extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters())})
-    return {"model": model, "threshold": threshold, "fit_seconds": fit_seconds}
+                 extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
+                        "calibration": {"method": "temperature", "temperature": temperature}})
+    return {"model": Calibrated(model, temperature), "threshold": threshold, "fit_seconds": fit_seconds}
 
 
 def train_path(name: str, data, out, seed: int = 0) -> Path:

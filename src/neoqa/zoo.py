@@ -133,6 +133,36 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     _save(fig, out / "accuracy_by_k.png")
 
 
+    fig, ax = plt.subplots(figsize=(5.6, 5.2), constrained_layout=True)
+    edges = np.linspace(0, 1, 11)
+    for name in names:
+        s = scores[name]
+        idx = np.clip(np.digitize(s["p"], edges) - 1, 0, 9)
+        have = [b for b in range(10) if (idx == b).sum() >= 10]
+        ax.plot([s["p"][idx == b].mean() for b in have], [(s["label"][idx == b] == 1).mean() for b in have],
+                marker="o", ms=3, label=f"{name} (ECE {results[name]['ece']:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8)
+    ax.set_xlabel("predicted probability (bins with at least 10 test sheets)")
+    ax.set_ylabel("fraction labelled real"); ax.set_title("Reliability on the test split")
+    ax.legend(fontsize=7); ax.grid(alpha=0.3)
+    _save(fig, out / "reliability.png")
+
+    groups = [g for g in ("rate_deg_per_day", "true_snr", "object_class") if g in results[names[0]]["by"]]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), constrained_layout=True, squeeze=False)
+    titles = {"rate_deg_per_day": "rate of motion (deg/day, measured)", "true_snr": "object's true S/N",
+              "object_class": "object class (truth)"}
+    for ax, g in zip(axes[0], groups):
+        for i, name in enumerate(names):
+            by = results[name]["by"][g]
+            keys = [k for k in by if by[k]["sheets"] >= 30]
+            key = "accuracy_clean" if "accuracy_clean" in by[keys[0]] else "accuracy"
+            ax.plot(range(len(keys)), [100 * by[k][key] for k in keys], marker="o", ms=3, label=name)
+        ax.set_xticks(range(len(keys)), keys, rotation=30, fontsize=8)
+        ax.set_title(titles[g], fontsize=10); ax.set_ylabel(f"test {key.replace('_', ' ')} %"); ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    _save(fig, out / "accuracy_by.png")
+
+
 def _save(fig, path):
     import matplotlib.pyplot as plt
 

@@ -1,0 +1,52 @@
+"""Probability calibration: temperature scaling fitted on the validation split.
+
+A fitted model is wrapped as ``Calibrated(base, temperature)``: p' = sigmoid(logit(p) / T).
+One parameter cannot overfit the validation split, it keeps the ranking (so ROC and
+thresholds move together), and it is stored in ``model.json``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+EPS = 1e-7
+
+
+def _logit(p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_temperature(p, temperature: float):
+    return 1.0 / (1.0 + np.exp(-_logit(p) / temperature))
+
+
+def fit_temperature(y, p) -> float:
+    """The temperature minimising the validation log-loss (bounded to 0.05..20)."""
+    z, y = _logit(np.asarray(p)), np.asarray(y, dtype=float)
+
+    def nll(log_t):
+        q = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), EPS, 1 - EPS)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+class Calibrated:
+    """A fitted model whose probabilities are temperature-scaled; everything else is the base model's."""
+
+    def __init__(self, base, temperature: float):
+        self.base = base
+        self.temperature = float(temperature)
+
+    def predict_proba(self, batch):
+        p = apply_temperature(self.base.predict_proba(batch)[:, 1], self.temperature)
+        return np.stack([1 - p, p], axis=1)
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+
+def unwrap(model):
+    return model.base if isinstance(model, Calibrated) else model

@@ -111,9 +111,8 @@ def triage(model_dir, data, out, recall: float = 0.995, precision: float | None 
     precision = recall if precision is None else precision
     _, info, batch, p, split, y = _scored(model_dir, data, labels)
     val = (split == VAL) & (y >= 0)
-    t_low = recall_threshold(y[val], p[val], recall)
-    t_high = max(precision_threshold(y[val], p[val], precision), t_low)
-    bucket = np.where(p >= t_high, 0, np.where(p >= t_low, 1, 2)).astype(np.int8)
+    t_high, t_low = triage_thresholds(y[val], p[val], recall, precision)
+    bucket = buckets(p, t_high, t_low)
     out = Path(out)
     with atomic_path(out) as tmp:
         pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str), "probability": p,
@@ -121,13 +120,25 @@ def triage(model_dir, data, out, recall: float = 0.995, precision: float | None 
     test = (split == TEST) & (batch.label >= 0)
     report = {"target_recall": recall, "target_precision": precision, "labels": labels, "accept_above": t_high,
               "reject_below": t_low,
-              "test": _bucket_report(batch.label[test], bucket[test])}
+              "test": bucket_report(batch.label[test], bucket[test])}
     if batch.truth_sheet is not None:
-        report["test_clean"] = _bucket_report(batch.truth_sheet["clean_label"][test], bucket[test])
+        report["test_clean"] = bucket_report(batch.truth_sheet["clean_label"][test], bucket[test])
     return report
 
 
-def _bucket_report(y, bucket) -> dict:
+def triage_thresholds(y_val, p_val, recall: float, precision: float | None = None):
+    """(accept_above, reject_below) from validation labels and scores."""
+    precision = recall if precision is None else precision
+    t_low = recall_threshold(y_val, p_val, recall)
+    return max(precision_threshold(y_val, p_val, precision), t_low), t_low
+
+
+def buckets(p, accept_above, reject_below) -> np.ndarray:
+    """0 accept, 1 review, 2 reject."""
+    return np.where(p >= accept_above, 0, np.where(p >= reject_below, 1, 2)).astype(np.int8)
+
+
+def bucket_report(y, bucket) -> dict:
     y = np.asarray(y) == 1
     n = len(y)
     r = {"sheets": int(n), "human_load": float(np.mean(bucket == 1)) if n else float("nan")}

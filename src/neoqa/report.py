@@ -11,7 +11,8 @@ import numpy as np
 
 from . import explain, persist
 from .errors import NeoqaError
-from .splits import TEST, split_of
+from .operating import bucket_report, buckets, triage_thresholds
+from .splits import TEST, VAL, split_of
 from .differentiable import is_differentiable
 from .store import SheetSet, atomic_path, read_json
 from .zoo import _fmt
@@ -43,6 +44,58 @@ def pick_examples(model, info, batch) -> dict:
     return out
 
 
+TRIAGE_RECALLS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+
+def _triage_section(model, batch, name, fig_dir: Path) -> str:
+    """Human load against target recall, thresholds set on validation with the labels and, for
+    simulated data, with the clean truth; measured on the test split against the clean truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    split = split_of(batch.sheet_id)
+    p = model.predict_proba(batch)[:, 1]
+    val, test = (split == VAL) & (batch.label >= 0), (split == TEST) & (batch.label >= 0)
+    truth = batch.truth_sheet["clean_label"] if batch.truth_sheet is not None else None
+    label_sets = [("labels", batch.label)] + ([("clean truth", truth)] if truth is not None else [])
+    judge = truth if truth is not None else batch.label
+    rows, curves = [], {}
+    for set_name, y in label_sets:
+        loads = []
+        for r in TRIAGE_RECALLS:
+            hi, lo = triage_thresholds(y[val], p[val], r)
+            rep = bucket_report(judge[test], buckets(p[test], hi, lo))
+            loads.append(rep["human_load"])
+            if r in (0.99, 0.995, 0.999):
+                rows.append((set_name, r, rep))
+        curves[set_name] = loads
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for set_name, loads in curves.items():
+        ax.plot([100 * r for r in TRIAGE_RECALLS], [100 * v for v in loads], marker="o", label=f"thresholds from {set_name}")
+    ax.set_xlabel("target recall %"); ax.set_ylabel("sheets left for human review %")
+    ax.set_title(f"Triage with {name}: human load"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    path = fig_dir / "triage_load.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    judged = "the clean truth" if truth is not None else "the labels"
+    table = ["<table><tr><th>thresholds set on</th><th>target recall %</th><th>human load %</th>"
+             "<th>recall outside reject %</th><th>accept precision %</th><th>accept / review / reject</th></tr>"]
+    for set_name, r, rep in rows:
+        counts = " / ".join(str(rep[b]["sheets"]) for b in ("accept", "review", "reject"))
+        table.append(f"<tr><td>{set_name}</td><td>{100 * r:.1f}</td><td>{100 * rep['human_load']:.1f}</td>"
+                     f"<td>{100 * rep['recall_outside_reject']:.2f}</td><td>{100 * rep['accept_precision']:.2f}</td>"
+                     f"<td>{counts}</td></tr>")
+    table.append("</table>")
+    return (f"<h2>Triage: {html.escape(name)}</h2><p class='note'>Sheets scoring above the accept threshold are "
+            "accepted automatically, below the reject threshold rejected automatically, the rest go to people. "
+            "Thresholds come from the validation split; the outcome is measured on the test split against "
+            f"{judged}. With 2% of labels flipped, thresholds set on the labels themselves must keep the mislabelled "
+            "sheets too, which is why a clean label set matters.</p>" + "".join(table) + _img(path, "triage load"))
+
+
 def write_report(run, samples: int = 32) -> Path:
     run = Path(run)
     summary = read_json(run / "results.json", "not a zoo run folder (no results.json)")
@@ -72,6 +125,8 @@ def write_report(run, samples: int = 32) -> Path:
     for name, (mdl, _) in models.items():
         if explain.linear_weights(mdl) is not None:
             linear.append((name, explain.draw_linear_weights(run / "models" / name, fig_dir / f"weights_{name}.png")))
+
+    triage_html = _triage_section(models[best][0], batch, best, fig_dir)
 
     rows = []
     head = ["model", "test acc %", "clean acc %", "train acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %",
@@ -107,6 +162,7 @@ def write_report(run, samples: int = 32) -> Path:
             parts.append(f"<h3>{caption}</h3>{_img(run / fname, caption)}")
     why = "" if explained_name == best else (f" (the best model, {html.escape(best)}, is a tree ensemble without "
                                              "gradients; this is the best model that has them)")
+    parts.append(triage_html)
     parts.append(f"<h2>Explained examples: {html.escape(explained_name)}</h2><p class='note'>The most confident case "
                  f"of each kind on the test split{why}. Red maps are SmoothGrad saliency (|gradient| of the logit with "
                  "respect to the model's standardised inputs, averaged over noisy copies).</p>")

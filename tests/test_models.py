@@ -65,7 +65,7 @@ def test_every_model_beats_the_majority_baseline(name, small_batch, splits):
     assert model.n_parameters() > 0
 
 
-@pytest.mark.parametrize("name", ["ridge", "multi_linear", "basic_sneon"])
+@pytest.mark.parametrize("name", ["ridge", "multi_linear", "basic_sneon", "set_transformer", "gbdt"])
 def test_saved_model_predicts_identically_in_a_fresh_process(name, tmp_path, small_neowise, small_batch, monkeypatch):
     from neoqa.models import registry
 
@@ -108,9 +108,10 @@ def test_untrusted_types_are_refused(tmp_path, small_batch):
         persist.load(tmp_path / "m")
 
 
-def test_set_models_ignore_order_and_padding(splits):
+@pytest.mark.parametrize("encoder, pooling", [("resnet", "fifth"), ("mlp", "soft"), ("mlp", "transformer")])
+def test_set_models_ignore_order_and_padding(splits, encoder, pooling):
     train, val = splits
-    model = SetModel(encoder="resnet", epochs=1, progress=False).fit(train.select(np.arange(200)))
+    model = SetModel(encoder=encoder, pooling=pooling, epochs=1, progress=False).fit(train.select(np.arange(200)))
     d = model._tensors(val.select(np.arange(16)))
     img, sc, mask, fx = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"], np.arange(16))
     model.net_.eval()

@@ -46,6 +46,16 @@ def _sneon(rs):
     return SetModel(encoder="resnet", random_state=rs, epochs=8, batch_size=256, lr=2e-3)
 
 
+def _sneon_soft(rs):
+    return SetModel(encoder="mlp", pooling="soft", random_state=rs)
+
+
+def _set_transformer(rs):
+    # The MLP observation encoder keeps the zoo inside its time budget on two CPU cores; the
+    # residual CNN encoder (encoder="resnet") is a parameter away where a GPU is at hand.
+    return SetModel(encoder="mlp", pooling="transformer", random_state=rs)
+
+
 def _gbdt(rs):
     return SummaryModel(fixed.gbdt_pipeline(rs))
 
@@ -61,6 +71,8 @@ MODELS = {
     "basic_sneon": _basic_sneon,
     "sneon": _sneon,
     "gbdt": _gbdt,
+    "sneon_soft": _sneon_soft,
+    "set_transformer": _set_transformer,
 }
 
 

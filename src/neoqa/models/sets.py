@@ -34,10 +34,15 @@ class ObsMLP(nn.Module):
         for _ in range(depth):
             layers += [nn.Linear(d, width), nn.ReLU()]
             d = width
-        self.net = nn.Sequential(*layers, nn.Linear(d, 1))
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(d, 1)
+        self.dim = d
+
+    def embed(self, images, scalars):
+        return self.body(torch.cat([images.flatten(1), scalars], dim=1))
 
     def forward(self, images, scalars):
-        return self.net(torch.cat([images.flatten(1), scalars], dim=1)).squeeze(1)
+        return self.out(self.embed(images, scalars)).squeeze(1)
 
 
 class _Block(nn.Module):
@@ -59,31 +64,84 @@ class ObsResNet(nn.Module):
             nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), _Block(width),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
             _Block(2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(2 * width + n_scalars, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.body = nn.Sequential(nn.Linear(2 * width + n_scalars, 64), nn.ReLU())
+        self.out = nn.Linear(64, 1)
+        self.dim = 64
+
+    def embed(self, images, scalars):
+        return self.body(torch.cat([self.cnn(images), scalars], dim=1))
 
     def forward(self, images, scalars):
-        return self.head(torch.cat([self.cnn(images), scalars], dim=1)).squeeze(1)
+        return self.out(self.embed(images, scalars)).squeeze(1)
+
+
+def soft_order_statistic(conf, mask, k=ORDER_STAT, tau=0.5):
+    """A differentiable k-th largest: each observation's soft rank (how many others beat it,
+    through sigmoids of temperature ``tau``) weights it by closeness to rank k-1."""
+    diff = (conf.unsqueeze(1) - conf.unsqueeze(2)) / tau            # [B, i, j]: c_j - c_i
+    beats = torch.sigmoid(diff) * mask.unsqueeze(1)
+    rank = beats.sum(2) - 0.5                                       # minus the self-comparison
+    w = torch.exp(-0.5 * ((rank - (k - 1)) / 0.5) ** 2) * mask
+    w = w / w.sum(1, keepdim=True).clamp_min(1e-6)
+    return (w * conf).sum(1)
 
 
 class SetNet(nn.Module):
-    def __init__(self, encoder, n_fixed, width=100):
+    """Shared per-observation encoder, a pooling over the set, and a head with the fixed features.
+
+    pooling: ``fifth`` (the 5th-largest confidence: Basic SNEON, SNEON), ``soft`` (a soft
+    5th-largest plus attention-MIL pooling of the embeddings), ``transformer`` (masked
+    self-attention blocks, then attention pooling with a learned query).
+    """
+
+    def __init__(self, encoder, n_fixed, width=100, pooling="fifth", heads=4, dim=64):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.Linear(n_fixed + 1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+        self.pooling = pooling
+        extra = 1
+        if pooling == "soft":
+            self.att = nn.Sequential(nn.Linear(encoder.dim, 32), nn.Tanh(), nn.Linear(32, 1))
+            extra += encoder.dim
+        elif pooling == "transformer":
+            self.proj = nn.Linear(encoder.dim, dim)
+            layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True)
+            self.blocks = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+            self.seed = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+            self.pool = nn.MultiheadAttention(dim, heads, batch_first=True)
+            extra += dim
+        elif pooling != "fifth":
+            raise ValueError(f"unknown pooling {pooling!r}")
+        self.head = nn.Sequential(nn.Linear(n_fixed + extra, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
                                   nn.Linear(width, 1))
 
+    def encode(self, images, scalars, mask):
+        """Per-observation confidences [B, K] (padding: MISSING_CONFIDENCE) and embeddings [B, K, d]."""
+        emb = torch.zeros(mask.shape + (self.encoder.dim,), dtype=images.dtype, device=images.device)
+        emb[mask] = self.encoder.embed(images[mask], scalars[mask])
+        conf = self.encoder.out(emb).squeeze(-1).masked_fill(~mask, MISSING_CONFIDENCE)
+        return conf, emb
+
     def confidences(self, images, scalars, mask):
-        """Per-observation confidences [B, K] (padding gets MISSING_CONFIDENCE)."""
-        conf = torch.full(mask.shape, MISSING_CONFIDENCE, dtype=images.dtype, device=images.device)
-        conf[mask] = self.encoder(images[mask], scalars[mask])
-        return conf
+        return self.encode(images, scalars, mask)[0]
 
     def forward(self, images, scalars, mask, fixed):
-        conf = self.confidences(images, scalars, mask)
+        conf, emb = self.encode(images, scalars, mask)
         if conf.shape[1] < ORDER_STAT:
-            conf = nn.functional.pad(conf, (0, ORDER_STAT - conf.shape[1]), value=MISSING_CONFIDENCE)
-        fifth = torch.topk(conf, ORDER_STAT, dim=1).values[:, ORDER_STAT - 1]
-        return self.head(torch.cat([fixed, fifth.unsqueeze(1)], dim=1)).squeeze(1)
+            pad = ORDER_STAT - conf.shape[1]
+            conf = nn.functional.pad(conf, (0, pad), value=MISSING_CONFIDENCE)
+            emb = nn.functional.pad(emb, (0, 0, 0, pad))
+            mask = nn.functional.pad(mask, (0, pad), value=False)
+        if self.pooling == "fifth":
+            parts = [torch.topk(conf, ORDER_STAT, dim=1).values[:, ORDER_STAT - 1:ORDER_STAT]]
+        elif self.pooling == "soft":
+            a = self.att(emb).squeeze(-1).masked_fill(~mask, float("-inf"))
+            a = torch.softmax(a, dim=1)
+            parts = [soft_order_statistic(conf, mask).unsqueeze(1), (a.unsqueeze(-1) * emb).sum(1)]
+        else:
+            h = self.blocks(self.proj(emb), src_key_padding_mask=~mask)
+            pooled, _ = self.pool(self.seed.expand(len(h), -1, -1), h, h, key_padding_mask=~mask)
+            parts = [torch.topk(conf, ORDER_STAT, dim=1).values[:, ORDER_STAT - 1:ORDER_STAT], pooled.squeeze(1)]
+        return self.head(torch.cat([fixed] + parts, dim=1)).squeeze(1)
 
 
 class SetModel(ClassifierMixin, BaseEstimator):
@@ -92,9 +150,10 @@ class SetModel(ClassifierMixin, BaseEstimator):
     view = "sets"
     uses_validation = True
 
-    def __init__(self, encoder="mlp", epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4, patience=3,
-                 width=100, cnn_width=8, random_state=0, progress=True):
+    def __init__(self, encoder="mlp", pooling="fifth", epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4,
+                 patience=3, width=100, cnn_width=8, random_state=0, progress=True):
         self.encoder = encoder
+        self.pooling = pooling
         self.cnn_width = cnn_width
         self.epochs = epochs
         self.batch_size = batch_size
@@ -151,7 +210,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
             enc = ObsResNet(channels, n_scalars, self.cnn_width)
         else:
             raise ValueError(f"unknown encoder {self.encoder!r}")
-        return SetNet(enc, n_fixed, self.width)
+        return SetNet(enc, n_fixed, self.width, pooling=self.pooling)
 
     def fit(self, batch, y=None, val=None):
         y = batch.label if y is None else np.asarray(y)
@@ -171,7 +230,8 @@ class SetModel(ClassifierMixin, BaseEstimator):
         loader = self._loader(data, target, torch.Generator().manual_seed(self.random_state))
         best, best_state, bad = np.inf, None, 0
         self.history_ = []
-        bar = tqdm(range(self.epochs), desc=f"train {self.encoder} set model", unit="epoch", disable=not self.progress)
+        bar = tqdm(range(self.epochs), desc=f"train {self.encoder}/{self.pooling} set model", unit="epoch",
+                   disable=not self.progress)
         for epoch in bar:
             self.net_.train()
             total, seen = 0.0, 0

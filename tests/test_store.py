@@ -114,3 +114,10 @@ def test_read_shard_restores_names_and_meta(small_neowise):
     assert b.meta["channels"] == ["W1", "W2"]
     assert b.meta["provenance"]["seed"] == 11
     assert "rate_deg_per_day" in b.sheet_scalar_names
+
+
+def test_long_and_non_ascii_sheet_ids_survive(tmp_path, small_batch):
+    part = small_batch.select(np.arange(3))
+    part.sheet_id = np.array(["x" * 120, "C009wuj-ÅÖ", "NEOWISE/2016-03-01/tracklet-77"])
+    back = SheetSet(write_shard(tmp_path / "ids.h5", part)).read()
+    assert list(back.sheet_id) == list(part.sheet_id)

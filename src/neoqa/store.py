@@ -23,7 +23,6 @@ from .schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_FIELDS, TRUTH_SHEET_F
 from .sheets import OBS_ARRAYS, SHEET_ARRAYS, SheetBatch
 
 MANIFEST = "manifest.json"
-ID_DTYPE = "S40"
 # Dataset meta keys every shard and manifest carry.
 META_KEYS = ("survey", "channels", "pixel_scale_arcsec", "cutout_size", "sheet_scalars",
              "obs_scalars", "provenance", "has_truth")
@@ -73,13 +72,23 @@ def write_shard_file(path: Path, batch: SheetBatch, compression: str | None = "l
         f.attrs["meta"] = json.dumps(meta, sort_keys=True)
         for name in SHEET_ARRAYS + OBS_ARRAYS:
             arr = getattr(batch, name)
-            arr = arr.astype(ID_DTYPE) if name == "sheet_id" else arr.astype(_DTYPES[name], copy=False)
+            arr = encode_ids(arr) if name == "sheet_id" else arr.astype(_DTYPES[name], copy=False)
             _dataset(f, f"{_GROUP[name]}/{name}", arr, compression)
         if batch.truth_sheet is not None:
             for name in TRUTH_SHEET_FIELDS:
                 _dataset(f, f"truth/sheets/{name}", _truth(name, batch.truth_sheet[name]), None)
             for name in TRUTH_OBS_FIELDS:
                 _dataset(f, f"truth/obs/{name}", _truth(name, batch.truth_obs[name]), None)
+
+
+def encode_ids(ids) -> np.ndarray:
+    """Sheet ids as UTF-8 bytes, as wide as the longest (never truncated)."""
+    raw = [str(s).encode("utf-8") for s in ids]
+    return np.array(raw, dtype=f"S{max([len(r) for r in raw] + [1])}")
+
+
+def decode_ids(raw) -> np.ndarray:
+    return np.array([r.decode("utf-8") for r in raw], dtype=str) if len(raw) else np.zeros(0, dtype=str)
 
 
 def _truth(name, values):
@@ -249,7 +258,7 @@ def _validate_shard(path: Path):
         ids = f["sheets/sheet_id"][()]
         uniq, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
-            raise NeoqaError(f"{path}: sheet id {uniq[counts > 1][0].decode()!r} appears more than once")
+            raise NeoqaError(f"{path}: sheet id {uniq[counts > 1][0].decode('utf-8')!r} appears more than once")
         if meta["has_truth"]:
             for name in TRUTH_SHEET_FIELDS:
                 if f"truth/sheets/{name}" not in f or f[f"truth/sheets/{name}"].shape != (n,):
@@ -266,7 +275,7 @@ def _attr(f, name):
 
 
 def _sid(f, i) -> str:
-    return repr(f["sheets/sheet_id"][int(i)].decode())
+    return repr(f["sheets/sheet_id"][int(i)].decode("utf-8"))
 
 
 def _fmt(shape) -> str:
@@ -277,7 +286,7 @@ def read_shard(path: Path) -> SheetBatch:
     meta, _ = _validate_shard(path)
     with h5py.File(path, "r") as f:
         kw = {name: f[f"{_GROUP[name]}/{name}"][()] for name in SHEET_ARRAYS + OBS_ARRAYS}
-        kw["sheet_id"] = kw["sheet_id"].astype(str)
+        kw["sheet_id"] = decode_ids(kw["sheet_id"])
         if meta["has_truth"]:
             kw["truth_sheet"] = {n: f[f"truth/sheets/{n}"][()] for n in TRUTH_SHEET_FIELDS}
             kw["truth_obs"] = {n: f[f"truth/obs/{n}"][()] for n in TRUTH_OBS_FIELDS}

@@ -138,7 +138,7 @@ def inputs_for(model, sheet) -> SheetInputs:
     if len(sheet) != 1:
         raise ValueError("inputs_for takes exactly one sheet")
     if not is_differentiable(model):
-        raise NeoqaError(f"explain: {type(model).__name__} (gradient-boosted trees) has no gradients to explain")
+        raise NeoqaError(f"explain: {type(model).__name__} has no gradients to explain (it holds trees)")
     C, S = sheet.composite.shape[1], sheet.composite.shape[-1]
     n_comp = C * S * S
     if isinstance(model, FixedLengthModel):

@@ -61,8 +61,6 @@ def save(model, folder, name: str, threshold: float, train_batch, extra: dict | 
 
 def load(folder):
     """(model, info) from a model folder."""
-    import skops.io as sio
-
     from .models import registry
 
     folder = Path(folder)
@@ -72,11 +70,7 @@ def load(folder):
         raise NeoqaError(f"{path}: unknown model {info.get('model')!r}")
     skops_path = folder / SKOPS_FILE
     if skops_path.exists():
-        untrusted = sio.get_untrusted_types(file=skops_path)
-        bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-        if bad:
-            raise NeoqaError(f"{skops_path}: refuses to load type {bad[0]!r} (not on neoqa's allow-list)")
-        model = sio.load(skops_path, trusted=untrusted)
+        model = load_skops(skops_path)
     else:
         model = registry.make(info["model"])
         if not hasattr(model, "load_weights"):
@@ -86,6 +80,17 @@ def load(folder):
     if cal and cal.get("method") == "temperature":
         model = Calibrated(model, cal["temperature"])
     return model, info
+
+
+def load_skops(path: Path):
+    """A skops file, rebuilding only types on neoqa's allow-list."""
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if bad:
+        raise NeoqaError(f"{path}: refuses to load type {bad[0]!r} (not on neoqa's allow-list)")
+    return sio.load(path, trusted=untrusted)
 
 
 def check_schema(info: dict, batch, where) -> None:

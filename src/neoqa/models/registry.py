@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import NeoqaError
 from . import fixed
+from .ensemble import EnsembleModel
 from .fixed import FixedLengthModel, SummaryModel
 from .multi import MultiLengthModel
 from .sets import SetModel
@@ -60,6 +61,10 @@ def _gbdt(rs):
     return SummaryModel(fixed.gbdt_pipeline(rs))
 
 
+def _ensemble(rs):
+    return EnsembleModel(random_state=rs)
+
+
 MODELS = {
     "ridge": _ridge,
     "quadratic": _quadratic,
@@ -73,6 +78,7 @@ MODELS = {
     "gbdt": _gbdt,
     "sneon_soft": _sneon_soft,
     "set_transformer": _set_transformer,
+    "ensemble": _ensemble,
 }
 
 

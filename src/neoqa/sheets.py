@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .errors import NeoqaError
-from .schema import OBS_SCALARS, SHEET_SCALARS, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from .schema import OBS_SCALARS, SHEET_SCALARS
 
 # Per-sheet and per-observation arrays (first axis = sheet or observation); the
 # HDF5 layout and the FITS/table export are both written from these lists.
@@ -123,5 +123,3 @@ def _same(a, b) -> bool:
         return bool(np.array_equal(a, b, equal_nan=True))
     return bool(np.array_equal(a, b))
 
-
-TRUTH_FIELDS = (TRUTH_SHEET_FIELDS, TRUTH_OBS_FIELDS)

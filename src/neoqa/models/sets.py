@@ -274,15 +274,6 @@ class SetModel(ClassifierMixin, BaseEstimator):
         p = torch.sigmoid(self._logits(self._tensors(batch))).numpy().astype(np.float64)
         return np.stack([1 - p, p], axis=1)
 
-    @torch.no_grad()
-    def observation_confidences(self, batch):
-        """Each observation's confidence (logit), padded [N, K] in time order, with the mask."""
-        self.net_.eval()
-        d = self._tensors(batch)
-        img, sc, mask, _ = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"],
-                                                 np.arange(len(batch)))
-        return self.net_.confidences(img, sc, mask).numpy(), mask.numpy()
-
     def predict(self, batch):
         return (self.predict_proba(batch)[:, 1] >= 0.5).astype(int)
 

@@ -15,6 +15,8 @@ least ``min_links`` observations hold the same moving object.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..schema import CUTOUT_SIZE, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
@@ -512,30 +514,28 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         out[sheet_of, ei[fi]] = values
         return out
 
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            snr1, snr2 = per_sheet(snr[:, 0]), per_sheet(snr[:, 1])
-            mag1, mag2 = per_sheet(mag[:, 0]), per_sheet(mag[:, 1])
-            span = (np.nanmax(per_sheet(t_obs), 1) - np.nanmin(per_sheet(t_obs), 1)) * 24
-            ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
-            sun = -geo.earth_position(t_mid[keep_idx])
-            elong = np.rad2deg(np.arccos(np.clip(np.sum(sun / np.linalg.norm(sun, axis=-1, keepdims=True)
-                                                        * pointing_ecl[keep_idx], -1), -1, 1)))
-            sheet_scalars = np.stack([
-                kk, span, fit_rate[keep_idx],
-                np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
-                np.sqrt(np.nanmean(per_sheet(resid) ** 2, 1)), np.nanmax(per_sheet(resid), 1),
-                np.nanmedian(snr1, 1), np.nanmedian(snr2, 1), np.nanmax(snr1, 1), np.nanmax(snr2, 1),
-                np.nanmedian(mag1, 1), np.nanmedian(mag2, 1), np.nanmedian(mag1 - mag2, 1), np.nanstd(mag2, 1),
-                np.nanmedian(per_sheet(chi2), 1), np.nanmean(per_sheet(near_flag), 1),
-                np.nanmean(snr1 >= inst.detect_snr, 1, where=np.isfinite(snr1)),
-                np.nanmean(snr2 >= inst.detect_snr, 1, where=np.isfinite(snr2)),
-                cm["snr"][:, 0], cm["snr"][:, 1],
-                np.nanmedian(per_sheet(sky[fi, 0]), 1), np.nanmedian(per_sheet(sky[fi, 1]), 1),
-                ecl_lat, geo.galactic_latitude(centre_eq[keep_idx]), elong,
-            ], axis=1).astype(np.float32)
+    with np.errstate(all="ignore"), warnings.catch_warnings():      # all-NaN sheets give NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snr1, snr2 = per_sheet(snr[:, 0]), per_sheet(snr[:, 1])
+        mag1, mag2 = per_sheet(mag[:, 0]), per_sheet(mag[:, 1])
+        span = (np.nanmax(per_sheet(t_obs), 1) - np.nanmin(per_sheet(t_obs), 1)) * 24
+        ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
+        sun = -geo.earth_position(t_mid[keep_idx])
+        elong = np.rad2deg(np.arccos(np.clip(np.sum(sun / np.linalg.norm(sun, axis=-1, keepdims=True)
+                                                    * pointing_ecl[keep_idx], -1), -1, 1)))
+        sheet_scalars = np.stack([
+            kk, span, fit_rate[keep_idx],
+            np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
+            np.sqrt(np.nanmean(per_sheet(resid) ** 2, 1)), np.nanmax(per_sheet(resid), 1),
+            np.nanmedian(snr1, 1), np.nanmedian(snr2, 1), np.nanmax(snr1, 1), np.nanmax(snr2, 1),
+            np.nanmedian(mag1, 1), np.nanmedian(mag2, 1), np.nanmedian(mag1 - mag2, 1), np.nanstd(mag2, 1),
+            np.nanmedian(per_sheet(chi2), 1), np.nanmean(per_sheet(near_flag), 1),
+            np.nanmean(snr1 >= inst.detect_snr, 1, where=np.isfinite(snr1)),
+            np.nanmean(snr2 >= inst.detect_snr, 1, where=np.isfinite(snr2)),
+            cm["snr"][:, 0], cm["snr"][:, 1],
+            np.nanmedian(per_sheet(sky[fi, 0]), 1), np.nanmedian(per_sheet(sky[fi, 1]), 1),
+            ecl_lat, geo.galactic_latitude(centre_eq[keep_idx]), elong,
+        ], axis=1).astype(np.float32)
     assert sheet_scalars.shape[1] == len(SHEET_SCALARS)
 
     # Truth, and the label rule applied to it.

@@ -155,6 +155,14 @@ def _triage(a):
             print(f"    {b:<7}{r[b]['sheets']:>7} sheets  {r[b]['real']:>6} real  {r[b]['false']:>6} false")
 
 
+def _robustness(a):
+    from .robustness import run_robustness
+
+    run_robustness(a.model, a.data, a.out, corruptions=a.corruptions, seed=a.seed, max_sheets=a.sheets)
+    print((Path(a.out) / "robustness.md").read_text())
+    print(f"figure: {Path(a.out) / 'robustness.png'}")
+
+
 def _main_job(a):
     """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -281,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, help="a folder written by neoqa zoo")
     s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples per explained example")
     s.set_defaults(func=_report)
+
+    s = sub.add_parser("robustness", help="accuracy, TPR and TNR of saved models under corruptions of the test split")
+    s.add_argument("--model", required=True, nargs="+", action="extend", help="model folder(s)")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="folder for robustness.{md,csv,json,png}")
+    s.add_argument("--corruptions", nargs="+", help="a subset of the corruptions (default: all)")
+    s.add_argument("--sheets", type=int, help="score a seeded subset of this many test sheets")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_robustness)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
     s.add_argument("--workers", type=int, default=2)

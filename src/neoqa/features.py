@@ -25,6 +25,14 @@ def fixed_length_names(batch: SheetBatch) -> list[str]:
     return pix + list(batch.sheet_scalar_names)
 
 
+def padded(batch: SheetBatch, values, fill=np.nan) -> np.ndarray:
+    """Per-observation ``values`` [M] as a [sheets, max k] matrix, ``fill`` where a sheet has fewer."""
+    sheet = batch.obs_sheet_index()
+    out = np.full((len(batch), int(batch.k.max()) if len(batch) else 1), fill, np.float32)
+    out[sheet, np.arange(batch.n_obs) - batch.offsets[:-1][sheet]] = values
+    return out
+
+
 SUMMARY_TOP = 6          # the largest per-observation S/N values kept (the rule needs 5)
 
 
@@ -32,17 +40,7 @@ def summary(batch: SheetBatch) -> np.ndarray:
     """Engineered features: sheet scalars, the composite's central 5 x 5 pixels, and per-observation
     summaries a vetter reasons with (the 1st..6th largest S/N in each band, so the 5th-largest is
     there; spread of magnitudes; offsets from the motion fit; PSF chi-square; star proximity)."""
-    sheet = batch.obs_sheet_index()
     N = len(batch)
-    off = batch.offsets
-    K = int(batch.k.max()) if N else 1
-    pos = np.arange(batch.n_obs) - off[:-1][sheet]
-
-    def padded(values, fill=np.nan):
-        out = np.full((N, K), fill, np.float32)
-        out[sheet, pos] = values
-        return out
-
     cols = [batch.sheet_scalars]
     S = batch.composite.shape[-1]
     c = S // 2
@@ -52,7 +50,7 @@ def summary(batch: SheetBatch) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for name in ("snr_ch1", "snr_ch2"):
-            top = -np.sort(-np.nan_to_num(padded(batch.obs_scalar(name)), nan=-np.inf), axis=1)[:, :SUMMARY_TOP]
+            top = -np.sort(-np.nan_to_num(padded(batch, batch.obs_scalar(name)), nan=-np.inf), axis=1)[:, :SUMMARY_TOP]
             top = np.where(np.isfinite(top), top, np.nan)
             if top.shape[1] < SUMMARY_TOP:
                 top = np.pad(top, ((0, 0), (0, SUMMARY_TOP - top.shape[1])), constant_values=np.nan)
@@ -60,7 +58,7 @@ def summary(batch: SheetBatch) -> np.ndarray:
         for name, fns in (("fit_offset_arcsec", (np.nanmedian, np.nanmax)), ("psf_chi2", (np.nanmedian, np.nanmax)),
                           ("mag_ch1", (np.nanstd,)), ("mag_ch2", (np.nanstd,)), ("near_star_flag", (np.nanmean,)),
                           ("star_dist_arcsec", (np.nanmin,))):
-            v = padded(batch.obs_scalar(name))
+            v = padded(batch, batch.obs_scalar(name))
             cols += [fn(v, axis=1)[:, None] for fn in fns]
     return np.concatenate(cols, axis=1).astype(np.float32)
 

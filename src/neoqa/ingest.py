@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .errors import NeoqaError
 from .schema import TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from .sheets import SheetBatch
-from .store import SheetSet, atomic_path, read_json, write_dataset
+from .store import OPTIONAL_META_KEYS, SheetSet, atomic_path, read_json, write_dataset
 
 SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
@@ -60,6 +60,7 @@ def export(path, out) -> Path:
             pq.write_table(pa.concat_tables(to_tables), tmp / "truth_observations.parquet")
         meta = {key: ds.meta[key] for key in ("survey", "channels", "pixel_scale_arcsec", "provenance",
                                                "cutout_size", "sheet_scalars", "obs_scalars")}
+        meta.update({key: ds.meta[key] for key in OPTIONAL_META_KEYS if key in ds.meta})
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out
 
@@ -161,6 +162,7 @@ def ingest(folder, out, survey: str | None = None) -> Path:
     full_meta = {
         "survey": survey or meta.get("survey") or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
         "provenance": meta.get("provenance") or {"generator": "neoqa.ingest", "source": str(folder)},
+        **{key: meta[key] for key in OPTIONAL_META_KEYS if meta.get(key) is not None},
     }
     batch = SheetBatch(sheet_id=sid, label=label.astype(np.int8), k=k, composite=composites,
                        sheet_scalars=S_scal, cutouts=images, obs_scalars=O_scal, ra=ra, dec=dec, mjd=mjd,

@@ -14,6 +14,7 @@ FORMAT_NAME = "neoqa-sheets"
 FORMAT_VERSION = 1
 N_CHANNELS = 2
 CUTOUT_SIZE = 15  # pixels; see docs/format.md for why
+LABEL_MIN_OBS = 5  # the label rule: real iff at least this many observations hold one moving object
 
 SHEET_SCALARS = (
     "k",

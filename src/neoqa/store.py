@@ -26,6 +26,7 @@ MANIFEST = "manifest.json"
 # Dataset meta keys every shard and manifest carry.
 META_KEYS = ("survey", "channels", "pixel_scale_arcsec", "cutout_size", "sheet_scalars",
              "obs_scalars", "provenance", "has_truth")
+OPTIONAL_META_KEYS = ("psf_fwhm_arcsec", "detect_snr")   # instrument facts the robustness tests use
 
 _DTYPES = {
     "label": np.int8, "k": np.int32, "composite": np.float32, "sheet_scalars": np.float32,
@@ -56,6 +57,7 @@ def atomic_path(final: Path, is_dir: bool = False):
 
 def _meta_from(batch: SheetBatch) -> dict:
     meta = {key: batch.meta.get(key) for key in META_KEYS}
+    meta.update({key: batch.meta[key] for key in OPTIONAL_META_KEYS if batch.meta.get(key) is not None})
     meta["sheet_scalars"] = list(batch.sheet_scalar_names)
     meta["obs_scalars"] = list(batch.obs_scalar_names)
     meta["cutout_size"] = int(batch.composite.shape[-1])
@@ -201,7 +203,8 @@ def _open_folder(path: Path):
                 raise NeoqaError(f"{p}: field '{key}' differs from {MANIFEST}")
         paths.append(p)
         counts.append(n)
-    return paths, counts, {k: manifest.get(k) for k in META_KEYS}
+    optional = {k: manifest[k] for k in OPTIONAL_META_KEYS if k in manifest}
+    return paths, counts, {**{k: manifest.get(k) for k in META_KEYS}, **optional}
 
 
 def _check_format(where, fmt, version):

@@ -10,7 +10,7 @@ The flow for a batch of candidates (all steps vectorised over sheets or exposure
   5. the QA sheet: cutouts recentred on the fitted motion, the composite, scalars
      measured from pixels, and the truth kept apart.
 The label is the rule applied to truth, never an input: a sheet is real iff at
-least ``min_links`` observations hold the same moving object.
+least ``LABEL_MIN_OBS`` (5) observations hold the same moving object.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ..schema import CUTOUT_SIZE, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
+from ..schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
 from ..sheets import SheetBatch
 from . import geometry as geo
 from . import orbits, render, thermal
@@ -545,7 +545,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     for o in (0, 1):
         np.add.at(count[:, o], sheet_of, (ooid == o).astype(np.int64))
     n_obj = count.max(1)
-    clean = (n_obj >= inst.min_links).astype(np.int8)
+    clean = (n_obj >= LABEL_MIN_OBS).astype(np.int8)
     ks = keep_idx
     span_days = np.maximum(t_last - t_first, 1e-6)[ks]
     true_rate = np.where(has_obj[ks], np.hypot(_endpoint(ax, mask)[ks], _endpoint(ay, mask)[ks])

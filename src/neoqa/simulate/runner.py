@@ -65,6 +65,8 @@ def dataset_meta(inst, cfg: SimConfig, seed: int) -> dict:
         "survey": inst.name,
         "channels": list(inst.channels),
         "pixel_scale_arcsec": inst.pixel_scale_arcsec,
+        "psf_fwhm_arcsec": list(inst.fwhm_arcsec),
+        "detect_snr": inst.detect_snr,
         "provenance": {"generator": "neoqa.simulate", "neoqa_version": __version__, "seed": int(seed),
                        "config": json.loads(json.dumps(asdict(cfg)))},
     }

@@ -1,0 +1,134 @@
+"""Robustness to shift: saved models scored on corrupted copies of a dataset's test split.
+
+For each corruption in ``corrupt.CORRUPTIONS`` and each of its severities (0 = unchanged),
+every model's accuracy, TPR and TNR at its saved threshold, against the labels and, on
+simulated data, the clean truth. Evaluation only: nothing here trains.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import figures, persist
+from .corrupt import CORRUPTIONS, corrupt
+from .errors import NeoqaError
+from .metrics import classification_metrics
+from .splits import TEST, split_of
+from .store import SheetSet, atomic_path
+
+COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "accuracy_clean",
+           "tpr_clean", "tnr_clean")
+
+
+def test_split(batch, max_sheets: int | None = None, seed: int = 0):
+    """The labelled test sheets, or a seeded subset of ``max_sheets`` of them."""
+    idx = np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0))
+    if max_sheets and len(idx) > max_sheets:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_sheets, replace=False))
+    if len(idx) == 0:
+        raise NeoqaError("the data has no labelled sheets in the test split")
+    return batch.select(idx)
+
+
+def load_models(model_dirs, batch, where) -> dict:
+    """name -> (model, info) for each folder; names are the registry's, the folder's where two clash."""
+    loaded = {}
+    for d in model_dirs:
+        model, info = persist.load(d)
+        persist.check_schema(info, batch, where)
+        name = info["model"] if info["model"] not in loaded else Path(d).name
+        loaded[name] = (model, info)
+    return loaded
+
+
+def _rates(y, p, thr, prefix=""):
+    m = classification_metrics(y, p, thr)
+    return {f"accuracy{prefix}": m["accuracy"], f"tpr{prefix}": m["tpr"], f"tnr{prefix}": m["tnr"]}
+
+
+def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_sheets: int | None = None,
+                   progress: bool = True) -> list[dict]:
+    batch = SheetSet(data).read()
+    models = load_models(model_dirs, batch, str(data))
+    test = test_split(batch, max_sheets, seed)
+    names = list(corruptions or CORRUPTIONS)
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        raise NeoqaError(f"unknown corruption {unknown[0]!r}; choose from {', '.join(CORRUPTIONS)}")
+    # severity 0 is the same data for every corruption: scored once
+    unchanged = {mname: model.predict_proba(test)[:, 1] for mname, (model, _) in models.items()}
+    rows = []
+    steps = [(c, s) for c in names for s in (0.0,) + CORRUPTIONS[c].severities]
+    for cname, sev in tqdm(steps, desc="robustness", unit="test", disable=not progress):
+        data_c = corrupt(test, cname, sev, seed)
+        for mname, (model, info) in models.items():
+            p = unchanged[mname] if sev == 0 else model.predict_proba(data_c)[:, 1]
+            row = {"model": mname, "corruption": cname, "severity": sev, "unit": CORRUPTIONS[cname].unit,
+                   "sheets": len(data_c), **_rates(data_c.label, p, info["threshold"])}
+            if data_c.truth_sheet is not None:
+                row.update(_rates(data_c.truth_sheet["clean_label"], p, info["threshold"], "_clean"))
+            rows.append(row)
+    out = Path(out)
+    write_tables(rows, out, str(data), len(test), seed)
+    plot(rows, out / "robustness.png")
+    return rows
+
+
+def write_tables(rows, out: Path, data: str, n_test: int, seed: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "robustness.json") as tmp:
+        tmp.write_text(json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "rows": rows}, indent=1,
+                                  default=float) + "\n")
+    with atomic_path(out / "robustness.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    lines = [f"# Robustness on {data} ({n_test:,} test sheets, seed {seed})", "",
+             "Accuracy % at each model's saved threshold against the labels (clean-truth accuracy in brackets "
+             "where known), per corruption and severity; severity 0 is the data unchanged. What each "
+             "corruption does: docs/robustness.md.", ""]
+    for cname in dict.fromkeys(r["corruption"] for r in rows):
+        sub = [r for r in rows if r["corruption"] == cname]
+        sevs = list(dict.fromkeys(r["severity"] for r in sub))
+        lines += [f"## {cname} ({sub[0]['unit']})", "", "| model | " + " | ".join(f"{s:g}" for s in sevs) + " |",
+                  "|---|" + "---|" * len(sevs)]
+        for mname in dict.fromkeys(r["model"] for r in sub):
+            cells = []
+            for s in sevs:
+                r = next(r for r in sub if r["model"] == mname and r["severity"] == s)
+                clean = f" ({100 * r['accuracy_clean']:.1f})" if "accuracy_clean" in r else ""
+                cells.append(f"{100 * r['accuracy']:.1f}{clean}")
+            lines.append(f"| {mname} | " + " | ".join(cells) + " |")
+        lines.append("")
+    with atomic_path(out / "robustness.md") as tmp:
+        tmp.write_text("\n".join(lines))
+
+
+def plot(rows, path) -> None:
+    """Accuracy against severity, one panel per corruption, one line per model."""
+    plt = figures.pyplot()
+    corr = list(dict.fromkeys(r["corruption"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    key = "accuracy_clean" if "accuracy_clean" in rows[0] else "accuracy"
+    ncol = min(4, len(corr))
+    nrow = -(-len(corr) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.9 * nrow), squeeze=False, constrained_layout=True)
+    for ax, cname in zip(axes.flat, corr):
+        for mname in models:
+            sub = [r for r in rows if r["corruption"] == cname and r["model"] == mname]
+            ax.plot([r["severity"] for r in sub], [100 * r[key] for r in sub], marker="o", ms=3, label=mname)
+        ax.set_title(cname, fontsize=10)
+        ax.set_xlabel(sub[0]["unit"], fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"test {key.replace('_', ' ')} %", fontsize=8)
+    for ax in list(axes.flat)[len(corr):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Accuracy against corruption severity" + (" (clean truth)" if key.endswith("clean") else ""))
+    figures.save(fig, path)

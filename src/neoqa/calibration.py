@@ -50,3 +50,8 @@ class Calibrated:
 
 def unwrap(model):
     return model.base if isinstance(model, Calibrated) else model
+
+
+def same_calibration(model, base):
+    """``base`` with ``model``'s temperature (if it has one): a fine-tuned or updated network keeps its parent's."""
+    return Calibrated(base, model.temperature) if isinstance(model, Calibrated) else base

@@ -163,6 +163,56 @@ def _robustness(a):
     print(f"figure: {Path(a.out) / 'robustness.png'}")
 
 
+def _finetune(a):
+    from .transfer import finetune_path
+
+    print(f"wrote {finetune_path(a.model, a.data, _labels(a.labels), a.out, seed=a.seed, adapt=not a.keep_normalisation)}")
+
+
+def _labels(value):
+    """A number of labelled sheets, or all of them."""
+    return None if str(value) == "all" else int(value)
+
+
+def _learning_curve(a):
+    from .transfer import learning_curve
+
+    learning_curve(a.model, a.data, a.out, labels=[_labels(v) for v in a.labels], seeds=range(a.seeds))
+    print((Path(a.out) / "learning_curve.md").read_text())
+    print(f"figure: {Path(a.out) / 'learning_curve.png'}")
+
+
+def _update(a):
+    from .online import update_path
+
+    state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed)
+    print(f"wrote {a.out}: update {state['updates']}, replay buffer {state['replay_sheets']} of "
+          f"{state['replay_seen']} sheets seen")
+
+
+def _stream(a):
+    from .online import stream
+
+    stream(a.model, a.data, a.old_data, a.out, batches=a.batches, batch_size=a.batch_size, size=a.replay_size,
+           seed=a.seed)
+    print((Path(a.out) / "stream.md").read_text())
+    print(f"figure: {Path(a.out) / 'stream.png'}")
+
+
+def _suspects(a):
+    from .suspects import find_suspects
+
+    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed)
+    print(f"wrote {a.out}: {s['sheets']:,} labelled sheets ranked, {s['flagged']:,} flagged by confident learning")
+    t = s.get("against_truth")
+    if t:
+        print(f"  against the clean truth: {t['wrong_labels']} labels are wrong; flagged precision "
+              f"{t['flagged_precision']:.3f}, recall {t['flagged_recall']:.3f}; average precision "
+              f"{t['average_precision']:.3f}")
+        for k, v in t["at_k"].items():
+            print(f"    top {k:>5}: precision {v['precision']:.3f}  recall {v['recall']:.3f}")
+
+
 def _main_job(a):
     """The README's first command: the default benchmark (cached), the zoo, the table."""
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -298,6 +348,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheets", type=int, help="score a seeded subset of this many test sheets")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_robustness)
+
+    s = sub.add_parser("finetune", help="fine-tune a saved model on N labelled sheets of new-survey data")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True, help="the new survey's dataset (its training split is used)")
+    s.add_argument("--labels", required=True, help="how many labelled sheets to use, or 'all'")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--keep-normalisation", action="store_true",
+                   help="keep the old input normalisation (default: re-fit it on the new unlabelled sheets)")
+    s.set_defaults(func=_finetune)
+
+    s = sub.add_parser("learning-curve", help="fine-tuned against from-scratch accuracy for N labelled new-survey sheets")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--labels", nargs="+", default=["10", "100", "1000"])
+    s.add_argument("--seeds", type=int, default=3, help="seeded draws of the labelled sheets per N")
+    s.set_defaults(func=_learning_curve)
+
+    s = sub.add_parser("update", help="update a saved model from a new labelled batch (online learning with replay)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True, help="the new labelled batch (every labelled sheet is used)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--replay-from", help="the model's training data, to start its replay buffer on a first update")
+    s.add_argument("--replay-size", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_update)
+
+    s = sub.add_parser("stream", help="online learning over a stream of new-survey batches; forgetting measured")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True, help="the new survey's dataset")
+    s.add_argument("--old-data", required=True, help="the data the model was trained on")
+    s.add_argument("--out", required=True)
+    s.add_argument("--batches", type=int, default=5)
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--replay-size", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_stream)
+
+    s = sub.add_parser("suspects", help="rank sheets whose labels are likely wrong (cross-validated confident learning)")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="the ranked table, a .csv (a .json summary is written beside it)")
+    s.add_argument("--model", default="gbdt", help="the model cross-validated (default gbdt: fast and strong)")
+    s.add_argument("--folds", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_suspects)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
     s.add_argument("--workers", type=int, default=2)

@@ -37,7 +37,8 @@ def data_fingerprint(batch) -> str:
     return h.hexdigest()[:16]
 
 
-def save(model, folder, name: str, threshold: float, train_batch, extra: dict | None = None) -> Path:
+def save(model, folder, name: str, threshold: float, train_batch, extra: dict | None = None, attach=None) -> Path:
+    """Write the model folder atomically; ``attach(tmp_folder)`` adds files of its own (a replay buffer)."""
     import skops.io as sio
 
     folder = Path(folder)
@@ -56,6 +57,8 @@ def save(model, folder, name: str, threshold: float, train_batch, extra: dict | 
         else:
             sio.dump(model, tmp / SKOPS_FILE)
         (tmp / MODEL_JSON).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        if attach is not None:
+            attach(tmp)
     return folder
 
 

@@ -13,8 +13,18 @@ TRAIN, VAL, TEST = 0, 1, 2
 FRACTIONS = (0.70, 0.15, 0.15)
 
 
+def _uniform(sheet_ids, salt: bytes = b"") -> np.ndarray:
+    """A number in [0, 1) per id: its blake2b hash (keyed by ``salt`` for an independent draw)."""
+    return np.array([int.from_bytes(hashlib.blake2b(str(s).encode(), digest_size=8, key=salt).digest(), "big") / 2**64
+                     for s in sheet_ids])
+
+
 def split_of(sheet_ids, fractions=FRACTIONS) -> np.ndarray:
-    u = np.array([int.from_bytes(hashlib.blake2b(str(s).encode(), digest_size=8).digest(), "big") / 2**64
-                  for s in sheet_ids])
+    u = _uniform(sheet_ids)
     edges = np.cumsum(fractions)
     return np.searchsorted(edges, u, side="right").clip(0, 2).astype(np.int8)
+
+
+def fold_of(sheet_ids, folds: int) -> np.ndarray:
+    """Cross-validation fold 0..folds-1 of each sheet, from its id, independent of its split."""
+    return np.minimum((_uniform(sheet_ids, b"neoqa-folds") * folds).astype(np.int64), folds - 1)

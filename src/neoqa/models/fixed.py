@@ -182,3 +182,16 @@ class SummaryModel(FixedLengthModel):
     @staticmethod
     def _view(batch):
         return features.summary(batch)
+
+    def finetune(self, batch, trees=100, lr=0.03, seed=0, **_):
+        """Continued boosting: ``trees`` more trees fitted to the new sheets' residuals on top of
+        the existing ensemble (LightGBM's init_model); leaves may hold fewer sheets when few are labelled."""
+        from sklearn.base import clone as sk_clone
+
+        steps = self.estimator_.pipeline_.steps
+        old = steps[-1][1]
+        new = sk_clone(old).set_params(n_estimators=trees, learning_rate=lr, random_state=seed,
+                                       min_child_samples=int(np.clip(len(batch) // 10, 2, 20)))
+        new.fit(self._view(batch), batch.label, init_model=old.booster_)
+        steps[-1] = (steps[-1][0], new)
+        return self

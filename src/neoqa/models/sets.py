@@ -190,7 +190,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
         t = lambda a: torch.from_numpy(np.clip(a, -50, 50).astype(np.float32))   # noqa: E731
         return {"images": t(img), "scalars": t(sc), "offsets": flat["offsets"], "fixed": t(fx)}
 
-    def _loader(self, data, target, gen):
+    def _loader(self, data, target, gen, batch_size=None):
         """A DataLoader of padded minibatches, shuffled by a seeded generator."""
         def collate(items):
             idx = np.array([int(i) for i, _ in items])
@@ -198,7 +198,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
                                          min_k=ORDER_STAT) + (torch.stack([t for _, t in items]),)
 
         ids = torch.utils.data.TensorDataset(torch.arange(len(target)), target)
-        return torch.utils.data.DataLoader(ids, batch_size=self.batch_size, shuffle=True, generator=gen,
+        return torch.utils.data.DataLoader(ids, batch_size=batch_size or self.batch_size, shuffle=True, generator=gen,
                                            collate_fn=collate)
 
     # ---------------------------------------------------------------- network
@@ -256,6 +256,54 @@ class SetModel(ClassifierMixin, BaseEstimator):
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         self.classes_ = np.array([0, 1])
+        return self
+
+    # ---------------------------------------------------------------- transfer and online learning
+    def initialise(self, unlabelled):
+        """A fresh network whose normalisation is fitted on ``unlabelled`` sheets (labels unused):
+        the from-scratch baseline of a learning curve, on the same footing as fine-tuning."""
+        flat = features.flat_sets(unlabelled)
+        self._fit_norm(flat)
+        self.shape_ = {"channels": int(unlabelled.cutouts.shape[1]), "n_scalars": int(unlabelled.obs_scalars.shape[1]),
+                       "n_fixed": int(flat["fixed"].shape[1]), "cutout": int(unlabelled.cutouts.shape[-1])}
+        self.net_ = self._build(**self.shape_)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def finetune(self, batch, steps=300, lr=3e-4, anchor=1e-2, unlabelled=None, seed=0):
+        """Continue training on ``batch`` for ``steps`` minibatch steps.
+
+        unlabelled: sheets of the new data whose statistics replace the input normalisation
+        (labels are not needed, and a new instrument's pixel and scalar scales differ).
+        anchor: an L2 pull towards the starting weights (L2-SP), so a few labels adjust the
+        network rather than overwrite what it knew; 0 turns it off.
+        """
+        if unlabelled is not None:
+            self._fit_norm(features.flat_sets(unlabelled))
+        data = self._tensors(batch)
+        target = torch.from_numpy(batch.label.astype(np.float32))
+        start = [p.detach().clone() for p in self.net_.parameters()]
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=0.0)
+        loss_fn = nn.BCEWithLogitsLoss()
+        gen = torch.Generator().manual_seed(seed)
+        size = min(self.batch_size, len(batch))
+        loader = self._loader(data, target, gen, batch_size=size)
+        self.net_.train()
+        done = 0
+        while done < steps:
+            for img, sc, mask, fx, yb in loader:
+                if len(yb) < 2 and size >= 2:        # batch norm needs two samples; skip a lone remainder
+                    continue
+                opt.zero_grad()
+                loss = loss_fn(self.net_(img, sc, mask, fx), yb)
+                if anchor:
+                    loss = loss + anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(self.net_.parameters(), start))
+                loss.backward()
+                opt.step()
+                done += 1
+                if done >= steps:
+                    break
+        self.net_.eval()
         return self
 
     @torch.no_grad()

@@ -1,0 +1,209 @@
+"""Online learning: update a saved model from each new labelled batch without forgetting.
+
+An update fine-tunes the model (``finetune``: more steps for a set network, pulled towards
+its current weights; more trees for gbdt) on the new batch mixed with a replay buffer, a
+uniform reservoir sample of every labelled sheet the model has learnt from. The buffer
+lives in the model folder (``replay/``, a neoqa dataset) with its count of sheets seen, so
+each update continues the reservoir where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import figures, persist
+from .calibration import same_calibration, unwrap
+from .errors import NeoqaError
+from .metrics import classification_metrics
+from .sheets import SheetBatch
+from .splits import TEST, TRAIN, split_of
+from .store import SheetSet, atomic_path, write_dataset
+from .transfer import finetunable
+
+REPLAY_DIR = "replay"
+REPLAY_SIZE = 2000
+
+
+@dataclasses.dataclass
+class Replay:
+    """A reservoir sample of the labelled sheets seen so far."""
+
+    sheets: SheetBatch | None
+    seen: int
+
+    @classmethod
+    def start(cls, batch: SheetBatch, size: int, seed: int) -> "Replay":
+        """A buffer holding a uniform sample of ``batch``'s labelled training sheets."""
+        idx = np.flatnonzero((split_of(batch.sheet_id) == TRAIN) & (batch.label >= 0))
+        keep = np.sort(np.random.default_rng([seed, 1]).choice(idx, min(size, len(idx)), replace=False))
+        return cls(_plain(batch.select(keep)), len(idx))
+
+    def add(self, batch: SheetBatch, size: int, seed: int) -> "Replay":
+        """Reservoir sampling (Vitter's algorithm R): every sheet ever seen stays with probability size / seen."""
+        rng = np.random.default_rng([seed, self.seen])
+        kept = self.sheets
+        if kept is not None:        # a sheet sent again (perhaps relabelled) replaces its buffered copy
+            kept = kept.select(np.flatnonzero(~np.isin(kept.sheet_id.astype(str), batch.sheet_id.astype(str))))
+        pool = [("old", i) for i in range(0 if kept is None else len(kept))]
+        for i in range(len(batch)):
+            t = self.seen + i
+            if len(pool) < size:
+                pool.append(("new", i))
+            else:
+                j = int(rng.integers(0, t + 1))
+                if j < size:
+                    pool[j] = ("new", i)
+        old = [i for src, i in pool if src == "old"]
+        new = [i for src, i in pool if src == "new"]
+        parts = ([kept.select(old)] if old else []) + ([_plain(batch).select(new)] if new else [])
+        return Replay(_concat(parts) if parts else None, self.seen + len(batch))
+
+
+def _plain(batch: SheetBatch) -> SheetBatch:
+    """Without simulation truth: a buffer mixes simulated and real sheets."""
+    return dataclasses.replace(batch, truth_sheet=None, truth_obs=None,
+                               meta={**batch.meta, "survey": "replay", "provenance": {"generator": "neoqa.online"}})
+
+
+def _concat(parts):
+    return SheetBatch.concat([_plain(p) for p in parts])
+
+
+def labelled(batch: SheetBatch) -> SheetBatch:
+    out = batch.select(np.flatnonzero(batch.label >= 0))
+    if len(out) == 0 or len(np.unique(out.label)) < 2:
+        raise NeoqaError("an update needs labelled sheets of both classes")
+    return out
+
+
+def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int = REPLAY_SIZE, seed: int = 0):
+    """(the updated copy of ``model``'s base, the new replay buffer) after learning ``batch``."""
+    base = copy.deepcopy(finetunable(model, name))
+    new = labelled(batch)
+    mix = new if replay is None or replay.sheets is None else _concat([new, replay.sheets])
+    base.finetune(mix, seed=seed)
+    return base, (replay or Replay(None, 0)).add(new, size, seed)
+
+
+def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE, seed: int = 0) -> dict:
+    model, info = persist.load(model_dir)
+    batch = SheetSet(data).read()
+    persist.check_schema(info, batch, str(data))
+    state = info.get("online", {"updates": 0})
+    replay = None
+    if (Path(model_dir) / REPLAY_DIR).exists():
+        replay = Replay(SheetSet(Path(model_dir) / REPLAY_DIR).read(), int(state["replay_seen"]))
+    elif replay_from is not None:
+        replay = Replay.start(SheetSet(replay_from).read(), size, seed)
+    base, replay = update(model, info["model"], batch, replay, size, seed)
+    state = {"updates": int(state["updates"]) + 1, "replay_seen": replay.seen,
+             "replay_sheets": 0 if replay.sheets is None else len(replay.sheets)}
+    extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
+             "online": state, "updated_from": str(model_dir)}
+    attach = (lambda tmp: write_dataset(tmp / REPLAY_DIR, [replay.sheets])) if replay.sheets is not None else None
+    persist.save(base, out, info["model"], info["threshold"], labelled(batch), extra=extra, attach=attach)
+    return state
+
+
+# ---------------------------------------------------------------- the stream experiment
+def _accuracy(model, test, threshold) -> float:
+    p = model.predict_proba(test)[:, 1]
+    y = test.truth_sheet["clean_label"] if test.truth_sheet is not None else test.label
+    return classification_metrics(y, p, threshold)["accuracy"]
+
+
+VARIANTS = {"replay": "replay buffer + weight anchor", "anchor": "weight anchor only", "naive": "plain fine-tuning"}
+
+
+def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int = 500, size: int = REPLAY_SIZE,
+           seed: int = 0, progress: bool = True) -> dict:
+    """Feed the new survey's labelled training sheets as a stream of batches to three learners
+    (replay, anchor only, plain) and track test accuracy on both surveys after every update."""
+    model, info = persist.load(model_dir)
+    name, thr = info["model"], info["threshold"]
+    new, old = SheetSet(new_data).read(), SheetSet(old_data).read()
+    for b, where in ((new, new_data), (old, old_data)):
+        persist.check_schema(info, b, str(where))
+    finetunable(model, name)
+    tests = {"new": _test(new), "old": _test(old)}
+    pool = np.flatnonzero((split_of(new.sheet_id) == TRAIN) & (new.label >= 0))
+    order = np.random.default_rng([seed, 2]).permutation(pool)[:batches * batch_size]
+    chunks = [new.select(np.sort(order[i:i + batch_size])) for i in range(0, len(order), batch_size)]
+    start = {k: _accuracy(model, t, thr) for k, t in tests.items()}
+    rows = [{"variant": v, "batch": 0, "sheets_seen": 0, **{f"accuracy_{k}": a for k, a in start.items()}}
+            for v in VARIANTS]
+    bar = tqdm(total=len(VARIANTS) * len(chunks), desc=f"online {name}", unit="update", disable=not progress)
+    for variant in VARIANTS:
+        current = unwrap(model)
+        replay = Replay.start(old, size, seed) if variant == "replay" else None
+        for i, chunk in enumerate(chunks, 1):
+            if variant == "replay":
+                current, replay = update(current, name, chunk, replay, size, seed + i)
+            else:
+                current = copy.deepcopy(current)
+                current.finetune(labelled(chunk), seed=seed + i, **({"anchor": 0.0} if variant == "naive" else {}))
+            rows.append({"variant": variant, "batch": i, "sheets_seen": i * batch_size,
+                         **{f"accuracy_{k}": _accuracy(same_calibration(model, current), t, thr) for k, t in tests.items()}})
+            bar.update()
+    bar.close()
+    result = {"model": name, "new_data": str(new_data), "old_data": str(old_data),
+              "new_survey": new.meta.get("survey"), "old_survey": old.meta.get("survey"), "batch_size": batch_size,
+              "replay_size": size, "seed": seed, "truth": "clean" if new.truth_sheet is not None else "labels",
+              "rows": rows, "forgetting": {}}
+    for v in VARIANTS:
+        acc = [r["accuracy_old"] for r in rows if r["variant"] == v]
+        result["forgetting"][v] = {"max_drop": float(acc[0] - min(acc[1:])), "final_drop": float(acc[0] - acc[-1]),
+                                   "new_gain": float([r["accuracy_new"] for r in rows if r["variant"] == v][-1]
+                                                     - start["new"])}
+    write_stream(result, Path(out))
+    return result
+
+
+def _test(batch):
+    return batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
+
+
+def write_stream(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "stream.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    with atomic_path(out / "stream.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["variant", "batch", "sheets_seen", "accuracy_new", "accuracy_old"])
+        w.writeheader()
+        w.writerows(result["rows"])
+    rows = result["rows"]
+    n = max(r["batch"] for r in rows)
+    lines = [f"# Online learning: {result['model']} from {result['old_survey']} to {result['new_survey']}", "",
+             f"{n} batches of {result['batch_size']} labelled {result['new_survey']} sheets; replay buffer of "
+             f"{result['replay_size']} sheets. Test accuracy % ({result['truth']}) on each survey after each update.",
+             "", "| learner | " + " | ".join(f"after {i}" for i in range(n + 1)) + " | forgetting (max drop) |",
+             "|---|" + "---|" * (n + 2)]
+    for v, title in VARIANTS.items():
+        sub = [r for r in rows if r["variant"] == v]
+        f = result["forgetting"][v]
+        lines.append(f"| {title}: {result['new_survey']} | " + " | ".join(f"{100 * r['accuracy_new']:.1f}" for r in sub)
+                     + " | |")
+        lines.append(f"| {title}: {result['old_survey']} | " + " | ".join(f"{100 * r['accuracy_old']:.1f}" for r in sub)
+                     + f" | {100 * f['max_drop']:.1f} |")
+    with atomic_path(out / "stream.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]), (axes[1], "accuracy_old", result["old_survey"])):
+        for v, title in VARIANTS.items():
+            sub = [r for r in rows if r["variant"] == v]
+            ax.plot([r["sheets_seen"] for r in sub], [100 * r[key] for r in sub], marker="o", label=title)
+        ax.set_title(f"{survey} test accuracy ({result['truth']})")
+        ax.set_xlabel(f"labelled {result['new_survey']} sheets learnt")
+        ax.set_ylabel("accuracy %")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Online learning of {result['model']}: new survey gained, old survey kept")
+    figures.save(fig, out / "stream.png")

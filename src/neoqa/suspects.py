@@ -1,0 +1,125 @@
+"""Suspect labels: rank sheets whose human label is likely wrong.
+
+Every labelled sheet is scored by a model that never saw it (K-fold cross-validation with
+folds drawn from the sheet ids), and confident learning (cleanlab) compares those scores
+with the labels: it estimates how many labels are wrong and flags that many of the most
+confidently contradicted, and ranks all sheets by label quality (the cross-validated
+probability of the label given, low first). On simulated data the ranking is scored
+against the clean truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import figures
+from .errors import NeoqaError
+from .models import make
+from .splits import fold_of
+from .store import SheetSet, atomic_path
+
+FOLDS = 5
+
+
+def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> np.ndarray:
+    """P(real) of each sheet from a model trained on the other folds."""
+    fold = fold_of(batch.sheet_id, folds)
+    p = np.full(len(batch), np.nan)
+    for f in tqdm(range(folds), desc=f"cross-validated {name}", unit="fold", disable=not progress):
+        model = make(name, random_state=seed)
+        if hasattr(model, "progress"):
+            model.progress = False
+        train = np.flatnonzero(fold != f)
+        if getattr(model, "uses_validation", False):     # early stopping on another training fold, never on f
+            v = (f + 1) % folds
+            model.fit(batch.select(train[fold[train] != v]), val=batch.select(np.flatnonzero(fold == v)))
+        else:
+            model.fit(batch.select(train))
+        held = np.flatnonzero(fold == f)
+        p[held] = model.predict_proba(batch.select(held))[:, 1]
+    return p
+
+
+def rank_suspects(labels, p_real) -> dict:
+    """Confident learning on cross-validated probabilities: label quality per sheet, the order
+    from most to least suspect, and the flagged set (as many as the estimated number of errors)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    probs = np.stack([1 - p_real, p_real], axis=1)
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    order = np.lexsort((np.arange(len(labels)), quality))       # ties broken by position: deterministic
+    return {"quality": quality, "order": order, "flagged": flagged}
+
+
+def precision_recall(wrong: np.ndarray, order: np.ndarray, flagged: np.ndarray) -> dict:
+    """How well the ranking finds the truly wrong labels."""
+    from sklearn.metrics import average_precision_score
+
+    hits = np.cumsum(wrong[order])
+    n_wrong = int(wrong.sum())
+    at = {str(k): {"precision": float(hits[k - 1] / k), "recall": float(hits[k - 1] / max(n_wrong, 1))}
+          for k in (50, 100, 200, 500, n_wrong) if 0 < k <= len(order)}
+    tp = int((flagged & wrong).sum())
+    return {
+        "wrong_labels": n_wrong, "flagged": int(flagged.sum()),
+        "flagged_precision": tp / max(int(flagged.sum()), 1), "flagged_recall": tp / max(n_wrong, 1),
+        "average_precision": float(average_precision_score(wrong, -np.argsort(order))) if n_wrong else float("nan"),
+        "at_k": at,
+    }
+
+
+def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> dict:
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise NeoqaError(f"{out}: the suspects table is a .csv file")
+    full = SheetSet(data).read()
+    batch = full.select(np.flatnonzero(full.label >= 0))
+    if len(batch) < 10 * folds or len(np.unique(batch.label)) < 2:
+        raise NeoqaError(f"{data}: needs at least {10 * folds} labelled sheets of both classes")
+    p = out_of_fold(batch, name, folds, seed, progress)
+    r = rank_suspects(batch.label.astype(int), p)
+    wrong = None
+    if batch.truth_sheet is not None:
+        wrong = batch.label != batch.truth_sheet["clean_label"]
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "sheet_id", "label", "p_real_cross_validated", "label_quality", "flagged"]
+                   + (["label_wrong_in_truth"] if wrong is not None else []))
+        for rank, i in enumerate(r["order"], 1):
+            w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",
+                        int(r["flagged"][i])] + ([int(wrong[i])] if wrong is not None else []))
+    summary = {"data": str(data), "model": name, "folds": folds, "seed": seed, "sheets": len(batch),
+               "flagged": int(r["flagged"].sum())}
+    if wrong is not None:
+        summary["against_truth"] = precision_recall(wrong, r["order"], r["flagged"])
+        plot(wrong, r["order"], r["flagged"], out.with_suffix(".png"))
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def plot(wrong, order, flagged, path) -> None:
+    """Precision and recall of the top of the ranking against the clean truth."""
+    plt = figures.pyplot()
+    hits = np.cumsum(wrong[order])
+    k = np.arange(1, len(order) + 1)
+    top = min(len(order), max(4 * int(wrong.sum()), 200))
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.plot(k[:top], 100 * hits[:top] / k[:top], label="precision of the top k")
+    ax.plot(k[:top], 100 * hits[:top] / max(int(wrong.sum()), 1), label="recall of the wrong labels")
+    ax.axvline(int(flagged.sum()), color="k", ls="--", lw=1, label=f"flagged by confident learning ({int(flagged.sum())})")
+    ax.axvline(int(wrong.sum()), color="C3", ls=":", lw=1, label=f"truly wrong labels ({int(wrong.sum())})")
+    ax.set_xlabel("sheets reviewed, most suspect first (k)")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Suspect-label ranking against the clean truth")
+    figures.save(fig, path)

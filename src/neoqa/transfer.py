@@ -1,0 +1,194 @@
+"""Transfer to a new survey: zero-shot, fine-tuning on a few labelled sheets, and the same
+budget from scratch, so a learning curve shows what pre-training on the old survey buys.
+
+The labelled sheets come from the new data's training split, stratified by class (each
+class at least once); the new data's other training sheets serve, without their labels,
+to re-fit a set network's input normalisation. A fine-tuned model keeps its parent's
+temperature and decision threshold (a handful of labels cannot fit them); one trained from
+scratch decides at p >= 0.5.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import features, figures, persist
+from .calibration import same_calibration, unwrap
+from .errors import NeoqaError
+from .metrics import classification_metrics
+from .models import make
+from .splits import TEST, TRAIN, split_of
+from .store import SheetSet, atomic_path
+
+SCRATCH_THRESHOLD = 0.5
+
+
+def pick_labelled(batch, n: int | None, seed: int = 0):
+    """``n`` labelled training-split sheets, stratified by class with each class present
+    (``None``: all of them)."""
+    idx = np.flatnonzero((split_of(batch.sheet_id) == TRAIN) & (batch.label >= 0))
+    if n is None or n >= len(idx):
+        return batch.select(idx)
+    if n < 2:
+        raise NeoqaError("fine-tuning needs at least 2 labelled sheets (one of each class)")
+    rng = np.random.default_rng([seed, n])
+    pos, neg = idx[batch.label[idx] == 1], idx[batch.label[idx] == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        raise NeoqaError("the new data's training split needs labelled sheets of both classes")
+    n_pos = int(np.clip(round(n * len(pos) / len(idx)), 1, min(n - 1, len(pos))))
+    chosen = np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, n - n_pos, replace=False)])
+    return batch.select(np.sort(chosen))
+
+
+def unlabelled_pool(batch):
+    """The new data's training-split sheets, whose labels fine-tuning does not read."""
+    return batch.select(np.flatnonzero(split_of(batch.sheet_id) == TRAIN))
+
+
+def labelled_test(batch):
+    return batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
+
+
+def finetunable(model, name: str):
+    base = unwrap(model)
+    if not hasattr(base, "finetune"):
+        raise NeoqaError(f"model {name!r} cannot be fine-tuned; the set models and gbdt can")
+    return base
+
+
+def finetune(model, name: str, new_batch, n: int | None, seed: int = 0, adapt: bool = True):
+    """(a fine-tuned copy of ``model``, the labelled sheets it saw)."""
+    base = copy.deepcopy(finetunable(model, name))
+    picked = pick_labelled(new_batch, n, seed)
+    kwargs = {"unlabelled": unlabelled_pool(new_batch)} if adapt and hasattr(base, "initialise") else {}
+    return base.finetune(picked, seed=seed, **kwargs), picked
+
+
+def from_scratch(name: str, new_batch, picked, seed: int = 0):
+    """The same model trained on only ``picked`` (set models: the same normalisation, optimiser
+    and number of steps as fine-tuning, from random weights)."""
+    model = make(name, random_state=seed)
+    if hasattr(model, "initialise"):
+        return model.initialise(unlabelled_pool(new_batch)).finetune(picked, lr=1e-3, anchor=0.0, seed=seed)
+    if name == "gbdt":    # leaves may hold fewer sheets when few are labelled
+        model.set_params(estimator__pipeline__clf__min_child_samples=int(np.clip(len(picked) // 10, 2, 20)))
+    return model.fit(picked)
+
+
+def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt: bool = True) -> Path:
+    model, info = persist.load(model_dir)
+    batch = SheetSet(data).read()
+    persist.check_schema(info, batch, str(data))
+    tuned, picked = finetune(model, info["model"], batch, labels, seed, adapt)
+    extra = {"seed": seed, "n_parameters": int(tuned.n_parameters()), "calibration": info.get("calibration"),
+             "finetuned_from": {"model_dir": str(model_dir), "training_data": info.get("training_data"),
+                                "labels": len(picked), "adapted_normalisation": bool(adapt)}}
+    return persist.save(tuned, out, info["model"], info["threshold"], picked, extra=extra)
+
+
+def _score(model, test, threshold) -> dict:
+    p = model.predict_proba(test)[:, 1]
+    m = classification_metrics(test.label, p, threshold)
+    out = {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "tpr": m["tpr"], "tnr": m["tnr"]}
+    if test.truth_sheet is not None:
+        out["accuracy_clean"] = float(np.mean((p >= threshold) == (test.truth_sheet["clean_label"] == 1)))
+    return out
+
+
+def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2), progress: bool = True) -> dict:
+    """Zero-shot, normalisation-adapted zero-shot, and fine-tuned against from-scratch accuracy
+    for each number of labelled new-survey sheets, over several seeded draws of those sheets."""
+    model, info = persist.load(model_dir)
+    name = info["model"]
+    batch = SheetSet(data).read()
+    persist.check_schema(info, batch, str(data))
+    finetunable(model, name)
+    test = labelled_test(batch)
+    result = {"model": name, "model_dir": str(model_dir), "data": str(data), "survey": batch.meta.get("survey"),
+              "trained_on": (info.get("training_data") or {}).get("survey"), "test_sheets": len(test),
+              "zero_shot": _score(model, test, info["threshold"]), "rows": []}
+    base, thr = unwrap(model), info["threshold"]
+    if hasattr(base, "initialise"):     # no labels at all: only the new data's input statistics
+        adapted = copy.deepcopy(base)
+        adapted._fit_norm(features.flat_sets(unlabelled_pool(batch)))
+        result["zero_shot_adapted"] = _score(same_calibration(model, adapted), test, thr)
+    jobs = [(n, s) for n in labels for s in seeds]
+    for n, s in tqdm(jobs, desc=f"learning curve {name}", unit="fit", disable=not progress):
+        tuned, picked = finetune(model, name, batch, n, s)
+        scratch = from_scratch(name, batch, picked, s)
+        for how, m, t in (("finetuned", same_calibration(model, tuned), thr), ("scratch", scratch, SCRATCH_THRESHOLD)):
+            result["rows"].append({"labels": len(picked), "seed": s, "how": how, **_score(m, test, t)})
+    write(result, Path(out))
+    return result
+
+
+def _curve(rows, how, key):
+    """(labels, mean, std) of ``key`` over seeds for one kind of model."""
+    ns = sorted({r["labels"] for r in rows if r["how"] == how})
+    vals = [[r[key] for r in rows if r["how"] == how and r["labels"] == n] for n in ns]
+    return np.array(ns), np.array([np.mean(v) for v in vals]), np.array([np.std(v) for v in vals])
+
+
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    with atomic_path(out / "learning_curve.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    cols = ["labels", "seed", "how", "accuracy", "accuracy_clean", "roc_auc", "tpr", "tnr"]
+    with atomic_path(out / "learning_curve.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    key = "accuracy_clean" if "accuracy_clean" in result["zero_shot"] else "accuracy"
+    pct = lambda m, s: f"{100 * m:.1f} ± {100 * s:.1f}"                 # noqa: E731
+    lines = [f"# Transfer of {result['model']} ({result['trained_on']}) to {result['survey']}", "",
+             f"Test split of {result['data']}: {result['test_sheets']:,} sheets. Accuracy % against the labels "
+             f"(and against the clean truth where known), mean ± std over {len({r['seed'] for r in rows})} "
+             "seeded draws of the labelled sheets.", "",
+             f"- zero-shot (unchanged model, its saved threshold): {100 * result['zero_shot']['accuracy']:.1f}"
+             + (f" ({100 * result['zero_shot']['accuracy_clean']:.1f} clean)" if key == "accuracy_clean" else "")]
+    if "zero_shot_adapted" in result:
+        z = result["zero_shot_adapted"]
+        lines.append(f"- zero-shot with the input normalisation re-fitted on unlabelled new sheets: "
+                     f"{100 * z['accuracy']:.1f}" + (f" ({100 * z['accuracy_clean']:.1f} clean)" if key == "accuracy_clean" else ""))
+    lines += ["", "| labelled sheets | fine-tuned | from scratch | fine-tuned (clean) | from scratch (clean) |",
+              "|---|---|---|---|---|"]
+    for i, n in enumerate(_curve(rows, "finetuned", "accuracy")[0]):
+        cells = []
+        for k in ("accuracy", "accuracy_clean"):
+            if k not in rows[0]:
+                cells += ["-", "-"]
+                continue
+            for how in ("finetuned", "scratch"):
+                _, m, s = _curve(rows, how, k)
+                cells.append(pct(m[i], s[i]))
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    with atomic_path(out / "learning_curve.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    plot(result, out / "learning_curve.png", key)
+
+
+def plot(result: dict, path, key: str) -> None:
+    plt = figures.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+    for how, colour in (("finetuned", "C0"), ("scratch", "C1")):
+        n, m, s = _curve(result["rows"], how, key)
+        label = f"fine-tuned from {result['trained_on']}" if how == "finetuned" else "from scratch (same labels, steps)"
+        ax.errorbar(n, 100 * m, yerr=100 * s, marker="o", capsize=3, color=colour, label=label)
+    ax.axhline(100 * result["zero_shot"][key], color="C2", ls="--", label="zero-shot")
+    if "zero_shot_adapted" in result:
+        ax.axhline(100 * result["zero_shot_adapted"][key], color="C3", ls=":",
+                   label="zero-shot, normalisation re-fitted (no labels)")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"labelled {result['survey']} sheets")
+    ax.set_ylabel(f"test {key.replace('_', ' ')} %")
+    ax.set_title(f"{result['model']}: {result['trained_on']} to {result['survey']}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    figures.save(fig, path)

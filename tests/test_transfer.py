@@ -1,0 +1,150 @@
+"""Fine-tuning on a new survey, online updates with replay, and suspect labels."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from neoqa import online, persist, transfer
+from neoqa.cli import main
+from neoqa.splits import TRAIN, fold_of, split_of
+from neoqa.store import SheetSet
+
+
+@pytest.fixture(scope="module")
+def small_neos(tmp_path_factory):
+    from neoqa.simulate import simulate
+
+    out = tmp_path_factory.mktemp("ns") / "ns"
+    simulate(out, 600, seed=12, survey="neosurveyor", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def neos_batch(small_neos):
+    return SheetSet(small_neos).read()
+
+
+def _logloss(model, batch):
+    p = np.clip(model.predict_proba(batch)[:, 1], 1e-6, 1 - 1e-6)
+    return float(-np.mean(batch.label * np.log(p) + (1 - batch.label) * np.log(1 - p)))
+
+
+def test_pick_labelled_is_stratified_seeded_and_from_training(neos_batch):
+    a = transfer.pick_labelled(neos_batch, 10, seed=1)
+    assert len(a) == 10 and set(a.label) == {0, 1}
+    assert (split_of(a.sheet_id) == TRAIN).all()
+    assert list(a.sheet_id) == list(transfer.pick_labelled(neos_batch, 10, seed=1).sheet_id)
+    assert list(a.sheet_id) != list(transfer.pick_labelled(neos_batch, 10, seed=2).sheet_id)
+    assert len(transfer.pick_labelled(neos_batch, None)) == ((split_of(neos_batch.sheet_id) == TRAIN)
+                                                              & (neos_batch.label >= 0)).sum()
+
+
+def test_finetune_learns_the_new_sheets_and_records_its_parent(tmp_path, zoo_run, small_neos, neos_batch):
+    parent = zoo_run / "models" / "basic_sneon"
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(parent), "--data", str(small_neos), "--labels", "60", "--out", str(out)]) == 0
+    tuned, info = persist.load(out)
+    old, old_info = persist.load(parent)
+    picked = transfer.pick_labelled(neos_batch, 60, seed=0)
+    assert _logloss(tuned, picked) < _logloss(old, picked)
+    assert info["finetuned_from"]["labels"] == 60 and info["training_data"]["sheets"] == 60
+    assert info["threshold"] == old_info["threshold"]
+    assert info["calibration"] == old_info["calibration"]
+
+
+def test_finetune_refuses_models_that_cannot(tmp_path, zoo_run, small_neos):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neos), "--labels", "20",
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_gbdt_finetune_adds_trees(small_batch, neos_batch):
+    from neoqa.models import make
+
+    model = make("gbdt").set_params(estimator__pipeline__clf__n_estimators=50).fit(small_batch)
+    before = model.estimator_.pipeline_.steps[-1][1].booster_.num_trees()
+    model.finetune(transfer.pick_labelled(neos_batch, 100), trees=20)
+    assert model.estimator_.pipeline_.steps[-1][1].booster_.num_trees() == before + 20
+
+
+def test_learning_curve(tmp_path, zoo_run, small_neos):
+    out = tmp_path / "lc"
+    assert main(["learning-curve", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neos),
+                 "--out", str(out), "--labels", "10", "40", "--seeds", "1"]) == 0
+    res = json.loads((out / "learning_curve.json").read_text())
+    assert [(r["labels"], r["how"]) for r in res["rows"]] == [(10, "finetuned"), (10, "scratch"),
+                                                              (40, "finetuned"), (40, "scratch")]
+    assert 0 < res["zero_shot"]["accuracy"] < 1 and "zero_shot_adapted" in res
+    assert all(0.3 < r["accuracy"] <= 1 for r in res["rows"])
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+    assert "| 40 |" in (out / "learning_curve.md").read_text()
+
+
+def test_reservoir_keeps_a_uniform_sample(small_batch, neos_batch):
+    r = online.Replay.start(small_batch, 200, seed=0)
+    assert len(r.sheets) == 200 and r.seen == ((split_of(small_batch.sheet_id) == TRAIN) & (small_batch.label >= 0)).sum()
+    first_seen = r.seen
+    r = r.add(neos_batch, 200, seed=0)
+    assert len(r.sheets) == 200 and r.seen == first_seen + len(neos_batch)
+    new = np.char.startswith(r.sheets.sheet_id.astype(str), "NS").sum()
+    expect = 200 * len(neos_batch) / r.seen
+    assert abs(new - expect) < 4 * np.sqrt(expect)                   # binomial spread
+    assert r.sheets.truth_sheet is None
+    again = online.Replay.start(small_batch, 200, seed=0).add(neos_batch, 200, seed=0)
+    assert list(again.sheets.sheet_id) == list(r.sheets.sheet_id)
+
+
+def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowise, small_neos, neos_batch):
+    first, second = tmp_path / "u1", tmp_path / "u2"
+    half = tmp_path / "half"
+    from neoqa.store import write_dataset
+
+    write_dataset(half, [neos_batch.select(np.arange(300))])
+    assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(first),
+                 "--replay-from", str(small_neowise), "--replay-size", "150"]) == 0
+    assert main(["update", "--model", str(first), "--data", str(small_neos), "--out", str(second),
+                 "--replay-size", "150"]) == 0
+    i1, i2 = (json.loads((d / "model.json").read_text())["online"] for d in (first, second))
+    assert i1["updates"] == 1 and i2["updates"] == 2
+    assert i2["replay_seen"] == i1["replay_seen"] + len(neos_batch)
+    buf = SheetSet(second / online.REPLAY_DIR).read()
+    assert len(buf) == 150 and set(buf.label) == {0, 1}
+    persist.load(second)[0].predict_proba(neos_batch.select(np.arange(5)))
+
+
+def test_stream_measures_forgetting(tmp_path, zoo_run, small_neowise, small_neos):
+    out = tmp_path / "stream"
+    assert main(["stream", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neos),
+                 "--old-data", str(small_neowise), "--out", str(out), "--batches", "2", "--batch-size", "100",
+                 "--replay-size", "200"]) == 0
+    res = json.loads((out / "stream.json").read_text())
+    assert len(res["rows"]) == 3 * 3
+    assert set(res["forgetting"]) == set(online.VARIANTS)
+    start = [r for r in res["rows"] if r["batch"] == 0]
+    assert len({(r["accuracy_new"], r["accuracy_old"]) for r in start}) == 1
+    assert (out / "stream.png").stat().st_size > 10_000
+
+
+def test_fold_of_is_balanced_and_independent_of_split(small_batch):
+    f = fold_of(small_batch.sheet_id, 5)
+    assert set(f) == set(range(5)) and np.bincount(f).min() > 0.6 * len(f) / 5
+    np.testing.assert_array_equal(f, fold_of(small_batch.sheet_id, 5))
+    s = split_of(small_batch.sheet_id)
+    assert len(set(zip(f, s))) == 15                                  # every fold meets every split
+
+
+def test_suspects_find_the_flipped_labels(tmp_path, small_neowise, small_batch):
+    out = tmp_path / "s" / "suspects.csv"
+    assert main(["suspects", "--data", str(small_neowise), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(small_batch) + 1))
+    wrong = np.array([int(r["label_wrong_in_truth"]) for r in rows])
+    base = wrong.mean()
+    summary = json.loads(out.with_suffix(".json").read_text())["against_truth"]
+    assert summary["wrong_labels"] == (small_batch.label != small_batch.truth_sheet["clean_label"]).sum()
+    assert summary["average_precision"] > 10 * base
+    assert wrong[:10].mean() > 0.5                    # the top of the ranking is mostly truly wrong labels
+    assert main(["suspects", "--data", str(small_neowise), "--out", str(tmp_path / "s.txt")]) == 2

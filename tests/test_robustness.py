@@ -138,3 +138,15 @@ def test_robustness_cli(tmp_path, small_neowise, zoo_run):
     assert main(["robustness", "--model", str(model), "--data", str(small_neowise), "--out", str(tmp_path / "x"),
                  "--corruptions", "frost"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_set_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run):
+    """Sheets left with fewer than 5 observations cannot be real: a set model says so outright."""
+    from neoqa import persist
+
+    model, _ = persist.load(zoo_run / "models" / "basic_sneon")
+    out = cr.corrupt(small_batch, "dropped", 0.5)
+    p = model.predict_proba(out)[:, 1]
+    assert (out.k < 5).sum() > 50
+    assert p[out.k < 5].max() < 1e-6
+    assert p[out.k >= 5].max() > 0.5

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import persist
+from . import figures, persist
 from .differentiable import INPUT_NAMES, inputs_for, linear_weights
 from .errors import NeoqaError
 from .show import find_sheet
-from .store import SheetSet, atomic_path
+from .store import SheetSet
 
 MAX_ROWS = 10
 
@@ -78,10 +78,7 @@ def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32
 
 
 def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     a = attribute(model, sheet, method, samples, seed=seed)
     meta = sheet.meta
@@ -152,18 +149,13 @@ def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
         lines.append(f"\n({which} {rows} of {k} observations shown, in time order)")
     ax.text(0, 0.97, "relative |gradient|, standardised inputs\n\n" + "\n".join(lines), va="top",
             family="monospace", fontsize=7.5, transform=ax.transAxes)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    figures.save(fig, out, dpi=100)
     return out
 
 
 def draw_linear_weights(model_dir, out) -> Path:
     """A linear model's weights: images per channel and a bar chart of the scalar weights."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     model, info = persist.load(model_dir)
     w = linear_weights(model)
@@ -191,7 +183,5 @@ def draw_linear_weights(model_dir, out) -> Path:
     ax.set_title("sheet-scalar weights", fontsize=9)
     fig.suptitle(f"{info['model']}: the linear model's weights", fontsize=11)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    figures.save(fig, out, dpi=100)
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import explain, persist
+from . import explain, figures, persist
 from .errors import NeoqaError
 from .operating import bucket_report, buckets, triage_thresholds
 from .splits import TEST, VAL, split_of
@@ -50,10 +50,7 @@ TRIAGE_RECALLS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 def _triage_section(model, batch, name, fig_dir: Path) -> str:
     """Human load against target recall, thresholds set on validation with the labels and, for
     simulated data, with the clean truth; measured on the test split against the clean truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     split = split_of(batch.sheet_id)
     p = model.predict_proba(batch)[:, 1]
@@ -77,9 +74,7 @@ def _triage_section(model, batch, name, fig_dir: Path) -> str:
     ax.set_xlabel("target recall %"); ax.set_ylabel("sheets left for human review %")
     ax.set_title(f"Triage with {name}: human load"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     path = fig_dir / "triage_load.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    figures.save(fig, path, dpi=110)
     judged = "the clean truth" if truth is not None else "the labels"
     table = ["<table><tr><th>thresholds set on</th><th>target recall %</th><th>human load %</th>"
              "<th>recall outside reject %</th><th>accept precision %</th><th>accept / review / reject</th></tr>"]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import figures
 from .errors import NeoqaError
 from .schema import OBJECT_CLASSES, SCENARIOS, SOURCE_KINDS
-from .store import SheetSet, atomic_path
+from .store import SheetSet
 
 MAX_COLUMNS = 12
 KEY_SCALARS = ("k", "rate_deg_per_day", "position_angle_deg", "fit_rms_arcsec", "snr_median_ch1",
@@ -31,10 +32,7 @@ def find_sheet(path, sheet_id):
 
 
 def show_sheet(path, sheet_id: str, out) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     b = find_sheet(path, sheet_id)
     meta = b.meta
@@ -85,7 +83,5 @@ def show_sheet(path, sheet_id: str, out) -> Path:
     ax.text(0, 1, "\n".join(text + [""] + rows), va="top", ha="left", family="monospace", fontsize=7.5,
             transform=ax.transAxes)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    figures.save(fig, out, dpi=110)
     return out

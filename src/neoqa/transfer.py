@@ -179,7 +179,7 @@ def plot(result: dict, path, key: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
     for how, colour in (("finetuned", "C0"), ("scratch", "C1")):
         n, m, s = _curve(result["rows"], how, key)
-        label = f"fine-tuned from {result['trained_on']}" if how == "finetuned" else "from scratch (same labels, steps)"
+        label = f"fine-tuned from {result['trained_on']}" if how == "finetuned" else "from scratch (same labels)"
         ax.errorbar(n, 100 * m, yerr=100 * s, marker="o", capsize=3, color=colour, label=label)
     ax.axhline(100 * result["zero_shot"][key], color="C2", ls="--", label="zero-shot")
     if "zero_shot_adapted" in result:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import persist
+from . import figures, persist
 from .evaluate import PAPER, evaluate
 from .models import MODELS
 from .store import SheetSet, atomic_path
@@ -85,10 +85,7 @@ def write_tables(summary: dict, out: Path) -> None:
 
 
 def write_figures(results: dict, scores: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     from sklearn.metrics import roc_curve
 
     names = list(results)
@@ -101,7 +98,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     ax.set_xscale("log"); ax.set_xlim(1e-3, 1); ax.set_ylim(0.4, 1.0)
     ax.set_xlabel("false-positive rate (log)"); ax.set_ylabel("true-positive rate (recall)")
     ax.set_title("ROC on the test split"); ax.legend(fontsize=7, loc="lower right"); ax.grid(alpha=0.3, which="both")
-    _save(fig, out / "roc.png")
+    figures.save(fig, out / "roc.png")
 
     cols = min(len(names), 5)
     rows = int(np.ceil(len(names) / cols))
@@ -118,7 +115,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
         ax.set_xlabel("predicted", fontsize=8); ax.set_ylabel("label", fontsize=8); ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    _save(fig, out / "confusion.png")
+    figures.save(fig, out / "confusion.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     for name in names:
@@ -130,7 +127,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     ax.set_xlabel("k (observations in the sheet; bins with at least 30 test sheets)")
     ax.set_ylabel("test accuracy %"); ax.set_title("Accuracy by k"); ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    _save(fig, out / "accuracy_by_k.png")
+    figures.save(fig, out / "accuracy_by_k.png")
 
 
     fig, ax = plt.subplots(figsize=(5.6, 5.2), constrained_layout=True)
@@ -145,7 +142,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     ax.set_xlabel("predicted probability (bins with at least 10 test sheets)")
     ax.set_ylabel("fraction labelled real"); ax.set_title("Reliability on the test split")
     ax.legend(fontsize=7); ax.grid(alpha=0.3)
-    _save(fig, out / "reliability.png")
+    figures.save(fig, out / "reliability.png")
 
     groups = [g for g in ("rate_deg_per_day", "true_snr", "object_class") if g in results[names[0]]["by"]]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), constrained_layout=True, squeeze=False)
@@ -160,12 +157,4 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
         ax.set_xticks(range(len(keys)), keys, rotation=30, fontsize=8)
         ax.set_title(titles[g], fontsize=10); ax.set_ylabel(f"test {key.replace('_', ' ')} %"); ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
-    _save(fig, out / "accuracy_by.png")
-
-
-def _save(fig, path):
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    figures.save(fig, out / "accuracy_by.png")

@@ -24,4 +24,11 @@ for m in gbdt basic_sneon; do
   "$NEOQA" learning-curve --model "$OUT/models/$m" --data "$NS" --out "$OUT/transfer-$m" --labels 10 100 1000 --seeds 3
 done
 "$NEOQA" stream --model "$OUT/models/basic_sneon" --data "$NS" --old-data "$NW" --out "$OUT/stream" --batches 5 --batch-size 500
-"$NEOQA" suspects --data "$NW" --out "$OUT/suspects.csv"
+# Suspect labels in use: train on the data less the flagged sheets, set triage thresholds on the
+# labels less the flagged sheets, judge on the full test split.
+"$NEOQA" suspects --data "$NW" --out "$OUT/suspects.csv" --prune "$OUT/neowise-pruned"
+"$NEOQA" train --model gbdt --data "$OUT/neowise-pruned" --out "$OUT/models/gbdt-pruned"
+for r in 0.99 0.995 0.999; do
+  "$NEOQA" triage --model "$OUT/models/gbdt" --data "$NW" --recall $r --out "$OUT/triage-noisy-$r.parquet" --json > "$OUT/triage-noisy-$r.json"
+  "$NEOQA" triage --model "$OUT/models/gbdt-pruned" --data "$NW" --labels "$OUT/suspects.csv" --recall $r --out "$OUT/triage-pruned-$r.parquet" --json > "$OUT/triage-pruned-$r.json"
+done

@@ -148,3 +148,28 @@ def test_suspects_find_the_flipped_labels(tmp_path, small_neowise, small_batch):
     assert summary["average_precision"] > 10 * base
     assert wrong[:10].mean() > 0.5                    # the top of the ranking is mostly truly wrong labels
     assert main(["suspects", "--data", str(small_neowise), "--out", str(tmp_path / "s.txt")]) == 2
+
+
+def test_pruned_labels_feed_training_and_triage(tmp_path, small_neowise, small_batch):
+    table, pruned = tmp_path / "suspects.csv", tmp_path / "pruned"
+    assert main(["suspects", "--data", str(small_neowise), "--out", str(table), "--prune", str(pruned)]) == 0
+    flagged = {r["sheet_id"] for r in csv.DictReader(table.open()) if r["flagged"] == "1"}
+    kept = SheetSet(pruned).read()
+    assert len(kept) == len(small_batch) - len(flagged) and not flagged & set(kept.sheet_id.astype(str))
+    wrong_before = np.mean(small_batch.label != small_batch.truth_sheet["clean_label"])
+    assert np.mean(kept.label != kept.truth_sheet["clean_label"]) < wrong_before / 2
+    assert SheetSet(pruned).meta["provenance"]["pruned"]["removed"] == len(flagged)
+    # thresholds set on the labels less the flagged sheets
+    from neoqa.operating import _scored
+
+    model = tmp_path / "m"
+    assert main(["train", "--model", "ridge", "--data", str(pruned), "--out", str(model)]) == 0
+    *_, y = _scored(model, small_neowise, str(table))
+    ids = small_batch.sheet_id.astype(str)
+    assert (y[np.isin(ids, list(flagged))] == -1).all()
+    assert (y[~np.isin(ids, list(flagged))] == small_batch.label[~np.isin(ids, list(flagged))]).all()
+    out = tmp_path / "t.parquet"
+    assert main(["triage", "--model", str(model), "--data", str(small_neowise), "--labels", str(table),
+                 "--out", str(out)]) == 0 and out.exists()
+    assert main(["triage", "--model", str(model), "--data", str(small_neowise), "--labels", str(tmp_path / "no.csv"),
+                 "--out", str(tmp_path / "t2.parquet")]) == 2

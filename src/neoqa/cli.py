@@ -202,7 +202,7 @@ def _stream(a):
 def _suspects(a):
     from .suspects import find_suspects
 
-    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed)
+    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed, prune=a.prune)
     print(f"wrote {a.out}: {s['sheets']:,} labelled sheets ranked, {s['flagged']:,} flagged by confident learning")
     t = s.get("against_truth")
     if t:
@@ -211,6 +211,8 @@ def _suspects(a):
               f"{t['average_precision']:.3f}")
         for k, v in t["at_k"].items():
             print(f"    top {k:>5}: precision {v['precision']:.3f}  recall {v['recall']:.3f}")
+    if a.prune:
+        print(f"wrote {a.prune}: {s['pruned']['sheets']:,} sheets, the flagged ones removed")
 
 
 def _main_job(a):
@@ -319,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--save", action="store_true", help="make it the model's decision threshold")
-    s.add_argument("--labels", choices=["noisy", "clean"], default="noisy",
-                   help="set it on the labels (default) or, for simulated data, the clean truth")
+    s.add_argument("--labels", default="noisy",
+                   help="set it on the labels (noisy, the default), on the clean truth of simulated data (clean), "
+                        "or on the labels less the sheets a suspects .csv flags")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_threshold)
 
@@ -329,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--recall", type=float, default=0.995)
     s.add_argument("--precision", type=float, default=None, help="of automatic accepts (default: the recall)")
-    s.add_argument("--labels", choices=["noisy", "clean"], default="noisy",
-                   help="set thresholds on the labels (default) or, for simulated data, the clean truth")
+    s.add_argument("--labels", default="noisy",
+                   help="set thresholds on the labels (noisy, the default), on the clean truth of simulated data "
+                        "(clean), or on the labels less the sheets a suspects .csv flags")
     s.add_argument("--out", required=True)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_triage)
@@ -393,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="gbdt", help="the model cross-validated (default gbdt: fast and strong)")
     s.add_argument("--folds", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--prune", help="also write the dataset without the flagged sheets here (to train on)")
     s.set_defaults(func=_suspects)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")

@@ -60,7 +60,8 @@ def _scored(model_dir, data, labels="noisy"):
     """Model, info, sheets, scores, splits and the labels to set thresholds with.
 
     ``labels="clean"`` uses the simulation truth instead of the (2% noisy) labels: what a survey
-    gets once its label set is cleaned (see the suspect-label ranking).
+    gets once its label set is cleaned. ``labels`` may also name a suspects table
+    (``neoqa suspects``): the labels, less the sheets it flags.
     """
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
@@ -71,8 +72,13 @@ def _scored(model_dir, data, labels="noisy"):
         y = batch.truth_sheet["clean_label"].astype(np.int8)
     elif labels == "noisy":
         y = batch.label
+    elif str(labels).endswith(".csv"):
+        from .suspects import read_flagged
+
+        flagged = read_flagged(labels)
+        y = np.where(np.isin(batch.sheet_id.astype(str), list(flagged)), -1, batch.label).astype(np.int8)
     else:
-        raise NeoqaError(f"unknown labels {labels!r} (noisy or clean)")
+        raise NeoqaError(f"unknown labels {labels!r} (noisy, clean or a suspects .csv)")
     p = model.predict_proba(batch)[:, 1]
     return model, info, batch, p, split_of(batch.sheet_id), y
 

@@ -19,15 +19,16 @@ from tqdm import tqdm
 
 from . import figures
 from .errors import NeoqaError
-from .models import make
 from .splits import fold_of
-from .store import SheetSet, atomic_path
+from .store import SheetSet, atomic_path, write_dataset
 
 FOLDS = 5
 
 
 def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> np.ndarray:
     """P(real) of each sheet from a model trained on the other folds."""
+    from .models import make
+
     fold = fold_of(batch.sheet_id, folds)
     p = np.full(len(batch), np.nan)
     for f in tqdm(range(folds), desc=f"cross-validated {name}", unit="fold", disable=not progress):
@@ -75,7 +76,9 @@ def precision_recall(wrong: np.ndarray, order: np.ndarray, flagged: np.ndarray) 
     }
 
 
-def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> dict:
+def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True,
+                  prune=None) -> dict:
+    """Rank and flag; ``prune``: also write the dataset without the flagged sheets (to train on)."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise NeoqaError(f"{out}: the suspects table is a .csv file")
@@ -100,9 +103,30 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     if wrong is not None:
         summary["against_truth"] = precision_recall(wrong, r["order"], r["flagged"])
         plot(wrong, r["order"], r["flagged"], out.with_suffix(".png"))
+    if prune is not None:
+        drop = set(batch.sheet_id[r["flagged"]].astype(str))
+        kept = full.select(np.flatnonzero([str(s) not in drop for s in full.sheet_id]))
+        kept.meta = {**full.meta, "provenance": {**(full.meta.get("provenance") or {}),
+                                                  "pruned": {"from": str(data), "removed": len(drop),
+                                                             "by": f"neoqa suspects ({name}, {folds} folds)"}}}
+        write_dataset(prune, (kept.select(np.arange(s, min(s + 5000, len(kept)))) for s in range(0, len(kept), 5000)))
+        summary["pruned"] = {"path": str(prune), "sheets": len(kept), "removed": len(drop)}
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def read_flagged(path) -> set:
+    """The sheet ids a suspects table flags."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise NeoqaError(f"{path}: cannot read the suspects table ({e.strerror})") from None
+    if not rows or not {"sheet_id", "flagged"} <= set(rows[0]):
+        raise NeoqaError(f"{path}: not a suspects table (needs columns sheet_id and flagged)")
+    return {r["sheet_id"] for r in rows if r["flagged"] == "1"}
 
 
 def plot(wrong, order, flagged, path) -> None:

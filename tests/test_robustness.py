@@ -140,11 +140,12 @@ def test_robustness_cli(tmp_path, small_neowise, zoo_run):
     assert not (tmp_path / "x").exists()
 
 
-def test_set_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run):
-    """Sheets left with fewer than 5 observations cannot be real: a set model says so outright."""
+@pytest.mark.parametrize("name", ["basic_sneon", "ridge"])
+def test_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run, name):
+    """Sheets left with fewer than 5 observations cannot be real: every model says so outright."""
     from neoqa import persist
 
-    model, _ = persist.load(zoo_run / "models" / "basic_sneon")
+    model, _ = persist.load(zoo_run / "models" / name)
     out = cr.corrupt(small_batch, "dropped", 0.5)
     p = model.predict_proba(out)[:, 1]
     assert (out.k < 5).sum() > 50

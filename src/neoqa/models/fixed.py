@@ -130,7 +130,7 @@ class FixedLengthModel(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, batch):
-        return self.estimator_.predict_proba(self._view(batch))
+        return features.apply_label_rule(batch, self.estimator_.predict_proba(self._view(batch)))
 
     def predict(self, batch):
         return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]

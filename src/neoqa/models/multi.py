@@ -42,7 +42,7 @@ class MultiLengthModel(ClassifierMixin, BaseEstimator):
             if len(idx):
                 X = np.concatenate([X, proba[idx, 1:2]], axis=1)
                 proba[idx] = model.predict_proba(X)
-        return proba
+        return features.apply_label_rule(batch, proba)
 
     def predict(self, batch):
         return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]

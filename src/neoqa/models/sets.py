@@ -142,9 +142,9 @@ class SetNet(nn.Module):
             pooled, _ = self.pool(self.seed.expand(len(h), -1, -1), h, h, key_padding_mask=~mask)
             parts = [torch.topk(conf, ORDER_STAT, dim=1).values[:, ORDER_STAT - 1:ORDER_STAT], pooled.squeeze(1)]
         logit = self.head(torch.cat([fixed] + parts, dim=1)).squeeze(1)
-        # The label rule: fewer than 5 observations never make a real sheet. Training never shows
-        # one (the linker needs 5), so the rule is applied outright, not left to extrapolation
-        # (SNEON's head called 82% of such sheets real when observations were dropped).
+        # The label rule, as features.apply_label_rule for the other models, kept inside the
+        # network so that it stays differentiable (SNEON's head, left to extrapolate, called 82%
+        # of such sheets real when observations were dropped).
         return logit.masked_fill(mask.sum(1) < ORDER_STAT, MISSING_CONFIDENCE)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import persist
 from .metrics import classification_metrics
 from .operating import fpr_at_recall
-from .splits import TEST, TRAIN, split_of
+from .splits import TEST, TRAIN, labelled
 from .store import SheetSet
 
 PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheets
@@ -30,9 +30,7 @@ PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheet
 
 def evaluate(model, info: dict, batch, where="data") -> dict:
     persist.check_schema(info, batch, where)
-    split = split_of(batch.sheet_id)
-    test = batch.select(np.flatnonzero((split == TEST) & (batch.label >= 0)))
-    train = batch.select(np.flatnonzero((split == TRAIN) & (batch.label >= 0)))
+    test, train = labelled(batch, TEST), labelled(batch, TRAIN)
     thr = info["threshold"]
     t0 = time.perf_counter()
     p_test = model.predict_proba(test)[:, 1]

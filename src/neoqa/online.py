@@ -23,7 +23,7 @@ from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
 from .metrics import classification_metrics
 from .sheets import SheetBatch
-from .splits import TEST, TRAIN, split_of
+from .splits import TEST, TRAIN, labelled, labelled_rows
 from .store import SheetSet, atomic_path, write_dataset
 from .transfer import finetunable
 
@@ -41,7 +41,7 @@ class Replay:
     @classmethod
     def start(cls, batch: SheetBatch, size: int, seed: int) -> "Replay":
         """A buffer holding a uniform sample of ``batch``'s labelled training sheets."""
-        idx = np.flatnonzero((split_of(batch.sheet_id) == TRAIN) & (batch.label >= 0))
+        idx = labelled_rows(batch, TRAIN)
         keep = np.sort(np.random.default_rng([seed, 1]).choice(idx, min(size, len(idx)), replace=False))
         return cls(_plain(batch.select(keep)), len(idx))
 
@@ -76,7 +76,7 @@ def _concat(parts):
     return SheetBatch.concat([_plain(p) for p in parts])
 
 
-def labelled(batch: SheetBatch) -> SheetBatch:
+def labelled_sheets(batch: SheetBatch) -> SheetBatch:
     out = batch.select(np.flatnonzero(batch.label >= 0))
     if len(out) == 0 or len(np.unique(out.label)) < 2:
         raise NeoqaError("an update needs labelled sheets of both classes")
@@ -86,7 +86,7 @@ def labelled(batch: SheetBatch) -> SheetBatch:
 def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int = REPLAY_SIZE, seed: int = 0):
     """(the updated copy of ``model``'s base, the new replay buffer) after learning ``batch``."""
     base = copy.deepcopy(finetunable(model, name))
-    new = labelled(batch)
+    new = labelled_sheets(batch)
     mix = new if replay is None or replay.sheets is None else _concat([new, replay.sheets])
     base.finetune(mix, seed=seed)
     return base, (replay or Replay(None, 0)).add(new, size, seed)
@@ -108,7 +108,7 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
              "online": state, "updated_from": str(model_dir)}
     attach = (lambda tmp: write_dataset(tmp / REPLAY_DIR, [replay.sheets])) if replay.sheets is not None else None
-    persist.save(base, out, info["model"], info["threshold"], labelled(batch), extra=extra, attach=attach)
+    persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=attach)
     return state
 
 
@@ -132,8 +132,8 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
     for b, where in ((new, new_data), (old, old_data)):
         persist.check_schema(info, b, str(where))
     finetunable(model, name)
-    tests = {"new": _test(new), "old": _test(old)}
-    pool = np.flatnonzero((split_of(new.sheet_id) == TRAIN) & (new.label >= 0))
+    tests = {"new": labelled(new, TEST), "old": labelled(old, TEST)}
+    pool = labelled_rows(new, TRAIN)
     order = np.random.default_rng([seed, 2]).permutation(pool)[:batches * batch_size]
     chunks = [new.select(np.sort(order[i:i + batch_size])) for i in range(0, len(order), batch_size)]
     start = {k: _accuracy(model, t, thr) for k, t in tests.items()}
@@ -148,7 +148,7 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
                 current, replay = update(current, name, chunk, replay, size, seed + i)
             else:
                 current = copy.deepcopy(current)
-                current.finetune(labelled(chunk), seed=seed + i, **({"anchor": 0.0} if variant == "naive" else {}))
+                current.finetune(labelled_sheets(chunk), seed=seed + i, **({"anchor": 0.0} if variant == "naive" else {}))
             rows.append({"variant": variant, "batch": i, "sheets_seen": i * batch_size,
                          **{f"accuracy_{k}": _accuracy(same_calibration(model, current), t, thr) for k, t in tests.items()}})
             bar.update()
@@ -164,10 +164,6 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
                                                      - start["new"])}
     write_stream(result, Path(out))
     return result
-
-
-def _test(batch):
-    return batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
 
 
 def write_stream(result: dict, out: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from . import explain, figures, persist
 from .errors import NeoqaError
 from .operating import bucket_report, buckets, triage_thresholds
-from .splits import TEST, VAL, split_of
+from .splits import TEST, VAL, labelled, split_of
 from .differentiable import is_differentiable
 from .store import SheetSet, atomic_path, read_json
 from .zoo import _fmt
@@ -32,7 +32,7 @@ def _img(path: Path, alt: str) -> str:
 
 def pick_examples(model, info, batch) -> dict:
     """The most confident example of each case (TP, FP, FN, TN) on the test split."""
-    test = batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
+    test = labelled(batch, TEST)
     p = model.predict_proba(test)[:, 1]
     d = (p >= info["threshold"]).astype(int)
     out = {}

@@ -18,16 +18,16 @@ from . import figures, persist
 from .corrupt import CORRUPTIONS, corrupt
 from .errors import NeoqaError
 from .metrics import classification_metrics
-from .splits import TEST, split_of
+from .splits import TEST, labelled_rows
 from .store import SheetSet, atomic_path
 
 COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "accuracy_clean",
            "tpr_clean", "tnr_clean")
 
 
-def test_split(batch, max_sheets: int | None = None, seed: int = 0):
+def test_sheets(batch, max_sheets: int | None = None, seed: int = 0):
     """The labelled test sheets, or a seeded subset of ``max_sheets`` of them."""
-    idx = np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0))
+    idx = labelled_rows(batch, TEST)
     if max_sheets and len(idx) > max_sheets:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_sheets, replace=False))
     if len(idx) == 0:
@@ -55,7 +55,7 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
                    progress: bool = True) -> list[dict]:
     batch = SheetSet(data).read()
     models = load_models(model_dirs, batch, str(data))
-    test = test_split(batch, max_sheets, seed)
+    test = test_sheets(batch, max_sheets, seed)
     names = list(corruptions or CORRUPTIONS)
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:

@@ -28,3 +28,13 @@ def split_of(sheet_ids, fractions=FRACTIONS) -> np.ndarray:
 def fold_of(sheet_ids, folds: int) -> np.ndarray:
     """Cross-validation fold 0..folds-1 of each sheet, from its id, independent of its split."""
     return np.minimum((_uniform(sheet_ids, b"neoqa-folds") * folds).astype(np.int64), folds - 1)
+
+
+def labelled_rows(batch, which: int) -> np.ndarray:
+    """Positions of the labelled sheets of ``batch`` in split ``which`` (TRAIN, VAL or TEST)."""
+    return np.flatnonzero((split_of(batch.sheet_id) == which) & (batch.label >= 0))
+
+
+def labelled(batch, which: int):
+    """The labelled sheets of ``batch`` in split ``which``."""
+    return batch.select(labelled_rows(batch, which))

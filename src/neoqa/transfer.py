@@ -23,7 +23,7 @@ from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
 from .metrics import classification_metrics
 from .models import make
-from .splits import TEST, TRAIN, split_of
+from .splits import TEST, TRAIN, labelled, labelled_rows, split_of
 from .store import SheetSet, atomic_path
 
 SCRATCH_THRESHOLD = 0.5
@@ -32,7 +32,7 @@ SCRATCH_THRESHOLD = 0.5
 def pick_labelled(batch, n: int | None, seed: int = 0):
     """``n`` labelled training-split sheets, stratified by class with each class present
     (``None``: all of them)."""
-    idx = np.flatnonzero((split_of(batch.sheet_id) == TRAIN) & (batch.label >= 0))
+    idx = labelled_rows(batch, TRAIN)
     if n is None or n >= len(idx):
         return batch.select(idx)
     if n < 2:
@@ -49,10 +49,6 @@ def pick_labelled(batch, n: int | None, seed: int = 0):
 def unlabelled_pool(batch):
     """The new data's training-split sheets, whose labels fine-tuning does not read."""
     return batch.select(np.flatnonzero(split_of(batch.sheet_id) == TRAIN))
-
-
-def labelled_test(batch):
-    return batch.select(np.flatnonzero((split_of(batch.sheet_id) == TEST) & (batch.label >= 0)))
 
 
 def finetunable(model, name: str):
@@ -109,7 +105,7 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
     finetunable(model, name)
-    test = labelled_test(batch)
+    test = labelled(batch, TEST)
     result = {"model": name, "model_dir": str(model_dir), "data": str(data), "survey": batch.meta.get("survey"),
               "trained_on": (info.get("training_data") or {}).get("survey"), "test_sheets": len(test),
               "zero_shot": _score(model, test, info["threshold"]), "rows": []}

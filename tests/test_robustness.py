@@ -151,3 +151,20 @@ def test_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run, name)
     assert (out.k < 5).sum() > 50
     assert p[out.k < 5].max() < 1e-6
     assert p[out.k >= 5].max() > 0.5
+
+
+def test_robustness_skips_what_the_data_cannot_support(tmp_path, small_batch, zoo_run):
+    """Data without a recorded PSF (real data often) skips the PSF corruption, or refuses if asked for it."""
+    from neoqa.cli import main
+    from neoqa.store import write_dataset
+
+    meta = {k: v for k, v in small_batch.meta.items() if k != "psf_fwhm_arcsec"}
+    data = write_dataset(tmp_path / "nopsf", [dataclasses.replace(small_batch, meta=meta)])
+    model = str(zoo_run / "models" / "ridge")
+    out = tmp_path / "rob"
+    assert main(["robustness", "--model", model, "--data", str(data), "--out", str(out), "--sheets", "40"]) == 0
+    res = json.loads((out / "robustness.json").read_text())
+    assert list(res["skipped"]) == ["psf"] and "psf_fwhm_arcsec" in res["skipped"]["psf"]
+    assert {r["corruption"] for r in res["rows"]} == set(cr.CORRUPTIONS) - {"psf"}
+    assert main(["robustness", "--model", model, "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--corruptions", "psf"]) == 2

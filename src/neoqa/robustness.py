@@ -60,6 +60,15 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:
         raise NeoqaError(f"unknown corruption {unknown[0]!r}; choose from {', '.join(CORRUPTIONS)}")
+    skipped = {}
+    for name in list(names):   # a corruption the data cannot support: an error if asked for, else skipped
+        try:
+            corrupt(test.select(np.arange(min(len(test), 5))), name, CORRUPTIONS[name].severities[0], seed)
+        except NeoqaError as e:
+            if corruptions:
+                raise
+            skipped[name] = str(e)
+            names.remove(name)
     # severity 0 is the same data for every corruption: scored once
     unchanged = {mname: model.predict_proba(test)[:, 1] for mname, (model, _) in models.items()}
     rows = []
@@ -74,16 +83,16 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
                 row.update(_rates(data_c.truth_sheet["clean_label"], p, info["threshold"], "_clean"))
             rows.append(row)
     out = Path(out)
-    write_tables(rows, out, str(data), len(test), seed)
+    write_tables(rows, out, str(data), len(test), seed, skipped)
     plot(rows, out / "robustness.png")
     return rows
 
 
-def write_tables(rows, out: Path, data: str, n_test: int, seed: int) -> None:
+def write_tables(rows, out: Path, data: str, n_test: int, seed: int, skipped: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "robustness.json") as tmp:
-        tmp.write_text(json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "rows": rows}, indent=1,
-                                  default=float) + "\n")
+        tmp.write_text(json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "skipped": skipped,
+                                   "rows": rows}, indent=1, default=float) + "\n")
     with atomic_path(out / "robustness.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
         w.writeheader()
@@ -92,6 +101,7 @@ def write_tables(rows, out: Path, data: str, n_test: int, seed: int) -> None:
              "Accuracy % at each model's saved threshold against the labels (clean-truth accuracy in brackets "
              "where known), per corruption and severity; severity 0 is the data unchanged. What each "
              "corruption does: docs/robustness.md.", ""]
+    lines += [f"Skipped {name}: {why}." for name, why in skipped.items()] + ([""] if skipped else [])
     for cname in dict.fromkeys(r["corruption"] for r in rows):
         sub = [r for r in rows if r["corruption"] == cname]
         sevs = list(dict.fromkeys(r["severity"] for r in sub))

@@ -49,7 +49,7 @@ class Replay:
         """Reservoir sampling (Vitter's algorithm R): every sheet ever seen stays with probability size / seen."""
         rng = np.random.default_rng([seed, self.seen])
         kept = self.sheets
-        if kept is not None:        # a sheet sent again (perhaps relabelled) replaces its buffered copy
+        if kept is not None:        # a sheet sent again (perhaps relabelled) drops its old copy
             kept = kept.select(np.flatnonzero(~np.isin(kept.sheet_id.astype(str), batch.sheet_id.astype(str))))
         pool = [("old", i) for i in range(0 if kept is None else len(kept))]
         for i in range(len(batch)):

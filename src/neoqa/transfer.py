@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import features, figures, persist
+from . import figures, persist
 from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
 from .metrics import classification_metrics
@@ -62,7 +62,7 @@ def finetune(model, name: str, new_batch, n: int | None, seed: int = 0, adapt: b
     """(a fine-tuned copy of ``model``, the labelled sheets it saw)."""
     base = copy.deepcopy(finetunable(model, name))
     picked = pick_labelled(new_batch, n, seed)
-    kwargs = {"unlabelled": unlabelled_pool(new_batch)} if adapt and hasattr(base, "initialise") else {}
+    kwargs = {"unlabelled": unlabelled_pool(new_batch)} if adapt and hasattr(base, "adapt_normalisation") else {}
     return base.finetune(picked, seed=seed, **kwargs), picked
 
 
@@ -110,9 +110,8 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
               "trained_on": (info.get("training_data") or {}).get("survey"), "test_sheets": len(test),
               "zero_shot": _score(model, test, info["threshold"]), "rows": []}
     base, thr = unwrap(model), info["threshold"]
-    if hasattr(base, "initialise"):     # no labels at all: only the new data's input statistics
-        adapted = copy.deepcopy(base)
-        adapted._fit_norm(features.flat_sets(unlabelled_pool(batch)))
+    if hasattr(base, "adapt_normalisation"):     # no labels at all: only the new data's input statistics
+        adapted = copy.deepcopy(base).adapt_normalisation(unlabelled_pool(batch))
         result["zero_shot_adapted"] = _score(same_calibration(model, adapted), test, thr)
     jobs = [(n, s) for n in labels for s in seeds]
     for n, s in tqdm(jobs, desc=f"learning curve {name}", unit="fit", disable=not progress):

@@ -274,6 +274,11 @@ class SetModel(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         return self
 
+    def adapt_normalisation(self, unlabelled):
+        """Re-fit the input normalisation on ``unlabelled`` sheets (their labels are not read)."""
+        self._fit_norm(features.flat_sets(unlabelled))
+        return self
+
     def finetune(self, batch, steps=None, lr=3e-4, anchor=1e-2, unlabelled=None, seed=0):
         """Continue training on ``batch`` for ``steps`` minibatch steps (default 3 per sheet, 30 to
         300: a handful of labels overfits in a few hundred steps).
@@ -284,7 +289,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
         network rather than overwrite what it knew; 0 turns it off.
         """
         if unlabelled is not None:
-            self._fit_norm(features.flat_sets(unlabelled))
+            self.adapt_normalisation(unlabelled)
         steps = int(np.clip(3 * len(batch), 30, 300)) if steps is None else steps
         data = self._tensors(batch)
         target = torch.from_numpy(batch.label.astype(np.float32))

@@ -372,7 +372,10 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         img[bi] = sub
     sky_true = (inst.gain * sig_pix**2).astype(np.float32)      # sky-limited: variance = sky / gain
     noise = rng.standard_normal(img.shape, dtype=np.float32)
-    img += sky_true[:, :, None, None] + noise * sig_pix.astype(np.float32)[:, :, None, None]
+    noise *= sig_pix.astype(np.float32)[:, :, None, None]      # in place: no patch-sized temporaries
+    noise += sky_true[:, :, None, None]
+    img += noise
+    del noise
     sat = (10 ** (-0.4 * (np.array(inst.saturation_mag) - frame.zp)) * 0.2).astype(np.float32)
     np.minimum(img, sat[None, :, None, None] + sky_true[:, :, None, None], out=img)
 
@@ -457,9 +460,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     oy = np.clip(np.rint(pred_y - cy[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
     r0 = half + oy - S // 2
     c0 = half + ox - S // 2
-    rr = r0[:, None] + np.arange(S)[None, :]
-    cc = c0[:, None] + np.arange(S)[None, :]
-    cut = img[fi[:, None, None, None], np.arange(C)[None, :, None, None], rr[:, None, :, None], cc[:, None, None, :]]
+    cut = np.lib.stride_tricks.sliding_window_view(img, (S, S), axis=(2, 3))[fi, :, r0, c0]
     ccx = cx[fi] + ox                                            # cutout centre in the tangent plane
     ccy = cy[fi] + oy
 

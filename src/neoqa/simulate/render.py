@@ -43,17 +43,21 @@ def pixel_profile(centre, sigma, n):
     """
     centre = np.asarray(centre, np.float32)
     sigma = np.broadcast_to(np.asarray(sigma, np.float32), centre.shape)
-    out = np.empty(centre.shape + (n,), np.float32)
+    values, which = np.unique(sigma, return_inverse=True)
+    tables = _luts(tuple(round(float(v), 6) for v in values))     # one table per width, end to end
+    length = len(tables) // len(values)
     pix = np.arange(n, dtype=np.float32)
-    for value in np.unique(sigma):
-        sel = sigma == value if sigma.ndim else Ellipsis
-        table = _lut(round(float(value), 6))
-        pos = (pix - centre[sel][..., None] + LUT_REACH) / LUT_STEP
-        pos = np.clip(pos, 0, len(table) - 2)
-        i = pos.astype(np.int64)
-        f = pos - i
-        out[sel] = table[i] * (1 - f) + table[i + 1] * f
-    return out
+    pos = (pix - centre[..., None] + LUT_REACH) / LUT_STEP
+    pos = np.clip(pos, 0, length - 2)
+    i = pos.astype(np.int64)
+    f = pos - i
+    i += (which.reshape(centre.shape) * length)[..., None]
+    return (tables[i] * (1 - f) + tables[i + 1] * f).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _luts(sigmas: tuple) -> np.ndarray:
+    return np.concatenate([_lut(s) for s in sigmas])
 
 
 def psf_sum_sq(sigma_px: float, n_sub: int = 8) -> float:
@@ -144,11 +148,9 @@ def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3, refine=True, 
     ix = np.clip(np.rint(x0).astype(np.int64), h, P - 1 - h)
     iy = np.clip(np.rint(y0).astype(np.int64), h, P - 1 - h)
     off = np.arange(-h, h + 1)
-    wr = iy[:, None] + off[None, :]
-    wc = ix[:, None] + off[None, :]
-    win = img[rows[:, None, None, None], np.arange(C)[None, :, None, None],
-              wr[:, None, :, None], wc[:, None, None, :]]                      # [M, C, W, W]
-    win = win - sky[:, :, None, None]
+    # every W x W window of every image as a view; picking one per row copies only the windows
+    windows = np.lib.stride_tricks.sliding_window_view(img, (window, window), axis=(2, 3))
+    win = windows[rows, :, iy - h, ix - h] - sky[:, :, None, None]                # [M, C, W, W]
     snr_img = np.sum(win / np.maximum(noise, 1e-6)[:, :, None, None], axis=1)   # [M, W, W]
     pos = np.clip(snr_img, 0, None)
     gx = off[None, None, :].astype(np.float32)

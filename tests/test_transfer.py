@@ -173,3 +173,13 @@ def test_pruned_labels_feed_training_and_triage(tmp_path, small_neowise, small_b
                  "--out", str(out)]) == 0 and out.exists()
     assert main(["triage", "--model", str(model), "--data", str(small_neowise), "--labels", str(tmp_path / "no.csv"),
                  "--out", str(tmp_path / "t2.parquet")]) == 2
+
+
+def test_bad_label_counts_are_one_line_errors(tmp_path, zoo_run, small_neos, capsys):
+    model = str(zoo_run / "models" / "basic_sneon")
+    for labels in ("abc", "1"):
+        out = tmp_path / f"ft{labels}"
+        assert main(["finetune", "--model", model, "--data", str(small_neos), "--labels", labels, "--out", str(out)]) == 2
+        assert not out.exists()
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("neoqa: error:") and "\n" not in err

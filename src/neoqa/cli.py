@@ -171,7 +171,12 @@ def _finetune(a):
 
 def _labels(value):
     """A number of labelled sheets, or all of them."""
-    return None if str(value) == "all" else int(value)
+    if str(value) == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise NeoqaError(f"--labels must be a number of sheets or 'all', not {value!r}") from None
 
 
 def _learning_curve(a):

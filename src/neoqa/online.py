@@ -126,6 +126,8 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
            seed: int = 0, progress: bool = True) -> dict:
     """Feed the new survey's labelled training sheets as a stream of batches to three learners
     (replay, anchor only, plain) and track test accuracy on both surveys after every update."""
+    if batches < 1 or batch_size < 2:
+        raise NeoqaError("a stream needs at least 1 batch of at least 2 sheets")
     model, info = persist.load(model_dir)
     name, thr = info["model"], info["threshold"]
     new, old = SheetSet(new_data).read(), SheetSet(old_data).read()

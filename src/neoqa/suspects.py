@@ -80,6 +80,8 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
                   prune=None) -> dict:
     """Rank and flag; ``prune``: also write the dataset without the flagged sheets (to train on)."""
     out = Path(out)
+    if folds < 2:
+        raise NeoqaError(f"cross-validation needs at least 2 folds, not {folds}")
     if out.suffix.lower() != ".csv":
         raise NeoqaError(f"{out}: the suspects table is a .csv file")
     full = SheetSet(data).read()

@@ -83,21 +83,24 @@ def test_learning_curve(tmp_path, zoo_run, small_neos):
     assert "| 40 |" in (out / "learning_curve.md").read_text()
 
 
-def test_reservoir_keeps_a_uniform_sample(small_batch, neos_batch):
+def test_reservoir_keeps_a_uniform_sample_per_survey(small_batch, neos_batch):
     r = online.Replay.start(small_batch, 200, seed=0)
-    assert len(r.sheets) == 200 and r.seen == ((split_of(small_batch.sheet_id) == TRAIN) & (small_batch.label >= 0)).sum()
+    assert r.sheets == 200 and r.seen == ((split_of(small_batch.sheet_id) == TRAIN) & (small_batch.label >= 0)).sum()
     first_seen = r.seen
     r = r.add(neos_batch, 200, seed=0)
-    assert len(r.sheets) == 200 and r.seen == first_seen + len(neos_batch)
-    new = np.char.startswith(r.sheets.sheet_id.astype(str), "NS").sum()
+    assert r.sheets == 200 and r.seen == first_seen + len(neos_batch)
+    assert set(r.parts) == {"neowise", "neosurveyor"}
+    new = len(r.parts["neosurveyor"])
+    assert np.char.startswith(r.parts["neosurveyor"].sheet_id.astype(str), "NS").all()
     expect = 200 * len(neos_batch) / r.seen
     assert abs(new - expect) < 4 * np.sqrt(expect)                   # binomial spread
-    assert r.sheets.truth_sheet is None
+    assert all(p.truth_sheet is None for p in r.parts.values())
     again = online.Replay.start(small_batch, 200, seed=0).add(neos_batch, 200, seed=0)
-    assert list(again.sheets.sheet_id) == list(r.sheets.sheet_id)
+    assert {k: list(p.sheet_id) for k, p in again.parts.items()} == {k: list(p.sheet_id) for k, p in r.parts.items()}
 
 
-def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowise, small_neos, neos_batch):
+def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowise, small_neos, neos_batch,
+                                                  small_batch):
     first, second = tmp_path / "u1", tmp_path / "u2"
     half = tmp_path / "half"
     from neoqa.store import write_dataset
@@ -110,9 +113,19 @@ def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowi
     i1, i2 = (json.loads((d / "model.json").read_text())["online"] for d in (first, second))
     assert i1["updates"] == 1 and i2["updates"] == 2
     assert i2["replay_seen"] == i1["replay_seen"] + len(neos_batch)
-    buf = SheetSet(second / online.REPLAY_DIR).read()
-    assert len(buf) == 150 and set(buf.label) == {0, 1}
-    persist.load(second)[0].predict_proba(neos_batch.select(np.arange(5)))
+    buf = online.Replay.load(second, i2["replay_seen"])
+    assert buf.sheets == 150 and set(buf.parts) == {"neowise", "neosurveyor"}
+    labels = np.concatenate([p.label for p in buf.parts.values()])
+    assert set(labels) == {0, 1}
+    # each survey keeps its own input statistics: NEOWISE sheets score as before the updates learnt
+    # NEO Surveyor's, which got statistics of their own
+    model, _ = persist.load(second)
+    parent, _ = persist.load(zoo_run / "models" / "basic_sneon")
+    base = model.base if hasattr(model, "base") else model
+    assert base.knows_survey("neosurveyor") and base.knows_survey("neowise")
+    np.testing.assert_array_equal(base.norm_["img_scale"], (parent.base if hasattr(parent, "base") else parent).norm_["img_scale"])
+    assert not np.allclose(base.survey_norms_["neosurveyor"]["img_scale"], base.norm_["img_scale"])
+    model.predict_proba(small_batch.select(np.arange(5)))
 
 
 def test_stream_measures_forgetting(tmp_path, zoo_run, small_neowise, small_neos):

@@ -33,9 +33,10 @@ REPLAY_SIZE = 2000
 
 @dataclasses.dataclass
 class Replay:
-    """A reservoir sample of the labelled sheets seen so far."""
+    """A reservoir sample of the labelled sheets seen so far, kept per survey (each survey's sheets
+    are normalised with that survey's statistics)."""
 
-    sheets: SheetBatch | None
+    parts: dict          # survey -> SheetBatch
     seen: int
 
     @classmethod
@@ -43,37 +44,58 @@ class Replay:
         """A buffer holding a uniform sample of ``batch``'s labelled training sheets."""
         idx = labelled_rows(batch, TRAIN)
         keep = np.sort(np.random.default_rng([seed, 1]).choice(idx, min(size, len(idx)), replace=False))
-        return cls(_plain(batch.select(keep)), len(idx))
+        return cls({_survey(batch): _plain(batch.select(keep))} if len(keep) else {}, len(idx))
+
+    @property
+    def sheets(self) -> int:
+        return sum(len(p) for p in self.parts.values())
 
     def add(self, batch: SheetBatch, size: int, seed: int) -> "Replay":
         """Reservoir sampling (Vitter's algorithm R): every sheet ever seen stays with probability size / seen."""
         rng = np.random.default_rng([seed, self.seen])
-        kept = self.sheets
-        if kept is not None:        # a sheet sent again (perhaps relabelled) drops its old copy
-            kept = kept.select(np.flatnonzero(~np.isin(kept.sheet_id.astype(str), batch.sheet_id.astype(str))))
-        pool = [("old", i) for i in range(0 if kept is None else len(kept))]
+        ids = batch.sheet_id.astype(str)
+        # a sheet sent again (perhaps relabelled) drops its old copy
+        parts = {sv: p.select(np.flatnonzero(~np.isin(p.sheet_id.astype(str), ids))) for sv, p in self.parts.items()}
+        pool = [(sv, i) for sv, p in parts.items() for i in range(len(p))]
         for i in range(len(batch)):
-            t = self.seen + i
             if len(pool) < size:
-                pool.append(("new", i))
+                pool.append((None, i))
             else:
-                j = int(rng.integers(0, t + 1))
+                j = int(rng.integers(0, self.seen + i + 1))
                 if j < size:
-                    pool[j] = ("new", i)
-        old = [i for src, i in pool if src == "old"]
-        new = [i for src, i in pool if src == "new"]
-        parts = ([kept.select(old)] if old else []) + ([_plain(batch).select(new)] if new else [])
-        return Replay(_concat(parts) if parts else None, self.seen + len(batch))
+                    pool[j] = (None, i)
+        out = {}
+        for sv, p in parts.items():
+            keep = [i for src, i in pool if src == sv]
+            if keep:
+                out[sv] = p.select(keep)
+        new = [i for src, i in pool if src is None]
+        if new:
+            key, part = _survey(batch), _plain(batch).select(new)
+            out[key] = SheetBatch.concat([out[key], part]) if key in out else part
+        return Replay(out, self.seen + len(batch))
+
+    def save(self, folder: Path) -> None:
+        for i, part in enumerate(self.parts.values()):
+            write_dataset(folder / REPLAY_DIR / f"part-{i}", [part])
+
+    @classmethod
+    def load(cls, folder: Path, seen: int) -> "Replay":
+        parts = {}
+        for d in sorted(p for p in (folder / REPLAY_DIR).iterdir() if p.is_dir()):
+            part = SheetSet(d).read()
+            parts[_survey(part)] = part
+        return cls(parts, seen)
+
+
+def _survey(batch: SheetBatch) -> str:
+    return batch.meta.get("survey") or "unknown"
 
 
 def _plain(batch: SheetBatch) -> SheetBatch:
-    """Without simulation truth: a buffer mixes simulated and real sheets."""
+    """Without simulation truth: a buffer may mix simulated and real sheets."""
     return dataclasses.replace(batch, truth_sheet=None, truth_obs=None,
-                               meta={**batch.meta, "survey": "replay", "provenance": {"generator": "neoqa.online"}})
-
-
-def _concat(parts):
-    return SheetBatch.concat([_plain(p) for p in parts])
+                               meta={**batch.meta, "provenance": {"generator": "neoqa.online"}})
 
 
 def labelled_sheets(batch: SheetBatch) -> SheetBatch:
@@ -83,13 +105,23 @@ def labelled_sheets(batch: SheetBatch) -> SheetBatch:
     return out
 
 
-def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int = REPLAY_SIZE, seed: int = 0):
-    """(the updated copy of ``model``'s base, the new replay buffer) after learning ``batch``."""
+def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int = REPLAY_SIZE, seed: int = 0,
+           **finetune):
+    """(the updated copy of ``model``'s base, the new replay buffer or None) after learning ``batch``.
+
+    A set network meeting a survey for the first time first fits that survey's input statistics
+    on the batch (labels unused); it keeps every earlier survey's for their sheets."""
     base = copy.deepcopy(finetunable(model, name))
     new = labelled_sheets(batch)
-    mix = new if replay is None or replay.sheets is None else _concat([new, replay.sheets])
-    base.finetune(mix, seed=seed)
-    return base, (replay or Replay(None, 0)).add(new, size, seed)
+    parts = [new] + (list(replay.parts.values()) if replay is not None else [])
+    if hasattr(base, "adapt_normalisation"):
+        if not base.knows_survey(batch.meta.get("survey")):
+            base.adapt_normalisation(batch)
+        base.finetune(parts, seed=seed, **finetune)
+    else:
+        base.finetune(parts[0] if len(parts) == 1 else SheetBatch.concat([_plain(p) for p in parts]), seed=seed,
+                      **finetune)
+    return base, (replay.add(new, size, seed) if replay is not None else None)
 
 
 def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE, seed: int = 0) -> dict:
@@ -97,18 +129,17 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
     state = info.get("online", {"updates": 0})
-    replay = None
     if (Path(model_dir) / REPLAY_DIR).exists():
-        replay = Replay(SheetSet(Path(model_dir) / REPLAY_DIR).read(), int(state["replay_seen"]))
+        replay = Replay.load(Path(model_dir), int(state["replay_seen"]))
     elif replay_from is not None:
         replay = Replay.start(SheetSet(replay_from).read(), size, seed)
+    else:
+        replay = Replay({}, 0)
     base, replay = update(model, info["model"], batch, replay, size, seed)
-    state = {"updates": int(state["updates"]) + 1, "replay_seen": replay.seen,
-             "replay_sheets": 0 if replay.sheets is None else len(replay.sheets)}
+    state = {"updates": int(state["updates"]) + 1, "replay_seen": replay.seen, "replay_sheets": replay.sheets}
     extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
              "online": state, "updated_from": str(model_dir)}
-    attach = (lambda tmp: write_dataset(tmp / REPLAY_DIR, [replay.sheets])) if replay.sheets is not None else None
-    persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=attach)
+    persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=replay.save)
     return state
 
 
@@ -146,11 +177,8 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
         current = unwrap(model)
         replay = Replay.start(old, size, seed) if variant == "replay" else None
         for i, chunk in enumerate(chunks, 1):
-            if variant == "replay":
-                current, replay = update(current, name, chunk, replay, size, seed + i)
-            else:
-                current = copy.deepcopy(current)
-                current.finetune(labelled_sheets(chunk), seed=seed + i, **({"anchor": 0.0} if variant == "naive" else {}))
+            current, replay = update(current, name, chunk, replay, size, seed + i,
+                                     **({"anchor": 0.0} if variant == "naive" else {}))
             rows.append({"variant": variant, "batch": i, "sheets_seen": i * batch_size,
                          **{f"accuracy_{k}": _accuracy(same_calibration(model, current), t, thr) for k, t in tests.items()}})
             bar.update()

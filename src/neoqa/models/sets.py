@@ -170,22 +170,18 @@ class SetModel(ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- normalisation
     def _fit_norm(self, flat):
-        img = flat["images"]
-        centred = img - np.median(img.reshape(len(img), img.shape[1], -1), axis=2)[:, :, None, None]
-        sc, fx = flat["scalars"], flat["fixed"]
-        self.norm_ = {
-            "img_scale": np.std(centred, axis=(0, 2, 3)).astype(np.float32) + 1e-6,
-            "sc_median": np.nan_to_num(np.nanmedian(sc, axis=0)).astype(np.float32),
-            "sc_scale": np.nan_to_num(np.nanstd(sc, axis=0), nan=1.0).astype(np.float32) + 1e-6,
-            "fx_median": np.nan_to_num(np.nanmedian(fx, axis=0)).astype(np.float32),
-            "fx_scale": np.nan_to_num(np.nanstd(fx, axis=0), nan=1.0).astype(np.float32) + 1e-6,
-        }
+        self.norm_ = _norm_of(flat)
+        self.survey_norms_ = {}
+
+    def _norm_for(self, batch) -> dict:
+        """The input statistics of the batch's survey where they were adapted, else the training data's."""
+        return getattr(self, "survey_norms_", {}).get(batch.meta.get("survey"), self.norm_)
 
     def _tensors(self, batch):
         """Normalised flat tensors of a batch: cutouts less their median, over the channel's
         spread; scalars and fixed features median-imputed and standardised; clipped so that
         cosmic rays stay finite."""
-        n = self.norm_
+        n = self._norm_for(batch)
         flat = features.flat_sets(batch)
         img = flat["images"]
         img = (img - np.median(img.reshape(*img.shape[:2], -1), axis=2)[..., None, None]) / n["img_scale"][None, :, None, None]
@@ -220,6 +216,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
         y = batch.label if y is None else np.asarray(y)
         flat = features.flat_sets(batch)
         self._fit_norm(flat)
+        self.norm_survey_ = batch.meta.get("survey")
         self.shape_ = {"channels": int(batch.cutouts.shape[1]), "n_scalars": int(batch.obs_scalars.shape[1]),
                        "n_fixed": int(flat["fixed"].shape[1]), "cutout": int(batch.cutouts.shape[-1])}
         del flat
@@ -268,36 +265,50 @@ class SetModel(ClassifierMixin, BaseEstimator):
         the from-scratch baseline of a learning curve, on the same footing as fine-tuning."""
         flat = features.flat_sets(unlabelled)
         self._fit_norm(flat)
+        self.norm_survey_ = unlabelled.meta.get("survey")
         self.shape_ = {"channels": int(unlabelled.cutouts.shape[1]), "n_scalars": int(unlabelled.obs_scalars.shape[1]),
                        "n_fixed": int(flat["fixed"].shape[1]), "cutout": int(unlabelled.cutouts.shape[-1])}
         self.net_ = self._build(**self.shape_)
         self.classes_ = np.array([0, 1])
         return self
 
+    def knows_survey(self, survey) -> bool:
+        """Whether sheets of ``survey`` have input statistics of their own (else the training data's serve)."""
+        return survey == getattr(self, "norm_survey_", None) or survey in getattr(self, "survey_norms_", {})
+
     def adapt_normalisation(self, unlabelled):
-        """Re-fit the input normalisation on ``unlabelled`` sheets (their labels are not read)."""
-        self._fit_norm(features.flat_sets(unlabelled))
+        """Fit the input normalisation of ``unlabelled``'s survey on its sheets (labels are not
+        read). Sheets of that survey use it from then on; the training survey's stays for its own
+        sheets, so a model can serve both (a new instrument's pixel and scalar scales differ)."""
+        survey = unlabelled.meta.get("survey")
+        norm = _norm_of(features.flat_sets(unlabelled))
+        if survey in (None, "unknown", getattr(self, "norm_survey_", None)):
+            self.norm_ = norm
+        else:
+            self.survey_norms_ = {**getattr(self, "survey_norms_", {}), survey: norm}
         return self
 
     def finetune(self, batch, steps=None, lr=3e-4, anchor=1e-2, unlabelled=None, seed=0):
-        """Continue training on ``batch`` for ``steps`` minibatch steps (default 3 per sheet, 30 to
-        300: a handful of labels overfits in a few hundred steps).
+        """Continue training on ``batch`` (or a list of batches, each normalised for its own survey)
+        for ``steps`` minibatch steps (default 3 per sheet, 30 to 300: a handful of labels overfits
+        in a few hundred steps).
 
-        unlabelled: sheets of the new data whose statistics replace the input normalisation
-        (labels are not needed, and a new instrument's pixel and scalar scales differ).
+        unlabelled: sheets of the new data to adapt the normalisation of their survey to.
         anchor: an L2 pull towards the starting weights (L2-SP), so a few labels adjust the
         network rather than overwrite what it knew; 0 turns it off.
         """
         if unlabelled is not None:
             self.adapt_normalisation(unlabelled)
-        steps = int(np.clip(3 * len(batch), 30, 300)) if steps is None else steps
-        data = self._tensors(batch)
-        target = torch.from_numpy(batch.label.astype(np.float32))
+        parts = batch if isinstance(batch, (list, tuple)) else [batch]
+        n = sum(len(b) for b in parts)
+        steps = int(np.clip(3 * n, 30, 300)) if steps is None else steps
+        data = _concat_tensors([self._tensors(b) for b in parts])
+        target = torch.from_numpy(np.concatenate([b.label for b in parts]).astype(np.float32))
         start = [p.detach().clone() for p in self.net_.parameters()]
         opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=0.0)
         loss_fn = nn.BCEWithLogitsLoss()
         gen = torch.Generator().manual_seed(seed)
-        size = min(self.batch_size, len(batch))
+        size = min(self.batch_size, n)
         loader = self._loader(data, target, gen, batch_size=size)
         self.net_.train()
         done = 0
@@ -345,7 +356,13 @@ class SetModel(ClassifierMixin, BaseEstimator):
 
         tensors = {f"net.{k}": v.contiguous() for k, v in self.net_.state_dict().items()}
         tensors.update({f"norm.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.norm_.items()})
-        save_file(tensors, str(folder / "weights.safetensors"), metadata={"shape": json.dumps(self.shape_)})
+        surveys = list(getattr(self, "survey_norms_", {}))
+        for i, survey in enumerate(surveys):       # adapted surveys' statistics, named in the metadata
+            tensors.update({f"survey{i}.{k}": torch.from_numpy(np.ascontiguousarray(v))
+                            for k, v in self.survey_norms_[survey].items()})
+        meta = {"shape": json.dumps(self.shape_), "surveys": json.dumps(surveys),
+                "norm_survey": json.dumps(getattr(self, "norm_survey_", None))}
+        save_file(tensors, str(folder / "weights.safetensors"), metadata=meta)
 
     def load_weights(self, folder, info):
         from safetensors import safe_open
@@ -358,10 +375,43 @@ class SetModel(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in info["params"].items() if k in self.get_params()}
         self.set_params(**params)
         with safe_open(str(path), framework="pt") as f:
-            self.shape_ = json.loads(f.metadata()["shape"])
+            meta = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+        self.shape_ = json.loads(meta["shape"])
         self.net_ = self._build(**self.shape_)
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.norm_ = {k[5:]: v.numpy() for k, v in tensors.items() if k.startswith("norm.")}
+        self.norm_survey_ = json.loads(meta.get("norm_survey", "null"))
+        self.survey_norms_ = {}
+        for i, survey in enumerate(json.loads(meta.get("surveys", "[]"))):
+            prefix = f"survey{i}."
+            self.survey_norms_[survey] = {k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
         self.net_.eval()
         self.classes_ = np.array([0, 1])
+
+
+def _norm_of(flat) -> dict:
+    """Input statistics of flat set tensors: per-channel cutout spread, scalar and fixed-feature
+    medians and spreads."""
+    img = flat["images"]
+    centred = img - np.median(img.reshape(len(img), img.shape[1], -1), axis=2)[:, :, None, None]
+    sc, fx = flat["scalars"], flat["fixed"]
+    return {
+        "img_scale": np.std(centred, axis=(0, 2, 3)).astype(np.float32) + 1e-6,
+        "sc_median": np.nan_to_num(np.nanmedian(sc, axis=0)).astype(np.float32),
+        "sc_scale": np.nan_to_num(np.nanstd(sc, axis=0), nan=1.0).astype(np.float32) + 1e-6,
+        "fx_median": np.nan_to_num(np.nanmedian(fx, axis=0)).astype(np.float32),
+        "fx_scale": np.nan_to_num(np.nanstd(fx, axis=0), nan=1.0).astype(np.float32) + 1e-6,
+    }
+
+
+def _concat_tensors(parts: list) -> dict:
+    """One set of flat tensors from several (``_tensors`` outputs), offsets re-based."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets, base = [np.zeros(1, np.int64)], 0
+    for p in parts:
+        offsets.append(p["offsets"][1:] + base)
+        base += int(p["offsets"][-1])
+    return {"images": torch.cat([p["images"] for p in parts]), "scalars": torch.cat([p["scalars"] for p in parts]),
+            "fixed": torch.cat([p["fixed"] for p in parts]), "offsets": np.concatenate(offsets)}

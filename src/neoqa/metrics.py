@@ -43,3 +43,17 @@ def best_threshold(y, p) -> float:
     grid = np.linspace(0.05, 0.95, 91)
     acc = [np.mean((p >= t) == (y == 1)) for t in grid]
     return float(grid[int(np.argmax(acc))])
+
+
+RATES = ("accuracy", "tpr", "tnr", "roc_auc")
+
+
+def rates_against_truth(batch, p, threshold: float) -> dict:
+    """Accuracy, TPR, TNR and ROC-AUC of scores ``p`` on ``batch`` against its labels and, where the
+    data has simulation truth, against the clean truth too (keys ending ``_clean``)."""
+    m = classification_metrics(batch.label, p, threshold)
+    out = {k: m[k] for k in RATES}
+    if batch.truth_sheet is not None:
+        c = classification_metrics(batch.truth_sheet["clean_label"], p, threshold)
+        out.update({f"{k}_clean": c[k] for k in RATES})
+    return out

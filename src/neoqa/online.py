@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import figures, persist
 from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
-from .metrics import classification_metrics
+from .metrics import rates_against_truth
 from .sheets import SheetBatch
 from .splits import TEST, TRAIN, labelled, labelled_rows
 from .store import SheetSet, atomic_path, write_dataset
@@ -145,9 +145,9 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
 
 # ---------------------------------------------------------------- the stream experiment
 def _accuracy(model, test, threshold) -> float:
-    p = model.predict_proba(test)[:, 1]
-    y = test.truth_sheet["clean_label"] if test.truth_sheet is not None else test.label
-    return classification_metrics(y, p, threshold)["accuracy"]
+    """Against the clean truth where the data has it, else the labels."""
+    r = rates_against_truth(test, model.predict_proba(test)[:, 1], threshold)
+    return r.get("accuracy_clean", r["accuracy"])
 
 
 VARIANTS = {"replay": "replay buffer + weight anchor", "anchor": "weight anchor only", "naive": "plain fine-tuning"}
@@ -179,8 +179,9 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
         for i, chunk in enumerate(chunks, 1):
             current, replay = update(current, name, chunk, replay, size, seed + i,
                                      **({"anchor": 0.0} if variant == "naive" else {}))
+            scorer = same_calibration(model, current)
             rows.append({"variant": variant, "batch": i, "sheets_seen": i * batch_size,
-                         **{f"accuracy_{k}": _accuracy(same_calibration(model, current), t, thr) for k, t in tests.items()}})
+                         **{f"accuracy_{k}": _accuracy(scorer, t, thr) for k, t in tests.items()}})
             bar.update()
     bar.close()
     result = {"model": name, "new_data": str(new_data), "old_data": str(old_data),
@@ -222,7 +223,8 @@ def write_stream(result: dict, out: Path) -> None:
         tmp.write_text("\n".join(lines) + "\n")
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]), (axes[1], "accuracy_old", result["old_survey"])):
+    for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]),
+                            (axes[1], "accuracy_old", result["old_survey"])):
         for v, title in VARIANTS.items():
             sub = [r for r in rows if r["variant"] == v]
             ax.plot([r["sheets_seen"] for r in sub], [100 * r[key] for r in sub], marker="o", label=title)

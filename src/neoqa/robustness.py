@@ -17,12 +17,12 @@ from tqdm import tqdm
 from . import figures, persist
 from .corrupt import CORRUPTIONS, corrupt
 from .errors import NeoqaError
-from .metrics import classification_metrics
+from .metrics import rates_against_truth
 from .splits import TEST, labelled_rows
 from .store import SheetSet, atomic_path
 
-COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "accuracy_clean",
-           "tpr_clean", "tnr_clean")
+COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
+           "tpr_clean", "tnr_clean", "roc_auc_clean")
 
 
 def test_sheets(batch, max_sheets: int | None = None, seed: int = 0):
@@ -44,11 +44,6 @@ def load_models(model_dirs, batch, where) -> dict:
         name = info["model"] if info["model"] not in loaded else Path(d).name
         loaded[name] = (model, info)
     return loaded
-
-
-def _rates(y, p, thr, prefix=""):
-    m = classification_metrics(y, p, thr)
-    return {f"accuracy{prefix}": m["accuracy"], f"tpr{prefix}": m["tpr"], f"tnr{prefix}": m["tnr"]}
 
 
 def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_sheets: int | None = None,
@@ -77,11 +72,8 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
         data_c = corrupt(test, cname, sev, seed)
         for mname, (model, info) in models.items():
             p = unchanged[mname] if sev == 0 else model.predict_proba(data_c)[:, 1]
-            row = {"model": mname, "corruption": cname, "severity": sev, "unit": CORRUPTIONS[cname].unit,
-                   "sheets": len(data_c), **_rates(data_c.label, p, info["threshold"])}
-            if data_c.truth_sheet is not None:
-                row.update(_rates(data_c.truth_sheet["clean_label"], p, info["threshold"], "_clean"))
-            rows.append(row)
+            rows.append({"model": mname, "corruption": cname, "severity": sev, "unit": CORRUPTIONS[cname].unit,
+                         "sheets": len(data_c), **rates_against_truth(data_c, p, info["threshold"])})
     out = Path(out)
     write_tables(rows, out, str(data), len(test), seed, skipped)
     plot(rows, out / "robustness.png")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import figures, persist
 from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
-from .metrics import classification_metrics
+from .metrics import rates_against_truth
 from .models import make
 from .splits import TEST, TRAIN, labelled, labelled_rows, split_of
 from .store import SheetSet, atomic_path
@@ -89,12 +89,7 @@ def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt
 
 
 def _score(model, test, threshold) -> dict:
-    p = model.predict_proba(test)[:, 1]
-    m = classification_metrics(test.label, p, threshold)
-    out = {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "tpr": m["tpr"], "tnr": m["tnr"]}
-    if test.truth_sheet is not None:
-        out["accuracy_clean"] = float(np.mean((p >= threshold) == (test.truth_sheet["clean_label"] == 1)))
-    return out
+    return rates_against_truth(test, model.predict_proba(test)[:, 1], threshold)
 
 
 def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2), progress: bool = True) -> dict:
@@ -130,12 +125,18 @@ def _curve(rows, how, key):
     return np.array(ns), np.array([np.mean(v) for v in vals]), np.array([np.std(v) for v in vals])
 
 
+def _acc(r: dict) -> str:
+    """Accuracy %, with the clean-truth accuracy in brackets where known."""
+    return f"{100 * r['accuracy']:.1f}" + (f" ({100 * r['accuracy_clean']:.1f} clean)" if "accuracy_clean" in r else "")
+
+
 def write(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = result["rows"]
     with atomic_path(out / "learning_curve.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    cols = ["labels", "seed", "how", "accuracy", "accuracy_clean", "roc_auc", "tpr", "tnr"]
+    cols = ["labels", "seed", "how", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean", "tpr_clean", "tnr_clean",
+            "roc_auc_clean"]
     with atomic_path(out / "learning_curve.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, restval="")
         w.writeheader()
@@ -146,12 +147,10 @@ def write(result: dict, out: Path) -> None:
              f"Test split of {result['data']}: {result['test_sheets']:,} sheets. Accuracy % against the labels "
              f"(and against the clean truth where known), mean ± std over {len({r['seed'] for r in rows})} "
              "seeded draws of the labelled sheets.", "",
-             f"- zero-shot (unchanged model, its saved threshold): {100 * result['zero_shot']['accuracy']:.1f}"
-             + (f" ({100 * result['zero_shot']['accuracy_clean']:.1f} clean)" if key == "accuracy_clean" else "")]
+             f"- zero-shot (unchanged model, its saved threshold): {_acc(result['zero_shot'])}"]
     if "zero_shot_adapted" in result:
-        z = result["zero_shot_adapted"]
-        lines.append(f"- zero-shot with the input normalisation re-fitted on unlabelled new sheets: "
-                     f"{100 * z['accuracy']:.1f}" + (f" ({100 * z['accuracy_clean']:.1f} clean)" if key == "accuracy_clean" else ""))
+        lines.append("- zero-shot with the input normalisation re-fitted on unlabelled new sheets: "
+                     + _acc(result["zero_shot_adapted"]))
     lines += ["", "| labelled sheets | fine-tuned | from scratch | fine-tuned (clean) | from scratch (clean) |",
               "|---|---|---|---|---|"]
     for i, n in enumerate(_curve(rows, "finetuned", "accuracy")[0]):

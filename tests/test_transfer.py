@@ -196,3 +196,21 @@ def test_bad_label_counts_are_one_line_errors(tmp_path, zoo_run, small_neos, cap
         assert not out.exists()
         err = capsys.readouterr().err.strip()
         assert err.startswith("neoqa: error:") and "\n" not in err
+
+
+def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_neos, neos_batch, small_neowise):
+    from neoqa import features
+    from neoqa.models.sets import _norm_of
+    from neoqa.store import write_dataset
+
+    half = write_dataset(tmp_path / "half", [neos_batch.select(np.arange(200))])
+    out = tmp_path / "u"
+    assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(out),
+                 "--unlabelled", str(small_neos)]) == 0
+    base = persist.load(out)[0]
+    base = base.base if hasattr(base, "base") else base
+    want = _norm_of(features.flat_sets(neos_batch))["img_scale"]
+    np.testing.assert_allclose(base.survey_norms_["neosurveyor"]["img_scale"], want, rtol=1e-6)
+    assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half),
+                 "--out", str(tmp_path / "bad"), "--unlabelled", str(small_neowise)]) == 2
+    assert not (tmp_path / "bad").exists()

@@ -190,7 +190,8 @@ def _learning_curve(a):
 def _update(a):
     from .online import update_path
 
-    state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed)
+    state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed,
+                        unlabelled=a.unlabelled)
     print(f"wrote {a.out}: update {state['updates']}, replay buffer {state['replay_sheets']} of "
           f"{state['replay_seen']} sheets seen")
 
@@ -382,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--replay-from", help="the model's training data, to start its replay buffer on a first update")
     s.add_argument("--replay-size", type=int, default=2000)
+    s.add_argument("--unlabelled", help="sheets of the batch's survey (labels unused) to fit its input statistics "
+                                        "on when the model meets that survey for the first time (default: the batch)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_update)
 

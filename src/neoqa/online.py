@@ -106,17 +106,20 @@ def labelled_sheets(batch: SheetBatch) -> SheetBatch:
 
 
 def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int = REPLAY_SIZE, seed: int = 0,
-           **finetune):
+           unlabelled: SheetBatch | None = None, **finetune):
     """(the updated copy of ``model``'s base, the new replay buffer or None) after learning ``batch``.
 
     A set network meeting a survey for the first time first fits that survey's input statistics
-    on the batch (labels unused); it keeps every earlier survey's for their sheets."""
+    on ``unlabelled`` sheets of it (labels unused), else on the batch; it keeps every earlier
+    survey's for their sheets."""
     base = copy.deepcopy(finetunable(model, name))
     new = labelled_sheets(batch)
     parts = [new] + (list(replay.parts.values()) if replay is not None else [])
+    if unlabelled is not None and _survey(unlabelled) != _survey(batch):
+        raise NeoqaError(f"the unlabelled sheets are of survey {_survey(unlabelled)!r}, the batch of {_survey(batch)!r}")
     if hasattr(base, "adapt_normalisation"):
         if not base.knows_survey(batch.meta.get("survey")):
-            base.adapt_normalisation(batch)
+            base.adapt_normalisation(unlabelled if unlabelled is not None else batch)
         base.finetune(parts, seed=seed, **finetune)
     else:
         base.finetune(parts[0] if len(parts) == 1 else SheetBatch.concat([_plain(p) for p in parts]), seed=seed,
@@ -124,7 +127,8 @@ def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int
     return base, (replay.add(new, size, seed) if replay is not None else None)
 
 
-def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE, seed: int = 0) -> dict:
+def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE, seed: int = 0,
+                unlabelled=None) -> dict:
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
@@ -135,7 +139,8 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
         replay = Replay.start(SheetSet(replay_from).read(), size, seed)
     else:
         replay = Replay({}, 0)
-    base, replay = update(model, info["model"], batch, replay, size, seed)
+    pool = SheetSet(unlabelled).read() if unlabelled is not None else None
+    base, replay = update(model, info["model"], batch, replay, size, seed, unlabelled=pool)
     state = {"updates": int(state["updates"]) + 1, "replay_seen": replay.seen, "replay_sheets": replay.sheets}
     extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
              "online": state, "updated_from": str(model_dir)}

@@ -34,6 +34,12 @@ class Corruption:
     severities: tuple           # five increasing severities
     apply: Callable             # (batch, severity, rng) -> batch, on a copy
     doc: str
+    needs: tuple = ()           # dataset metadata it cannot run without
+
+    def missing(self, batch) -> str | None:
+        """Why this corruption cannot run on ``batch``, or None."""
+        absent = [k for k in self.needs if not batch.meta.get(k)]
+        return f"the dataset records no {absent[0]} (add it to dataset.json before ingest)" if absent else None
 
 
 # ---------------------------------------------------------------- helpers
@@ -284,9 +290,7 @@ def astrometric_jitter(b, sigma_arcsec, rng):
     """Per-exposure astrometric errors of ``sigma_arcsec`` per axis: each cutout is displaced by
     its error (bilinear shift, with noise added back to the variance interpolation removes), the
     detection's offset from the motion fit and its RA/Dec move by the same vector."""
-    scale = float(b.meta.get("pixel_scale_arcsec") or 0)
-    if scale <= 0:
-        raise NeoqaError("astrometric jitter needs the dataset's pixel_scale_arcsec")
+    scale = float(b.meta["pixel_scale_arcsec"])
     M, C, S, _ = b.cutouts.shape
     j = rng.normal(0, sigma_arcsec, (M, 2))
     jy, jx = j[:, 0] / scale, j[:, 1] / scale
@@ -314,7 +318,8 @@ def astrometric_jitter(b, sigma_arcsec, rng):
 
 CORRUPTIONS = {c.name: c for c in (
     Corruption("noise", "noise x", (1.25, 1.5, 2.0, 3.0, 4.0), more_noise, more_noise.__doc__),
-    Corruption("psf", "extra blur sigma (px)", (0.5, 0.75, 1.0, 1.5, 2.0), broader_psf, broader_psf.__doc__),
+    Corruption("psf", "extra blur sigma (px)", (0.5, 0.75, 1.0, 1.5, 2.0), broader_psf, broader_psf.__doc__,
+               needs=("psf_fwhm_arcsec", "pixel_scale_arcsec")),
     Corruption("artifacts", "hits per cutout", (0.1, 0.25, 0.5, 1.0, 2.0), artifacts, artifacts.__doc__),
     Corruption("dropped", "fraction dropped", (0.1, 0.2, 0.3, 0.4, 0.5), dropped_observations,
                dropped_observations.__doc__),
@@ -322,7 +327,7 @@ CORRUPTIONS = {c.name: c for c in (
     Corruption("missing_ch2", "fraction of obs", (0.1, 0.25, 0.5, 0.75, 1.0), _missing(1), _missing(1).__doc__),
     Corruption("zero_point", "offset (mag)", (0.05, 0.1, 0.2, 0.3, 0.5), zero_point, zero_point.__doc__),
     Corruption("jitter", "sigma (arcsec)", (0.5, 1.0, 2.0, 3.0, 4.0), astrometric_jitter,
-               astrometric_jitter.__doc__),
+               astrometric_jitter.__doc__, needs=("pixel_scale_arcsec",)),
 )}
 PIXEL_FREE = {"zero_point"}       # corruptions that leave the pixels alone
 
@@ -337,6 +342,9 @@ def corrupt(batch: SheetBatch, name: str, severity: float, seed: int = 0) -> She
         raise NeoqaError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}") from None
     if severity == 0 or len(batch) == 0:
         return batch
+    why = c.missing(batch)
+    if why:
+        raise NeoqaError(f"corruption {name!r} cannot run: {why}")
     key = [int(seed), list(CORRUPTIONS).index(name)]     # common random numbers: severities nest
     out = c.apply(_copy(batch), float(severity), np.random.default_rng(key))
     return refresh(out, batch, pixels_changed=name not in PIXEL_FREE)

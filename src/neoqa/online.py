@@ -117,13 +117,9 @@ def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int
     parts = [new] + (list(replay.parts.values()) if replay is not None else [])
     if unlabelled is not None and _survey(unlabelled) != _survey(batch):
         raise NeoqaError(f"the unlabelled sheets are of survey {_survey(unlabelled)!r}, the batch of {_survey(batch)!r}")
-    if hasattr(base, "adapt_normalisation"):
-        if not base.knows_survey(batch.meta.get("survey")):
-            base.adapt_normalisation(unlabelled if unlabelled is not None else batch)
-        base.finetune(parts, seed=seed, **finetune)
-    else:
-        base.finetune(parts[0] if len(parts) == 1 else SheetBatch.concat([_plain(p) for p in parts]), seed=seed,
-                      **finetune)
+    if hasattr(base, "adapt_normalisation") and not base.knows_survey(batch.meta.get("survey")):
+        base.adapt_normalisation(unlabelled if unlabelled is not None else batch)
+    base.finetune(parts, seed=seed, **finetune)
     return base, (replay.add(new, size, seed) if replay is not None else None)
 
 

@@ -55,15 +55,12 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:
         raise NeoqaError(f"unknown corruption {unknown[0]!r}; choose from {', '.join(CORRUPTIONS)}")
-    skipped = {}
-    for name in list(names):   # a corruption the data cannot support: an error if asked for, else skipped
-        try:
-            corrupt(test.select(np.arange(min(len(test), 5))), name, CORRUPTIONS[name].severities[0], seed)
-        except NeoqaError as e:
-            if corruptions:
-                raise
-            skipped[name] = str(e)
-            names.remove(name)
+    # a corruption the data cannot support: an error if asked for by name, else skipped and recorded
+    skipped = {n: why for n in names if (why := CORRUPTIONS[n].missing(test))}
+    if skipped and corruptions:
+        name, why = next(iter(skipped.items()))
+        raise NeoqaError(f"corruption {name!r} cannot run: {why}")
+    names = [n for n in names if n not in skipped]
     # severity 0 is the same data for every corruption: scored once
     unchanged = {mname: model.predict_proba(test)[:, 1] for mname, (model, _) in models.items()}
     rows = []

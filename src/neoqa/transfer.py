@@ -23,6 +23,7 @@ from .calibration import same_calibration, unwrap
 from .errors import NeoqaError
 from .metrics import rates_against_truth
 from .models import make
+from .models.fixed import leaf_size
 from .splits import TEST, TRAIN, labelled, labelled_rows, split_of
 from .store import SheetSet, atomic_path
 
@@ -73,7 +74,7 @@ def from_scratch(name: str, new_batch, picked, seed: int = 0):
     if hasattr(model, "initialise"):
         return model.initialise(unlabelled_pool(new_batch)).finetune(picked, lr=1e-3, anchor=0.0, seed=seed)
     if name == "gbdt":    # leaves may hold fewer sheets when few are labelled
-        model.set_params(estimator__pipeline__clf__min_child_samples=int(np.clip(len(picked) // 10, 2, 20)))
+        model.set_params(estimator__pipeline__clf__min_child_samples=leaf_size(len(picked)))
     return model.fit(picked)
 
 

@@ -174,6 +174,11 @@ def gbdt_pipeline(random_state=0, n_estimators=600, learning_rate=0.05, num_leav
         n_jobs=2, verbose=-1))]))
 
 
+def leaf_size(n_sheets: int) -> int:
+    """LightGBM's smallest leaf: its default 20, down to a tenth of the sheets when few are labelled."""
+    return int(np.clip(n_sheets // 10, 2, 20))
+
+
 class SummaryModel(FixedLengthModel):
     """A scikit-learn pipeline on the engineered summary view (``features.summary``)."""
 
@@ -184,14 +189,17 @@ class SummaryModel(FixedLengthModel):
         return features.summary(batch)
 
     def finetune(self, batch, trees=100, lr=0.03, seed=0, **_):
-        """Continued boosting: ``trees`` more trees fitted to the new sheets' residuals on top of
-        the existing ensemble (LightGBM's init_model); leaves may hold fewer sheets when few are labelled."""
+        """Continued boosting on ``batch`` (or a list of batches): ``trees`` more trees fitted to the
+        new sheets' residuals on top of the existing ensemble (LightGBM's init_model)."""
         from sklearn.base import clone as sk_clone
 
+        parts = batch if isinstance(batch, (list, tuple)) else [batch]
+        X = np.concatenate([self._view(b) for b in parts])
+        y = np.concatenate([b.label for b in parts])
         steps = self.estimator_.pipeline_.steps
         old = steps[-1][1]
         new = sk_clone(old).set_params(n_estimators=trees, learning_rate=lr, random_state=seed,
-                                       min_child_samples=int(np.clip(len(batch) // 10, 2, 20)))
-        new.fit(self._view(batch), batch.label, init_model=old.booster_)
+                                       min_child_samples=leaf_size(len(y)))
+        new.fit(X, y, init_model=old.booster_)
         steps[-1] = (steps[-1][0], new)
         return self

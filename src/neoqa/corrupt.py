@@ -21,7 +21,7 @@ from scipy import ndimage
 from .errors import NeoqaError
 from .features import padded
 from .schema import LABEL_MIN_OBS
-from .sheets import SheetBatch
+from .sheets import SheetBatch, composite, nanmedian_rows
 
 FWHM_PER_SIGMA = 2.3548
 DEFAULT_DETECT_SNR = 4.5      # WMOPS's single-exposure detection threshold, where a dataset does not record its own
@@ -118,9 +118,7 @@ def refresh(b: SheetBatch, before: SheetBatch, pixels_changed: bool = True) -> S
     """
     C = b.cutouts.shape[1]
     if pixels_changed:
-        sub = b.cutouts - obs_sky(b)[:, :, None, None]
-        starts = b.offsets[:-1]
-        b.composite = (np.add.reduceat(sub, starts, axis=0) / b.k[:, None, None, None]).astype(np.float32)
+        b.composite = composite(b.cutouts, obs_sky(b), b.k)
     obs = lambda name: padded(b, b.obs_scalars[:, _col(b, name)])       # noqa: E731
     detect = float(b.meta.get("detect_snr", DEFAULT_DETECT_SNR))
     new = {"k": b.k.astype(float)}
@@ -133,20 +131,20 @@ def refresh(b: SheetBatch, before: SheetBatch, pixels_changed: bool = True) -> S
     for c in range(1, C + 1):
         if _col(b, f"snr_ch{c}") is not None:
             snr = obs(f"snr_ch{c}")
-            new[f"snr_median_ch{c}"] = _nan(np.nanmedian, snr)
+            new[f"snr_median_ch{c}"] = nanmedian_rows(snr)
             new[f"snr_max_ch{c}"] = _nan(np.nanmax, snr)
             with warnings.catch_warnings(), np.errstate(all="ignore"):     # a lost channel: NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 new[f"detected_fraction_ch{c}"] = np.mean(snr >= detect, axis=1, where=np.isfinite(snr))
         if _col(b, f"mag_ch{c}") is not None:
-            new[f"mag_median_ch{c}"] = _nan(np.nanmedian, obs(f"mag_ch{c}"))
+            new[f"mag_median_ch{c}"] = nanmedian_rows(obs(f"mag_ch{c}"))
         if _col(b, f"sky_ch{c}") is not None:
-            new[f"sky_median_ch{c}"] = _nan(np.nanmedian, obs(f"sky_ch{c}"))
+            new[f"sky_median_ch{c}"] = nanmedian_rows(obs(f"sky_ch{c}"))
     if _col(b, "mag_ch1") is not None and _col(b, "mag_ch2") is not None:
-        new["color_ch1_ch2"] = _nan(np.nanmedian, obs("mag_ch1") - obs("mag_ch2"))
+        new["color_ch1_ch2"] = nanmedian_rows(obs("mag_ch1") - obs("mag_ch2"))
         new["mag_scatter_ch2"] = _nan(np.nanstd, obs("mag_ch2"))
     if _col(b, "psf_chi2") is not None:
-        new["chi2_median"] = _nan(np.nanmedian, obs("psf_chi2"))
+        new["chi2_median"] = nanmedian_rows(obs("psf_chi2"))
     if _col(b, "near_star_flag") is not None:
         new["near_star_fraction"] = _nan(np.nanmean, obs("near_star_flag"))
     if pixels_changed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+from scipy import sparse
 
 from .errors import NeoqaError
 from .schema import OBS_SCALARS, SHEET_SCALARS
@@ -59,8 +60,10 @@ class SheetBatch:
     def select(self, idx) -> "SheetBatch":
         """The sheets at positions ``idx`` (in that order), with their observations."""
         idx = np.asarray(idx, dtype=np.int64)
-        off = self.offsets
-        obs = np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        k = self.k[idx].astype(np.int64)
+        start = self.offsets[idx]
+        # each sheet's rows: its first row plus 0..k-1, all sheets in one vectorised pass
+        obs = np.arange(int(k.sum()), dtype=np.int64) + np.repeat(start - (np.cumsum(k) - k), k)
         return self._take(idx, obs)
 
     def _take(self, sheets: np.ndarray, obs: np.ndarray) -> "SheetBatch":
@@ -96,6 +99,42 @@ class SheetBatch:
         return SheetBatch(**kw, sheet_scalar_names=first.sheet_scalar_names,
                           obs_scalar_names=first.obs_scalar_names, meta=dict(first.meta))
 
+    @staticmethod
+    def gather(batches: list["SheetBatch"], which: np.ndarray, rows: np.ndarray) -> "SheetBatch":
+        """Sheet ``rows[i]`` of ``batches[which[i]]`` for every i, in that order.
+
+        The same as ``concat(batches).select(...)`` but each array is copied once.
+        """
+        first = batches[0]
+        which, rows = np.asarray(which, np.int64), np.asarray(rows, np.int64)
+        parts = [(b, np.flatnonzero(which == i)) for i, b in enumerate(batches)]
+        k = np.zeros(len(rows), np.int64)
+        for b, dest in parts:
+            k[dest] = b.k[rows[dest]]
+        start = np.concatenate([[0], np.cumsum(k)[:-1]])
+        moves = []                      # (batch, sheet dest, sheet src, obs dest, obs src)
+        for b, dest in parts:
+            src, kk = rows[dest], k[dest]
+            shift = np.repeat(start[dest] - b.offsets[src], kk)
+            obs_src = np.arange(int(kk.sum())) + np.repeat(b.offsets[src] - (np.cumsum(kk) - kk), kk)
+            moves.append((b, dest, src, obs_src + shift, obs_src))
+
+        def take(get, n_out, obs):
+            like = get(first)
+            out = np.empty((n_out,) + like.shape[1:], like.dtype)
+            for b, dest, src, obs_dest, obs_src in moves:
+                out[obs_dest if obs else dest] = get(b)[obs_src if obs else src]
+            return out
+
+        M = int(k.sum())
+        kw = {name: take(lambda b, n=name: getattr(b, n), len(rows), False) for name in SHEET_ARRAYS}
+        kw.update({name: take(lambda b, n=name: getattr(b, n), M, True) for name in OBS_ARRAYS})
+        if first.truth_sheet is not None:
+            kw["truth_sheet"] = {n: take(lambda b, n=n: b.truth_sheet[n], len(rows), False) for n in first.truth_sheet}
+            kw["truth_obs"] = {n: take(lambda b, n=n: b.truth_obs[n], M, True) for n in first.truth_obs}
+        return SheetBatch(**kw, sheet_scalar_names=first.sheet_scalar_names,
+                          obs_scalar_names=first.obs_scalar_names, meta=dict(first.meta))
+
     def equals(self, other: "SheetBatch") -> bool:
         """Exact equality of every array (NaN equal to NaN) and of the names."""
         for f in fields(self):
@@ -123,3 +162,31 @@ def _same(a, b) -> bool:
         return bool(np.array_equal(a, b, equal_nan=True))
     return bool(np.array_equal(a, b))
 
+
+def composite(cutouts: np.ndarray, sky: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Each sheet's composite: the mean of its background-subtracted cutouts [N, C, S, S].
+
+    Cutouts [M, C, S, S] are already centred on the fitted motion, so the mean stacks
+    the object; sky [M, C]; k [N] cutouts per sheet, in row order. A sparse averaging
+    matrix does it in one product (12x faster than ``np.add.reduceat`` here).
+    """
+    M, C, S, _ = cutouts.shape
+    k = np.asarray(k, np.int64)
+    weights = np.repeat(1.0 / np.maximum(k, 1), k).astype(np.float32)
+    mean = sparse.csr_matrix((weights, np.arange(M), np.concatenate([[0], np.cumsum(k)])), shape=(len(k), M))
+    out = (mean @ cutouts.reshape(M, -1)).reshape(len(k), C, S, S)
+    out -= (mean @ np.asarray(sky, np.float32))[:, :, None, None]
+    return out.astype(np.float32, copy=False)
+
+
+def nanmedian_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=1)`` for a padded [sheets, max k] matrix, NaN (silently) for
+    an all-NaN row: one sort, since NaN sorts last (NumPy's loops row by row here)."""
+    a = np.asarray(a)
+    if a.shape[1] == 0:
+        return np.full(len(a), np.nan, a.dtype)
+    s = np.sort(a, axis=1)
+    n = np.sum(~np.isnan(a), axis=1)
+    rows = np.arange(len(a))
+    lo, hi = s[rows, np.maximum((n - 1) // 2, 0)], s[rows, n // 2 - (n == 0)]
+    return np.where(n > 0, (lo + hi) / 2, np.nan).astype(a.dtype, copy=False)

@@ -34,7 +34,7 @@ def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_inde
     inst = instruments.get(cfg.survey)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(inst.code, shard)))
     n_pos = int(rng.binomial(n, cfg.positive_fraction))
-    pos, neg, have_pos, have_neg = [], [], 0, 0
+    chunks, pos, neg, have_pos, have_neg = [], [], [], 0, 0
     for _ in range(10_000):
         if have_pos >= n_pos and have_neg >= n - n_pos:
             break
@@ -44,15 +44,16 @@ def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_inde
         lab = cand.truth_sheet["clean_label"]
         p = np.flatnonzero(lab == 1)[: max(0, n_pos - have_pos)]
         q = np.flatnonzero(lab == 0)[: max(0, n - n_pos - have_neg)]
-        if len(p):
-            pos.append(cand.select(p)); have_pos += len(p)
-        if len(q):
-            neg.append(cand.select(q)); have_neg += len(q)
+        if len(p) or len(q):
+            pos.append(np.stack([np.full(len(p), len(chunks)), p]))
+            neg.append(np.stack([np.full(len(q), len(chunks)), q]))
+            chunks.append(cand)
+            have_pos += len(p); have_neg += len(q)
     else:
         raise NeoqaError(f"the simulator could not reach positive fraction {cfg.positive_fraction}")
-    batch = SheetBatch.concat(pos + neg)
-    order = rng.permutation(len(batch))
-    batch = batch.select(order)
+    # (chunk, row) of the positives then the negatives, shuffled, gathered in one pass
+    which, rows = np.concatenate(pos + neg, axis=1)[:, rng.permutation(have_pos + have_neg)]
+    batch = SheetBatch.gather(chunks, which, rows)
     flip = rng.random(n) < cfg.label_noise
     batch.label = np.where(flip, 1 - batch.truth_sheet["clean_label"], batch.truth_sheet["clean_label"]).astype(np.int8)
     batch.sheet_id = np.array([f"{inst.id_prefix}{first_index + i:09d}" for i in range(n)])

@@ -116,7 +116,8 @@ def _survey_geometry(rng, inst: Instrument, n):
 
 
 def _observer(inst, times, phase0):
-    return geo.observer_position(inst.observer, times, phase0[:, None] if inst.observer == "wise" else 0.0)
+    """The observatory at ``times``; phase0 (WISE's orbital phase) has the same shape."""
+    return geo.observer_position(inst.observer, times, phase0 if inst.observer == "wise" else 0.0)
 
 
 # ------------------------------------------------------------------ 2. objects
@@ -177,11 +178,11 @@ def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
     return full
 
 
-def _sky_track(obj, si, ei, times, t_mid, observer):
-    """Apparent ecliptic directions [q, 3] of each object at exposures (si, ei), light-time corrected."""
+def _sky_track(obj, si, ei, times, t_mid, obs):
+    """Apparent ecliptic directions [q, 3] of each object at exposures (si, ei), seen from
+    ``obs`` [q, 3], light-time corrected."""
     pos, vel = obj["pos"][si], obj["vel"][si]
     dt = times[si, ei] - t_mid[si]
-    obs = observer[si, ei]
     p = orbits.propagate(pos, vel, dt)
     lt = np.linalg.norm(p - obs, axis=-1) / geo.C_AU_PER_DAY
     v = orbits.propagate(pos, vel, dt - lt) - obs
@@ -200,8 +201,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     t_last = np.max(np.where(mask, times, -np.inf), axis=1)
     t_mid = 0.5 * (t_first + t_last)
     phase0 = rng.uniform(0, 2 * np.pi, n)
-    observer = _observer(inst, times, phase0)                    # [n, E, 3]
-    obs_mid = _observer(inst, t_mid[:, None], phase0)[:, 0]
+    obs_mid = _observer(inst, t_mid, phase0)
     scenario = _choice(rng, cfg.scenario_weights, n, SC)
 
     # Objects: A for 'object' and 'two_objects', B for 'two_objects'.
@@ -219,7 +219,8 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     centre_eq = np.where(has_obj[:, None], mid_dir, centre_eq)
     ax = np.zeros((n, E)); ay = np.zeros((n, E))                  # object A's track in pixels
     oi, oe = np.nonzero(mask & has_obj[:, None])
-    dirA = geo.ecliptic_to_equatorial(_sky_track(objA, oi, oe, times, t_mid, observer))
+    seen_from = _observer(inst, times[oi, oe], phase0[oi])
+    dirA = geo.ecliptic_to_equatorial(_sky_track(objA, oi, oe, times, t_mid, seen_from))
     tx, ty = geo.project(dirA[:, None, :], centre_eq[oi], scale)
     ax[oi, oe], ay[oi, oe] = tx[:, 0], ty[:, 0]
 

@@ -379,7 +379,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     f32 = lambda a: np.ascontiguousarray(a, np.float32)       # noqa: E731
     img = _patch_buffer((M, C, P, P))
     sky = kernels.expose(
-        img, f32(X), f32(Y), f32(F), tab, tables, length, f32(X[:, 2]), f32(Y[:, 2]),
+        img, (kind_p != EMPTY) | (kind_s != EMPTY), f32(X), f32(Y), f32(F), tab, tables, length, f32(X[:, 2]), f32(Y[:, 2]),
         f32(2e-3 * f_star), f32(d), f32(5e-3 / (2 * np.pi * d[:, None]) * f_star), np.arange(C),
         rng.integers(0, 2**63, M), f32(sig_pix), f32(sky_true), f32(sat + sky_true))
 

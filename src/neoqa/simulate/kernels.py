@@ -231,7 +231,7 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
 
 
 @njit(cache=True, fastmath=FAST)
-def expose(img, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, ring_r, ring_amp, spike_tab,
+def expose(img, used, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, ring_r, ring_amp, spike_tab,
            seeds, sig_pix, sky_true, ceiling):
     """Render, add sky and noise, saturate and estimate the sky of every exposure.
 
@@ -242,7 +242,9 @@ def expose(img, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, ring_r,
     X, Y: [M, NS] source positions (patch pixels); F: [M, NS, C] fluxes (0 = absent);
     tab: [M, NS, C] profile table of each source; star_*, spike_amp, ring_*: the bright
     star's spikes and halo ring (amplitudes 0 where there is none), spike_tab: [C];
-    seeds: [M] noise seeds; sig_pix, sky_true, ceiling: [M, C].
+    seeds: [M] noise seeds; sig_pix, sky_true, ceiling: [M, C]. Exposures not ``used``
+    (nothing there for the pipeline to measure) are skipped: their patch is left as it
+    was and their sky is 0.
     """
     M, NS, C = F.shape
     P = img.shape[-1]
@@ -254,6 +256,9 @@ def expose(img, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, ring_r,
     border = np.empty(4 * P - 4, np.float32)
     scratch = np.empty(4 * P - 4, np.float32)
     for m in range(M):
+        if not used[m]:
+            sky[m] = 0
+            continue
         state = np.uint64(seeds[m])
         for c in range(C):
             im = img[m, c]

@@ -40,7 +40,7 @@ def measure(survey, n, workers):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--sheets", type=int, nargs="+", default=[5000, 20000])
+    p.add_argument("--sheets", type=int, nargs="+", default=[10000, 50000])
     p.add_argument("--json", default=None, help="also write the rows here")
     a = p.parse_args()
     rows = []

@@ -204,13 +204,27 @@ def median(b, buf):
 # ------------------------------------------------------------------ exposures
 @njit(inline="always")
 def _add_source(im, x, y, f, start, length, tables, px, py):
-    """im += f x (separable pixel-integrated Gaussian at x, y)."""
+    """im += f x (separable pixel-integrated Gaussian at x, y), over the pixels where the
+    profile exceeds 1e-9 of the flux (the Gaussian's far tails are below float32 noise)."""
     _profile(tables, start, length, x, px, np.float32(1))
-    _profile(tables, start, length, y, py, f)
-    for j in range(im.shape[0]):
-        if py[j] != 0:
-            for i in range(im.shape[1]):
-                im[j, i] += py[j] * px[i]
+    _profile(tables, start, length, y, py, np.float32(1))
+    x0, x1 = _support(px)
+    y0, y1 = _support(py)
+    for j in range(y0, y1):
+        fy = f * py[j]
+        for i in range(x0, x1):
+            im[j, i] += fy * px[i]
+
+
+@njit(inline="always")
+def _support(p):
+    """The index range [lo, hi) where a unit profile exceeds 1e-9."""
+    lo, hi = 0, p.shape[0]
+    while lo < hi and p[lo] <= 1e-9:
+        lo += 1
+    while hi > lo and p[hi - 1] <= 1e-9:
+        hi -= 1
+    return lo, hi
 
 
 @njit(cache=True)

@@ -26,7 +26,7 @@ from .generator import simulate_candidates
 DEFAULT_SHEETS = 40_000
 DEFAULT_PATH = Path("data") / "neowise-default"
 SHARD_SIZE = 5_000
-GEN_CHUNK = 1_024
+GEN_CHUNK = 2_048
 
 
 def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_index: int = 0) -> SheetBatch:
@@ -35,13 +35,17 @@ def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_inde
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(inst.code, shard)))
     n_pos = int(rng.binomial(n, cfg.positive_fraction))
     chunks, pos, neg, have_pos, have_neg = [], [], [], 0, 0
+    tried, found_pos, found_neg = 0, 0, 0
     for _ in range(10_000):
         if have_pos >= n_pos and have_neg >= n - n_pos:
             break
-        cand = simulate_candidates(rng, inst, cfg, GEN_CHUNK)
+        size = _chunk_size(n_pos - have_pos, n - n_pos - have_neg, tried, found_pos, found_neg)
+        cand = simulate_candidates(rng, inst, cfg, size)
+        tried += size
         if cand is None:
             continue
         lab = cand.truth_sheet["clean_label"]
+        found_pos += int(np.sum(lab == 1)); found_neg += int(np.sum(lab == 0))
         p = np.flatnonzero(lab == 1)[: max(0, n_pos - have_pos)]
         q = np.flatnonzero(lab == 0)[: max(0, n - n_pos - have_neg)]
         if len(p) or len(q):
@@ -59,6 +63,15 @@ def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_inde
     batch.sheet_id = np.array([f"{inst.id_prefix}{first_index + i:09d}" for i in range(n)])
     batch.meta = dataset_meta(inst, cfg, seed)
     return batch
+
+
+def _chunk_size(need_pos, need_neg, tried, found_pos, found_neg) -> int:
+    """Candidates to simulate next: GEN_CHUNK, or, once the yields so far say fewer will do,
+    enough for what is still needed with a 10% margin (the last chunk is mostly not wasted)."""
+    if found_pos == 0 or found_neg == 0:
+        return GEN_CHUNK
+    need = max(need_pos * tried / found_pos, need_neg * tried / found_neg)
+    return int(min(GEN_CHUNK, np.ceil(1.1 * need) + 32))
 
 
 def dataset_meta(inst, cfg: SimConfig, seed: int) -> dict:

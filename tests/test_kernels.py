@@ -25,7 +25,7 @@ def test_ziggurat_normals_are_standard_normal():
     assert not np.array_equal(kernels.normals(7, 1000), kernels.normals(8, 1000))
 
 
-@pytest.mark.parametrize("n", [1, 2, 71, 72])
+@pytest.mark.parametrize("n", [1, 2, 8, 9, 10, 71, 72])
 def test_median_is_exact(n):
     rng = np.random.default_rng(n)
     buf = np.empty(n, np.float32)

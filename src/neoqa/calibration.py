@@ -19,7 +19,11 @@ def _logit(p):
 
 
 def apply_temperature(p, temperature: float):
-    return 1.0 / (1.0 + np.exp(-_logit(p) / temperature))
+    """Probabilities with their logits divided by ``temperature``; certainties (0 and 1, such as
+    the label rule's) stay certain."""
+    p = np.asarray(p)
+    q = 1.0 / (1.0 + np.exp(-_logit(p) / temperature))
+    return np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, q))
 
 
 def fit_temperature(y, p) -> float:

@@ -342,7 +342,8 @@ class SetModel(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, batch):
         p = torch.sigmoid(self._logits(self._tensors(batch))).numpy().astype(np.float64)
-        return np.stack([1 - p, p], axis=1)
+        # the network's rule logit, divided by the calibration temperature, leaves ~1e-6: exact 0
+        return features.apply_label_rule(batch, np.stack([1 - p, p], axis=1))
 
     def predict(self, batch):
         return (self.predict_proba(batch)[:, 1] >= 0.5).astype(int)

@@ -1,12 +1,14 @@
-"""Compiled per-exposure kernels: render, noise, sky and measurement fused per patch.
+"""Compiled per-exposure kernels: rendering with sky, noise and saturation, the sky
+estimate, and pipeline measurement.
 
-The simulator spends nearly all its time on small images (a 19 x 19 patch per
+The simulator spends most of its time on small images (a 19 x 19 patch per
 exposure, two channels). NumPy pays for a temporary array at every step there;
-these numba kernels visit each patch once and keep it in cache. They are serial
-on purpose: parallelism comes from ``--workers`` (one shard per process), so the
-bytes never depend on thread scheduling.
+``expose`` renders, adds noise, saturates and takes the sky of each patch in one
+pass, and ``measure`` fits a detection in one pass over its window. They are
+serial on purpose: parallelism comes from ``--workers`` (one shard per process),
+so the bytes never depend on thread scheduling.
 
-Noise comes from a counter-free stream per exposure: a 64-bit seed drawn from the
+Noise comes from one random stream per exposure: a 64-bit seed drawn from the
 batch's NumPy generator starts a SplitMix64 sequence (Steele, Lea & Flood 2014),
 turned into Gaussians by the ziggurat method (Marsaglia & Tsang 2000, 128 layers)
 with independent bits choosing the layer (Doornik 2005). The same seed gives the

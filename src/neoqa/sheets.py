@@ -67,11 +67,16 @@ class SheetBatch:
         return self._take(idx, obs)
 
     def _take(self, sheets: np.ndarray, obs: np.ndarray) -> "SheetBatch":
-        kw = {name: getattr(self, name)[sheets] for name in SHEET_ARRAYS}
-        kw.update({name: getattr(self, name)[obs] for name in OBS_ARRAYS})
+        return self._assemble(lambda get: get(self)[sheets], lambda get: get(self)[obs])
+
+    def _assemble(self, per_sheet, per_obs) -> "SheetBatch":
+        """A batch named like this one, each array built by ``per_sheet(get)`` or ``per_obs(get)``
+        from ``get(b)``, which reads that array (or truth field) of a batch b."""
+        kw = {name: per_sheet(lambda b, n=name: getattr(b, n)) for name in SHEET_ARRAYS}
+        kw.update({name: per_obs(lambda b, n=name: getattr(b, n)) for name in OBS_ARRAYS})
         if self.truth_sheet is not None:
-            kw["truth_sheet"] = {n: v[sheets] for n, v in self.truth_sheet.items()}
-            kw["truth_obs"] = {n: v[obs] for n, v in self.truth_obs.items()}
+            kw["truth_sheet"] = {n: per_sheet(lambda b, n=n: b.truth_sheet[n]) for n in self.truth_sheet}
+            kw["truth_obs"] = {n: per_obs(lambda b, n=n: b.truth_obs[n]) for n in self.truth_obs}
         return SheetBatch(**kw, sheet_scalar_names=self.sheet_scalar_names,
                           obs_scalar_names=self.obs_scalar_names, meta=dict(self.meta))
 
@@ -91,13 +96,8 @@ class SheetBatch:
     def concat(batches: list["SheetBatch"]) -> "SheetBatch":
         if not batches:
             raise ValueError("nothing to concatenate")
-        first = batches[0]
-        kw = {name: np.concatenate([getattr(b, name) for b in batches]) for name in SHEET_ARRAYS + OBS_ARRAYS}
-        if first.truth_sheet is not None:
-            kw["truth_sheet"] = {n: np.concatenate([b.truth_sheet[n] for b in batches]) for n in first.truth_sheet}
-            kw["truth_obs"] = {n: np.concatenate([b.truth_obs[n] for b in batches]) for n in first.truth_obs}
-        return SheetBatch(**kw, sheet_scalar_names=first.sheet_scalar_names,
-                          obs_scalar_names=first.obs_scalar_names, meta=dict(first.meta))
+        join = lambda get: np.concatenate([get(b) for b in batches])      # noqa: E731
+        return batches[0]._assemble(join, join)
 
     @staticmethod
     def gather(batches: list["SheetBatch"], which: np.ndarray, rows: np.ndarray) -> "SheetBatch":
@@ -127,13 +127,7 @@ class SheetBatch:
             return out
 
         M = int(k.sum())
-        kw = {name: take(lambda b, n=name: getattr(b, n), len(rows), False) for name in SHEET_ARRAYS}
-        kw.update({name: take(lambda b, n=name: getattr(b, n), M, True) for name in OBS_ARRAYS})
-        if first.truth_sheet is not None:
-            kw["truth_sheet"] = {n: take(lambda b, n=n: b.truth_sheet[n], len(rows), False) for n in first.truth_sheet}
-            kw["truth_obs"] = {n: take(lambda b, n=n: b.truth_obs[n], M, True) for n in first.truth_obs}
-        return SheetBatch(**kw, sheet_scalar_names=first.sheet_scalar_names,
-                          obs_scalar_names=first.obs_scalar_names, meta=dict(first.meta))
+        return first._assemble(lambda get: take(get, len(rows), False), lambda get: take(get, M, True))
 
     def equals(self, other: "SheetBatch") -> bool:
         """Exact equality of every array (NaN equal to NaN) and of the names."""

@@ -579,7 +579,7 @@ _PATCHES = [np.empty(0, np.float32)]
 def _patch_buffer(shape):
     """One patch buffer per process, grown as needed and reused batch after batch.
 
-    The patches (~40 MB a batch) never leave ``simulate_candidates``: cutouts are
+    The patches (~80 MB for 2,048 candidates) never leave ``simulate_candidates``: cutouts are
     copied out. Reuse spares the page faults of a fresh allocation, which cost more
     than rendering and noise together.
     """

@@ -138,7 +138,13 @@ def _profile(tables, start, length, centre, out, scale):
     pos = (LUT_REACH - np.float64(centre)) / LUT_STEP
     j0 = int(math.floor(pos))
     f = np.float32(pos - j0)
-    for i in range(out.shape[0]):
+    n = out.shape[0]
+    if j0 >= 0 and j0 + stride * (n - 1) <= length - 2:       # all inside the table: no tests
+        t = tables[start + j0:start + j0 + stride * (n - 1) + 2]
+        for i in range(n):
+            out[i] = scale * (t[stride * i] * (1 - f) + t[stride * i + 1] * f)
+        return
+    for i in range(n):
         j = j0 + stride * i
         if 0 <= j <= length - 2:
             out[i] = scale * (tables[start + j] * (1 - f) + tables[start + j + 1] * f)
@@ -335,6 +341,10 @@ def expose(img, used, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, r
 
 
 # ------------------------------------------------------------------ measurement
+WINDOW = 7                  # measurement window (pixels): +-3.5 PSF sigma for WISE
+_H = WINDOW // 2
+
+
 @njit(inline="always")
 def _gaussian_row(out, d0, inv2s2, step2):
     """out[u] = exp(-inv2s2 (d0 + u)^2) by a recurrence: two exponentials instead of one per pixel."""
@@ -346,124 +356,139 @@ def _gaussian_row(out, d0, inv2s2, step2):
         r *= step2
 
 
+@njit(inline="always")
+def _measure_one(im, x0, y0, sky, noise, tables, length, psf_tab, inv2s2, step2, iters, steps, scratch):
+    """Measure one detection near (x0, y0) in ``im`` [C, P, P]; returns ``res``: x, y, then
+    flux, S/N and reduced chi-square per channel. ``scratch``: from ``_scratch``.
+
+    Sums over the window and the refinement grid run in float32 (they only rank
+    offsets or feed a centroid); the photometry sums run in float64, since the
+    chi-square is a difference of near-equal sums for bright sources.
+    """
+    win, pos, ex, ey, px, py, nx, ny, a, mx, my, res = scratch
+    C, P = im.shape[0], im.shape[-1]
+    K_ = steps.shape[0]
+    rx, ry = np.rint(x0), np.rint(y0)
+    ix = int(min(max(rx, _H), P - 1 - _H))
+    iy = int(min(max(ry, _H), P - 1 - _H))
+    for yy in range(WINDOW):
+        for xx in range(WINDOW):
+            pos[yy, xx] = 0
+    for c in range(C):
+        sk = np.float32(sky[c])
+        inv = np.float32(1.0 / max(noise[c], 1e-6))
+        for yy in range(WINDOW):
+            for xx in range(WINDOW):
+                v = im[c, iy - _H + yy, ix - _H + xx] - sk
+                win[c, yy, xx] = v
+                pos[yy, xx] += v * inv
+    for yy in range(WINDOW):
+        for xx in range(WINDOW):
+            pos[yy, xx] = max(pos[yy, xx], np.float32(0))
+    cx = rx - ix
+    cy = ry - iy
+    for _ in range(iters):            # windowed centroid on the S/N image (separable weight)
+        _gaussian_row(ex, -_H - cx, inv2s2, step2)
+        _gaussian_row(ey, -_H - cy, inv2s2, step2)
+        tot = sx = sy = 0.0
+        for yy in range(WINDOW):
+            ty = 0.0
+            tx = 0.0
+            for xx in range(WINDOW):
+                w = pos[yy, xx] * ex[xx]
+                ty += w
+                tx += w * (xx - _H)
+            tot += ty * ey[yy]
+            sx += tx * ey[yy]
+            sy += ty * ey[yy] * (yy - _H)
+        if tot > 0:
+            cx, cy = sx / tot, sy / tot
+        cx = min(max(cx, -_H + 0.5), _H - 0.5)
+        cy = min(max(cy, -_H + 0.5), _H - 0.5)
+    if K_ > 0:
+        # PSF-fit position: the centroid is biased for undersampled PSFs, so finish on
+        # a sub-pixel grid, keeping the offset that maximises the matched-filter S/N.
+        # The PSF is separable: one profile per grid row and column.
+        for k in range(K_):
+            for c in range(C):
+                _profile(tables, psf_tab[c] * length, length, np.float32(cx + steps[k] + _H), px[k, c], np.float32(1))
+                _profile(tables, psf_tab[c] * length, length, np.float32(cy + steps[k] + _H), py[k, c], np.float32(1))
+                sxx = np.float32(0); syy = np.float32(0)
+                for u in range(WINDOW):
+                    sxx += px[k, c, u] ** 2
+                    syy += py[k, c, u] ** 2
+                nx[k, c] = 1.0 / math.sqrt(sxx)       # matched-filter norms, inverted once
+                ny[k, c] = 1.0 / math.sqrt(syy)
+                for yy in range(WINDOW):
+                    t = np.float32(0)
+                    for xx in range(WINDOW):
+                        t += win[c, yy, xx] * px[k, c, xx]
+                    a[c, k, yy] = t
+        best, best_j, best_k = -np.inf, 0, 0
+        for j in range(K_):
+            for k in range(K_):
+                score = 0.0
+                for c in range(C):
+                    num = np.float32(0)
+                    for yy in range(WINDOW):
+                        num += py[j, c, yy] * a[c, k, yy]
+                    g = num * ny[j, c] * nx[k, c] / max(noise[c], 1e-6)
+                    score += g * abs(g)
+                if score > best:
+                    best, best_j, best_k = score, j, k
+        cy += steps[best_j]
+        cx += steps[best_k]
+    for c in range(C):                    # PSF-fit flux, S/N and reduced chi-square
+        # separable model p = my x mx: sums of p^2 and p * data, then the residual
+        # sum of squares sum(d^2) - 2 f sum(p d) + f^2 sum(p^2)
+        _profile(tables, psf_tab[c] * length, length, np.float32(cx + _H), mx, np.float32(1))
+        _profile(tables, psf_tab[c] * length, length, np.float32(cy + _H), my, np.float32(1))
+        sxx = syy = sw = dd = 0.0
+        for u in range(WINDOW):
+            sxx += mx[u] * mx[u]
+            syy += my[u] * my[u]
+        for yy in range(WINDOW):
+            t = 0.0
+            for xx in range(WINDOW):
+                v = win[c, yy, xx]
+                t += v * mx[xx]
+                dd += v * v
+            sw += my[yy] * t
+        s2 = sxx * syy
+        f = sw / s2
+        nz = max(noise[c], 1e-6)
+        res[2 + 3 * c] = f
+        res[3 + 3 * c] = f * math.sqrt(s2) / nz
+        res[4 + 3 * c] = max(dd - 2 * f * sw + f * f * s2, 0.0) / nz**2 / (WINDOW * WINDOW - 1)
+    res[0] = ix + cx
+    res[1] = iy + cy
+    return res
+
+
+@njit(inline="always")
+def _scratch(C, K):
+    """Work arrays for ``_measure_one`` with C channels and a K x K refinement grid."""
+    return (np.empty((C, WINDOW, WINDOW), np.float32), np.empty((WINDOW, WINDOW), np.float32),
+            np.empty(WINDOW), np.empty(WINDOW), np.empty((K, C, WINDOW), np.float32),
+            np.empty((K, C, WINDOW), np.float32), np.empty((K, C), np.float32), np.empty((K, C), np.float32),
+            np.empty((C, K, WINDOW), np.float32), np.empty(WINDOW, np.float32), np.empty(WINDOW, np.float32),
+            np.empty(2 + 3 * C))
+
 
 @njit(cache=True, fastmath=FAST)
-def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, window, iters, steps):
+def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, iters, steps):
     """Centroid and PSF-fit photometry near (x0, y0) in images ``rows``; see ``render.measure``."""
     M = rows.shape[0]
-    C, P = img.shape[1], img.shape[-1]
-    h = window // 2
-    W = window
-    K = steps.shape[0]
-    out_x = np.empty(M)
-    out_y = np.empty(M)
-    flux = np.empty((M, C))
-    snr = np.empty((M, C))
-    chi2 = np.empty((M, C))
-    win = np.empty((C, W, W), np.float32)
-    pos = np.empty((W, W), np.float32)
-    ex = np.empty(W)
-    ey = np.empty(W)
-    px = np.empty((K, C, W), np.float32)
-    py = np.empty((K, C, W), np.float32)
-    nx = np.empty((K, C))
-    ny = np.empty((K, C))
-    a = np.empty((K, C, W))
-    mx = np.empty(W, np.float32)
-    my = np.empty(W, np.float32)
+    C = img.shape[1]
+    out_x = np.empty(M); out_y = np.empty(M)
+    flux = np.empty((M, C)); snr = np.empty((M, C)); chi2 = np.empty((M, C))
+    scratch = _scratch(C, steps.shape[0])
     inv2s2 = 0.5 / sigma_mean**2
     step2 = math.exp(-2 * inv2s2)
-    inv_n = np.empty(C)
     for i in range(M):
-        r = rows[i]
-        rx, ry = np.rint(x0[i]), np.rint(y0[i])
-        ix = int(min(max(rx, h), P - 1 - h))
-        iy = int(min(max(ry, h), P - 1 - h))
-        pos[:] = 0
+        res = _measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], tables, length, psf_tab, inv2s2, step2,
+                           iters, steps, scratch)
+        out_x[i] = res[0]; out_y[i] = res[1]
         for c in range(C):
-            sk, inv = sky[i, c], 1.0 / max(noise[i, c], 1e-6)
-            patch = img[r, c, iy - h:iy + h + 1, ix - h:ix + h + 1]
-            for yy in range(W):
-                for xx in range(W):
-                    v = patch[yy, xx] - sk
-                    win[c, yy, xx] = v
-                    pos[yy, xx] += v * inv
-        for yy in range(W):
-            for xx in range(W):
-                pos[yy, xx] = max(pos[yy, xx], 0)
-        cx = rx - ix
-        cy = ry - iy
-        for _ in range(iters):            # windowed centroid on the S/N image (separable weight)
-            _gaussian_row(ex, -h - cx, inv2s2, step2)
-            _gaussian_row(ey, -h - cy, inv2s2, step2)
-            tot = sx = sy = 0.0
-            for yy in range(W):
-                for xx in range(W):
-                    w = pos[yy, xx] * ey[yy] * ex[xx]
-                    tot += w
-                    sx += w * (xx - h)
-                    sy += w * (yy - h)
-            if tot > 0:
-                cx, cy = sx / tot, sy / tot
-            cx = min(max(cx, -h + 0.5), h - 0.5)
-            cy = min(max(cy, -h + 0.5), h - 0.5)
-        if K > 0:
-            # PSF-fit position: the centroid is biased for undersampled PSFs, so finish on
-            # a sub-pixel grid, keeping the offset that maximises the matched-filter S/N.
-            # The PSF is separable: one profile per grid row and column.
-            for k in range(K):
-                for c in range(C):
-                    _profile(tables, psf_tab[c] * length, length, np.float32(cx + steps[k] + h), px[k, c], np.float32(1))
-                    _profile(tables, psf_tab[c] * length, length, np.float32(cy + steps[k] + h), py[k, c], np.float32(1))
-                    sxx = syy = 0.0
-                    for u in range(W):
-                        sxx += px[k, c, u] ** 2
-                        syy += py[k, c, u] ** 2
-                    nx[k, c] = 1.0 / math.sqrt(sxx)       # matched-filter norms, inverted once
-                    ny[k, c] = 1.0 / math.sqrt(syy)
-                    for yy in range(W):
-                        t = 0.0
-                        for xx in range(W):
-                            t += win[c, yy, xx] * px[k, c, xx]
-                        a[k, c, yy] = t
-            for c in range(C):
-                inv_n[c] = 1.0 / max(noise[i, c], 1e-6)
-            best, best_j, best_k = -np.inf, 0, 0
-            for j in range(K):
-                for k in range(K):
-                    score = 0.0
-                    for c in range(C):
-                        num = 0.0
-                        for yy in range(W):
-                            num += py[j, c, yy] * a[k, c, yy]
-                        g = num * ny[j, c] * nx[k, c] * inv_n[c]
-                        score += g * abs(g)
-                    if score > best:
-                        best, best_j, best_k = score, j, k
-            cy += steps[best_j]
-            cx += steps[best_k]
-        for c in range(C):                # PSF-fit flux, S/N and reduced chi-square
-            _profile(tables, psf_tab[c] * length, length, np.float32(cx + h), mx, np.float32(1))
-            _profile(tables, psf_tab[c] * length, length, np.float32(cy + h), my, np.float32(1))
-            # separable model p = my x mx: sums of p^2 and p * data, then the residual
-            # sum of squares sum(d^2) - 2 f sum(p d) + f^2 sum(p^2)
-            sxx = syy = sw = dd = 0.0
-            for u in range(W):
-                sxx += mx[u] * mx[u]
-                syy += my[u] * my[u]
-            for yy in range(W):
-                t = 0.0
-                for xx in range(W):
-                    v = win[c, yy, xx]
-                    t += v * mx[xx]
-                    dd += v * v
-                sw += my[yy] * t
-            s2 = sxx * syy
-            f = sw / s2
-            nz = max(noise[i, c], 1e-6)
-            flux[i, c] = f
-            snr[i, c] = f * math.sqrt(s2) / nz
-            chi2[i, c] = max(dd - 2 * f * sw + f * f * s2, 0.0) / nz**2 / (W * W - 1)
-        out_x[i] = ix + cx
-        out_y[i] = iy + cy
+            flux[i, c] = res[2 + 3 * c]; snr[i, c] = res[3 + 3 * c]; chi2[i, c] = res[4 + 3 * c]
     return out_x, out_y, flux, snr, chi2

@@ -91,15 +91,15 @@ def render_points(x, y, flux, sigma, size):
 REFINE_STEPS = (-0.375, -0.125, 0.125, 0.375)
 
 
-def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3, refine=True, rows=None):
+def measure(img, x0, y0, sigma_psf, sky, noise, iters=3, refine=True, rows=None):
     """Centroid and PSF-fit photometry near (x0, y0) in each image, as a pipeline does.
 
     img: [N, C, P, P]; rows: [M] images to measure (default all); x0, y0: [M] starting
     positions (local pixels); sigma_psf: [C]; sky, noise: [M, C] (noise from the
-    uncertainty image). A windowed centroid on the summed S/N image, then (``refine``)
-    the sub-pixel offset on a 4 x 4 grid that maximises the matched-filter S/N, then
-    PSF-fit flux, S/N and reduced chi-square per channel. Returns dict of x, y [M]
-    and flux, snr, chi2 [M, C].
+    uncertainty image). In a ``kernels.WINDOW``-pixel square: a windowed centroid on
+    the summed S/N image, then (``refine``) the sub-pixel offset on a 4 x 4 grid that
+    maximises the matched-filter S/N, then PSF-fit flux, S/N and reduced chi-square per
+    channel. Returns dict of x, y [M] and flux, snr, chi2 [M, C].
     """
     rows = np.arange(img.shape[0]) if rows is None else np.asarray(rows)
     sigma_psf = np.asarray(sigma_psf, np.float64)
@@ -108,5 +108,5 @@ def measure(img, x0, y0, sigma_psf, sky, noise, window=7, iters=3, refine=True, 
     x, y, flux, snr, chi2 = kernels.measure(
         np.ascontiguousarray(img, np.float32), rows.astype(np.int64), np.asarray(x0, np.float64),
         np.asarray(y0, np.float64), float(np.mean(sigma_psf)), np.arange(len(sigma_psf)), tables, length,
-        np.ascontiguousarray(sky, np.float64), np.ascontiguousarray(noise, np.float64), window, iters, steps)
+        np.ascontiguousarray(sky, np.float64), np.ascontiguousarray(noise, np.float64), iters, steps)
     return {"x": x, "y": y, "flux": flux, "snr": snr, "chi2": chi2}

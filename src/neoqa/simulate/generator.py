@@ -368,9 +368,10 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         star_cat[:, 3 + j] = on & (m1 < depth_lo[0] + 0.5)     # catalogue depth (SETTING)
         star_mag[:, 3 + j] = np.where(on, m1, np.nan)
 
-    # Render, add sky and noise, saturate (one compiled pass per exposure).
+    # Render, add sky and noise, saturate, take the sky and measure the primary (one
+    # compiled pass per exposure). The pipeline's noise estimate is the uncertainty
+    # image's (as WISE frames provide); measurements only where a candidate detection exists.
     tables, length = render.lut_tables(np.multiply.outer(WIDTHS, frame.sigma_px))   # table w x C + c
-    tab = W[:, :, None] * C + np.arange(C)
     F_sec = F[:, 1].copy()              # rendered later, only where the primary is missed
     F[:, 1] = 0.0
     f_star = F[:, 2]                    # the bright star's flux (0 where there is none)
@@ -378,26 +379,19 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     sat = 10 ** (-0.4 * (np.array(inst.saturation_mag) - frame.zp)) * 0.2
     f32 = lambda a: np.ascontiguousarray(a, np.float32)       # noqa: E731
     img = _patch_buffer((M, C, P, P))
-    sky = kernels.expose(
-        img, (kind_p != EMPTY) | (kind_s != EMPTY), f32(X), f32(Y), f32(F), tab, tables, length, f32(X[:, 2]), f32(Y[:, 2]),
-        f32(2e-3 * f_star), f32(d), f32(5e-3 / (2 * np.pi * d[:, None]) * f_star), np.arange(C),
-        rng.integers(0, 2**63, M), f32(sig_pix), f32(sky_true), f32(sat + sky_true))
+    probe = kind_p != EMPTY
+    noise_est = f32(sig_pix)
+    sky, got = kernels.expose(
+        img, probe | (kind_s != EMPTY), f32(X), f32(Y), f32(F), W, tables, length, f32(X[:, 2]), f32(Y[:, 2]),
+        f32(2e-3 * f_star), f32(d), f32(5e-3 / (2 * np.pi * d[:, None]) * f_star),
+        rng.integers(0, 2**63, M), noise_est, f32(sky_true), f32(sat + sky_true),
+        probe, float(np.mean(frame.sigma_px)), render.CENTROID_ITERS, np.asarray(render.REFINE_STEPS))
+    mp = dict(zip(("x", "y", "flux", "snr", "chi2"), got))
+    mp["x"] = np.where(probe, mp["x"], X[:, 0])
+    mp["y"] = np.where(probe, mp["y"], Y[:, 0])
 
-    # ---- 4. the pipeline: sky from the patch border, noise from the uncertainty image
-    # (as WISE frames provide), measurements only where a candidate detection exists.
-    noise_est = sig_pix
-
-    def measure_slot(slot, kinds):
-        out = {"x": X[:, slot].copy(), "y": Y[:, slot].copy(), "flux": np.zeros((M, C)),
-               "snr": np.zeros((M, C)), "chi2": np.zeros((M, C))}
-        rows = np.flatnonzero(kinds != EMPTY)
-        if len(rows):
-            got = render.measure(img, X[rows, slot], Y[rows, slot], frame.sigma_px, sky[rows], noise_est[rows],
-                                 rows=rows)
-            for key in out:
-                out[key][rows] = got[key]
-        return out
-
+    # ---- 4. the pipeline: detection cuts, stationary and artifact rejection; the
+    # secondary where the primary is missed; the link and its motion fit.
     fwhm_px = np.array(inst.fwhm_arcsec).mean() / scale
     sx_all, sy_all = X[:, 2:], Y[:, 2:]
 
@@ -412,16 +406,19 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         ok &= ~(artifact & (rng.random(M) < cfg.flag_probability))        # artifact flags drop them
         return ok & (kinds != EMPTY)
 
-    mp = measure_slot(0, kind_p)
     ok_p = passes(mp, kind_p)
     # A linker pads only the exposures where the primary was missed: a chance detection
     # within tolerance is there with probability fill_probability.
     kind_s = np.where(ok_p, EMPTY, kind_s)
     need = np.flatnonzero(kind_s != EMPTY)
+    ms = {"x": X[:, 1].copy(), "y": Y[:, 1].copy(), "flux": np.zeros((M, C)), "snr": np.zeros((M, C)),
+          "chi2": np.zeros((M, C))}
     if len(need):
         kernels.add_points(img, need, f32(X[need, 1:2]), f32(Y[need, 1:2]), f32(F_sec[need, None, :]),
-                           np.ascontiguousarray(tab[need, 1:2]), tables, length)
-    ms = measure_slot(1, kind_s)
+                           W[need, 1:2, None] * C + np.arange(C), tables, length)
+        got = render.measure(img, X[need, 1], Y[need, 1], frame.sigma_px, sky[need], noise_est[need], rows=need)
+        for key in ms:
+            ms[key][need] = got[key]
     ok_s = passes(ms, kind_s)
     use_s = ~ok_p & ok_s
     linked = ok_p | ok_s

@@ -270,45 +270,58 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
 
 
 @njit(cache=True, fastmath=FAST)
-def expose(img, used, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, ring_r, ring_amp, spike_tab,
-           seeds, sig_pix, sky_true, ceiling):
-    """Render, add sky and noise, saturate and estimate the sky of every exposure.
+def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp, ring_r, ring_amp,
+           seeds, sig_pix, sky_true, ceiling, probe, sigma_mean, iters, steps):
+    """Render, add sky and noise, saturate, estimate the sky and measure the first source
+    of every exposure, one exposure at a time (its patch stays in cache throughout).
 
     Fills ``img`` [M, C, P, P] (any prior content is overwritten: callers reuse one
-    buffer, since fresh pages cost more than the rendering) and returns the pipeline
-    sky level [M, C], the median of each patch's border pixels (robust to a star).
+    buffer, since fresh pages cost more than the rendering). Returns the pipeline sky
+    level [M, C], the median of each patch's border pixels (robust to a star), and
+    ``measure``'s results (x, y, flux, snr, chi2) for source 0 of the rows ``probe``
+    (zeros elsewhere), measured against that sky with noise ``sig_pix`` (sigma_mean,
+    iters, steps: as for ``measure``).
 
     X, Y: [M, NS] source positions (patch pixels); F: [M, NS, C] fluxes (0 = absent);
-    tab: [M, NS, C] profile table of each source; star_*, spike_amp, ring_*: the bright
-    star's spikes and halo ring (amplitudes 0 where there is none), spike_tab: [C];
-    seeds: [M] noise seeds; sig_pix, sky_true, ceiling: [M, C]. Exposures not ``used``
-    (nothing there for the pipeline to measure) are skipped: their patch is left as it
-    was and their sky is 0.
+    width: [M, NS] each source's profile width, an index into ``tables`` laid out
+    [width, channel] (width 0 is the PSF: spikes and measurement use it); star_*,
+    spike_amp, ring_*: the bright star's spikes and halo ring (amplitudes 0 where there
+    is none); seeds: [M] noise seeds; sig_pix, sky_true, ceiling: [M, C]. Exposures not
+    ``used`` (nothing there for the pipeline to measure) are skipped: their patch is
+    left as it was and their sky is 0.
     """
     M, NS, C = F.shape
     P = img.shape[-1]
-    sky = np.empty((M, C), np.float32)
+    sky = np.zeros((M, C), np.float32)
+    out_x = np.zeros(M); out_y = np.zeros(M)
+    flux = np.zeros((M, C)); snr = np.zeros((M, C)); chi2 = np.zeros((M, C))
     px = np.empty(P, np.float32)
     py = np.empty(P, np.float32)
     fall_x = np.empty(P, np.float32)
     fall_y = np.empty(P, np.float32)
     border = np.empty(4 * P - 4, np.float32)
-    scratch = np.empty(4 * P - 4, np.float32)
+    buf = np.empty(4 * P - 4, np.float32)
+    scratch = _scratch(C, steps.shape[0])
+    inv2s2, step2 = _centroid_weight(sigma_mean)
     for m in range(M):
         if not used[m]:
-            sky[m] = 0
             continue
         state = np.uint64(seeds[m])
         for c in range(C):
             im = img[m, c]
-            im[:] = 0
+            s_pix, s_sky = sig_pix[m, c], sky_true[m, c]
+            for y in range(P):            # sky and noise first: one write per pixel, no read
+                for x in range(P):
+                    state, g = _normal(state)
+                    im[y, x] = s_sky + s_pix * np.float32(g)
             for s in range(NS):
                 if F[m, s, c] != 0:
-                    _add_source(im, X[m, s], Y[m, s], F[m, s, c], tab[m, s, c] * length, length, tables, px, py)
+                    _add_source(im, X[m, s], Y[m, s], F[m, s, c], (width[m, s] * C + c) * length, length, tables,
+                                px, py)
             a = spike_amp[m, c]
             if a != 0:       # a cross of spikes along the pixel axes, falling as distance^-1.5
-                _profile(tables, spike_tab[c] * length, length, star_x[m], px, np.float32(1))
-                _profile(tables, spike_tab[c] * length, length, star_y[m], py, np.float32(1))
+                _profile(tables, c * length, length, star_x[m], px, np.float32(1))
+                _profile(tables, c * length, length, star_y[m], py, np.float32(1))
                 for u in range(P):
                     fall_x[u] = 1.0 / (1.0 + abs(u - star_x[m])) ** 1.5
                     fall_y[u] = 1.0 / (1.0 + abs(u - star_y[m])) ** 1.5
@@ -321,12 +334,10 @@ def expose(img, used, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, r
                     for x in range(P):
                         r = math.sqrt((x - star_x[m]) ** 2 + (y - star_y[m]) ** 2)
                         im[y, x] += a * math.exp(-0.5 * (r - ring_r[m]) ** 2)
-            s_pix, s_sky, top = sig_pix[m, c], sky_true[m, c], ceiling[m, c]
-            for y in range(P):
+            top = ceiling[m, c]
+            for y in range(P):            # saturation
                 for x in range(P):
-                    state, g = _normal(state)
-                    v = im[y, x] + s_sky + s_pix * g
-                    im[y, x] = v if v < top else top
+                    im[y, x] = min(im[y, x], top)
             n = 0
             for x in range(P):
                 border[n] = im[0, x]
@@ -336,8 +347,14 @@ def expose(img, used, X, Y, F, tab, tables, length, star_x, star_y, spike_amp, r
                 border[n] = im[y, 0]
                 border[n + 1] = im[y, P - 1]
                 n += 2
-            sky[m, c] = median(border, scratch)
-    return sky
+            sky[m, c] = median(border, buf)
+        if probe[m]:
+            res = _measure_one(img[m], X[m, 0], Y[m, 0], sky[m], sig_pix[m], tables, length, np.arange(C), inv2s2,
+                               step2, iters, steps, scratch)
+            out_x[m], out_y[m] = res[0], res[1]
+            for c in range(C):
+                flux[m, c], snr[m, c], chi2[m, c] = res[2 + 3 * c], res[3 + 3 * c], res[4 + 3 * c]
+    return sky, (out_x, out_y, flux, snr, chi2)
 
 
 # ------------------------------------------------------------------ measurement
@@ -354,6 +371,13 @@ def _gaussian_row(out, d0, inv2s2, step2):
         out[u] = v
         v *= r
         r *= step2
+
+
+@njit(inline="always")
+def _centroid_weight(sigma):
+    """Constants of the centroid's Gaussian weight of width ``sigma`` (see ``_gaussian_row``)."""
+    inv2s2 = 0.5 / sigma**2
+    return inv2s2, math.exp(-2 * inv2s2)
 
 
 @njit(inline="always")
@@ -483,8 +507,7 @@ def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, 
     out_x = np.empty(M); out_y = np.empty(M)
     flux = np.empty((M, C)); snr = np.empty((M, C)); chi2 = np.empty((M, C))
     scratch = _scratch(C, steps.shape[0])
-    inv2s2 = 0.5 / sigma_mean**2
-    step2 = math.exp(-2 * inv2s2)
+    inv2s2, step2 = _centroid_weight(sigma_mean)
     for i in range(M):
         res = _measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], tables, length, psf_tab, inv2s2, step2,
                            iters, steps, scratch)

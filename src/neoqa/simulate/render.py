@@ -89,9 +89,10 @@ def render_points(x, y, flux, sigma, size):
 
 
 REFINE_STEPS = (-0.375, -0.125, 0.125, 0.375)
+CENTROID_ITERS = 3
 
 
-def measure(img, x0, y0, sigma_psf, sky, noise, iters=3, refine=True, rows=None):
+def measure(img, x0, y0, sigma_psf, sky, noise, iters=CENTROID_ITERS, refine=True, rows=None):
     """Centroid and PSF-fit photometry near (x0, y0) in each image, as a pipeline does.
 
     img: [N, C, P, P]; rows: [M] images to measure (default all); x0, y0: [M] starting

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 GM_SUN = 2.9591220828559093e-4   # AU^3 / day^2
 
@@ -14,14 +17,15 @@ POPULATIONS = {
 }
 
 
-def solve_kepler(M, e, iters=8):
+@njit(inline="always")
+def solve_kepler(M, e):
     """Eccentric anomaly from mean anomaly (Newton; Danby's start for high e).
 
     Six iterations reach machine precision for e <= 0.85 (the populations' largest); eight
     leave a margin."""
-    E = np.where(e < 0.8, M, M + 0.85 * e * np.sign(np.sin(M)))
-    for _ in range(iters):
-        E = E - (E - e * np.sin(E) - M) / (1.0 - e * np.cos(E))
+    E = M if e < 0.8 else M + 0.85 * e * np.sign(math.sin(M))
+    for _ in range(8):
+        E = E - (E - e * math.sin(E) - M) / (1.0 - e * math.cos(E))
     return E
 
 
@@ -68,38 +72,61 @@ def place_on_sightline(rng, observer, direction, a, e, inc):
     """Put an object of elements (a, e, i) at random orbital phase on the line of sight.
 
     The mean anomaly is uniform (objects spend time evenly in M), which fixes the
-    heliocentric distance r; the object sits where the sight line reaches r. The
-    orbit plane is then tilted through that point: it needs i >= |heliocentric
-    latitude|, and prograde motion with a random ascending/descending sign.
-    Returns (pos, vel, delta, ok); rows with ok False have no valid geometry.
+    heliocentric distance r; the object sits where the sight line reaches r (the near
+    or far crossing at random). The orbit plane is then tilted through that point: it
+    needs i >= |heliocentric latitude|, and prograde motion with a random
+    ascending/descending sign. Returns (pos, vel, delta, ok); rows with ok False have
+    no valid geometry.
     """
     n = a.shape[0]
     M = rng.uniform(0, 2 * np.pi, n)
-    E = solve_kepler(M, e)
-    r = a * (1 - e * np.cos(E))
-    b = np.sum(observer * direction, axis=-1)
-    c = np.sum(observer * observer, axis=-1) - r**2
-    disc = b * b - c
-    root = np.sqrt(np.clip(disc, 0, None))
-    near, far = -b - root, -b + root
-    use_near = (near > 0) & (rng.random(n) < 0.5)
-    delta = np.where(use_near, near, far)
-    ok = (disc > 0) & (delta > 0.02)
-    pos = observer + delta[:, None] * direction
-    rhat = pos / np.linalg.norm(pos, axis=-1, keepdims=True)
-    beta = np.arcsin(np.clip(rhat[:, 2], -1, 1))
-    ok &= inc > np.abs(beta) + 1e-6
-    cos_zeta = np.clip(np.cos(inc) / np.cos(beta), -1, 1)
-    zeta = np.arccos(cos_zeta) * np.where(rng.random(n) < 0.5, 1.0, -1.0)
-    z = np.broadcast_to([0.0, 0.0, 1.0], rhat.shape)
-    east = np.cross(z, rhat)
-    east /= np.linalg.norm(east, axis=-1, keepdims=True)
-    north = np.cross(rhat, east)
-    t_hat = np.cos(zeta)[:, None] * east + np.sin(zeta)[:, None] * north
-    # True anomaly sign sets outbound (v_r > 0) or inbound motion.
-    sinf = np.sqrt(1 - e**2) * np.sin(E) / (1 - e * np.cos(E))
-    h = np.sqrt(GM_SUN * a * (1 - e**2))
-    v_r = GM_SUN * e * sinf / h
-    v_t = h / r
-    vel = v_r[:, None] * rhat + v_t[:, None] * t_hat
+    near = rng.random(n) < 0.5
+    ascending = rng.random(n) < 0.5
+    return _sightline(np.ascontiguousarray(observer, np.float64), np.ascontiguousarray(direction, np.float64),
+                      np.asarray(a, np.float64), np.asarray(e, np.float64), np.asarray(inc, np.float64), M, near,
+                      ascending)
+
+
+@njit(cache=True)
+def _sightline(observer, direction, a, e, inc, M, near, ascending):
+    """``place_on_sightline``'s geometry, one object at a time (it runs for every try of
+    every object, so NumPy's temporaries over [n, 3] arrays cost more than the maths)."""
+    n = a.shape[0]
+    pos = np.empty((n, 3))
+    vel = np.empty((n, 3))
+    delta = np.empty(n)
+    ok = np.empty(n, np.bool_)
+    for i in range(n):
+        ei = e[i]
+        E = solve_kepler(M[i], ei)
+        r = a[i] * (1 - ei * math.cos(E))
+        o = observer[i]
+        d = direction[i]
+        b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
+        disc = b * b - (o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r)
+        root = math.sqrt(max(disc, 0.0))
+        lo = -b - root
+        dist = lo if (lo > 0 and near[i]) else -b + root
+        p0, p1, p2 = o[0] + dist * d[0], o[1] + dist * d[1], o[2] + dist * d[2]
+        norm = math.sqrt(p0 * p0 + p1 * p1 + p2 * p2)
+        rx, ry, rz = p0 / norm, p1 / norm, p2 / norm
+        beta = math.asin(min(max(rz, -1.0), 1.0))
+        ok[i] = (disc > 0) and (dist > 0.02) and (inc[i] > abs(beta) + 1e-6)
+        zeta = math.acos(min(max(math.cos(inc[i]) / math.cos(beta), -1.0), 1.0))
+        zeta = zeta if ascending[i] else -zeta
+        # local east (z x r_hat, normalised) and north (r_hat x east)
+        ex, ey = -ry, rx
+        en = math.sqrt(ex * ex + ey * ey)
+        ex, ey = ex / en, ey / en
+        nx, ny, nz = -rz * ey, rz * ex, rx * ey - ry * ex
+        cz, sz = math.cos(zeta), math.sin(zeta)
+        tx, ty, tz = cz * ex + sz * nx, cz * ey + sz * ny, sz * nz
+        # True anomaly sign sets outbound (v_r > 0) or inbound motion.
+        sinf = math.sqrt(1 - ei * ei) * math.sin(E) / (1 - ei * math.cos(E))
+        h = math.sqrt(GM_SUN * a[i] * (1 - ei * ei))
+        v_r = GM_SUN * ei * sinf / h
+        v_t = h / r
+        pos[i, 0], pos[i, 1], pos[i, 2] = p0, p1, p2
+        vel[i, 0], vel[i, 1], vel[i, 2] = v_r * rx + v_t * tx, v_r * ry + v_t * ty, v_r * rz + v_t * tz
+        delta[i] = dist
     return pos, vel, delta, ok

@@ -294,33 +294,35 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
 
     def place(slot, kinds, xs, ys, oid):
         X[:, slot], Y[:, slot] = xs - cx + half, ys - cy + half
-        k = kinds
         amp = np.zeros((M, C))
-        one_band = rng.integers(0, C, M)
-        a_noise = 3.6 + rng.exponential(0.9, M)
-        a_bright = 10 ** rng.uniform(np.log10(5), np.log10(150), M)
-        a_mod = 4.0 + rng.exponential(2.5, M)
-        sel = k == KIND["noise"]
-        amp[sel, one_band[sel]] = a_noise[sel]
-        sel = (k == KIND["cosmic_ray"]) | (k == KIND["hot_pixel"])
-        amp[sel, one_band[sel]] = a_bright[sel]
-        W[sel, slot] = np.where(k[sel] == KIND["hot_pixel"], HOT_PIXEL, COSMIC_RAY)
-        hot = k == KIND["hot_pixel"]
-        X[hot, slot] = np.rint(X[hot, slot]); Y[hot, slot] = np.rint(Y[hot, slot])
-        sel = k == KIND["latent"]                                # latents: stronger in the short band (SETTING)
-        amp[sel] = a_mod[sel, None] * np.array([1.0, 0.4])
-        sel = k == KIND["ghost"]                                 # no optical ghosts in W1 (ES)
-        amp[sel, 1] = a_mod[sel]
-        W[sel, slot] = GHOST
-        stellar = 10 ** (-0.4 * rng.normal(0.05, 0.1, M))       # ch2/ch1 flux ratio of a star
-        sel = np.isin(k, [KIND["star_residual"], KIND["diffraction_spike"], KIND["halo"]])
-        amp[sel, 0] = a_mod[sel]
-        amp[sel, 1] = a_mod[sel] * stellar[sel] * (sig_f[sel, 0] / sig_f[sel, 1]) * (
-            10 ** (0.4 * (frame.zp[1] - frame.zp[0])))
-        sel = k == KIND["other_object"]
-        amp[sel, 1] = a_mod[sel]
-        amp[sel, 0] = a_mod[sel] * 10 ** rng.uniform(-1.2, 0.0, sel.sum())
+
+        def rows(*names):                # the exposures holding these kinds; draws are for them only
+            r = np.flatnonzero(np.isin(kinds, [KIND[k] for k in names]))
+            return r, len(r)
+
+        r, q = rows("noise")
+        amp[r, rng.integers(0, C, q)] = 3.6 + rng.exponential(0.9, q)
+        r, q = rows("cosmic_ray", "hot_pixel")
+        amp[r, rng.integers(0, C, q)] = 10 ** rng.uniform(np.log10(5), np.log10(150), q)
+        hot = kinds[r] == KIND["hot_pixel"]
+        W[r, slot] = np.where(hot, HOT_PIXEL, COSMIC_RAY)
+        X[r[hot], slot] = np.rint(X[r[hot], slot]); Y[r[hot], slot] = np.rint(Y[r[hot], slot])
+        r, q = rows("latent")                                    # latents: stronger in the short band (SETTING)
+        amp[r] = (4.0 + rng.exponential(2.5, q))[:, None] * np.array([1.0, 0.4])
+        r, q = rows("ghost")                                     # no optical ghosts in W1 (ES)
+        amp[r, 1] = 4.0 + rng.exponential(2.5, q)
+        W[r, slot] = GHOST
+        r, q = rows("star_residual", "diffraction_spike", "halo")
+        a_mod = 4.0 + rng.exponential(2.5, q)
+        stellar = 10 ** (-0.4 * rng.normal(0.05, 0.1, q))      # ch2/ch1 flux ratio of a star
+        amp[r, 0] = a_mod
+        amp[r, 1] = a_mod * stellar * (sig_f[r, 0] / sig_f[r, 1]) * 10 ** (0.4 * (frame.zp[1] - frame.zp[0]))
+        r, q = rows("other_object")
+        a_mod = 4.0 + rng.exponential(2.5, q)
+        amp[r, 1] = a_mod
+        amp[r, 0] = a_mod * 10 ** rng.uniform(-1.2, 0.0, q)
         flux = amp * sig_f
+        k = kinds
         sel = k == KIND["object"]
         if sel.any():
             lc_amp = rng.uniform(*cfg.lightcurve_amp_mag, n)[si]
@@ -337,18 +339,20 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
 
     # Bright star for spikes and halos, placed so the primary detection lies on the feature.
     spike = kind_p == KIND["diffraction_spike"]
-    halo = kind_p == KIND["halo"]
-    bright = spike | halo
-    d = rng.uniform(3.0, 7.0, M)
-    ang = np.where(spike, rng.integers(0, 4, M) * (np.pi / 2), rng.uniform(0, 2 * np.pi, M))
-    X[:, 2] = np.where(bright, X[:, 0] + d * np.cos(ang), -100.0)
-    Y[:, 2] = np.where(bright, Y[:, 0] + d * np.sin(ang), -100.0)
-    bmag = rng.uniform(5.5, 9.5, M)
-    bcol = rng.normal(0.05, 0.1, M)
-    F[:, 2, 0] = np.where(bright, 10 ** (-0.4 * (bmag - frame.zp[0])), 0)
-    F[:, 2, 1] = np.where(bright, 10 ** (-0.4 * (bmag - bcol - frame.zp[1])), 0)
-    star_cat[:, 2] = bright
-    star_mag[:, 2] = np.where(bright, bmag, np.nan)
+    bi = np.flatnonzero(spike | (kind_p == KIND["halo"]))
+    q = len(bi)
+    d = np.full(M, 5.0)                 # star-to-detection distance (a placeholder where no star)
+    d[bi] = rng.uniform(3.0, 7.0, q)
+    ang = np.where(spike[bi], rng.integers(0, 4, q) * (np.pi / 2), rng.uniform(0, 2 * np.pi, q))
+    X[:, 2:] = -100.0                   # stars off the patch unless placed
+    Y[:, 2:] = -100.0
+    X[bi, 2] = X[bi, 0] + d[bi] * np.cos(ang)
+    Y[bi, 2] = Y[bi, 0] + d[bi] * np.sin(ang)
+    bmag = rng.uniform(5.5, 9.5, q)
+    F[bi, 2, 0] = 10 ** (-0.4 * (bmag - frame.zp[0]))
+    F[bi, 2, 1] = 10 ** (-0.4 * (bmag - rng.normal(0.05, 0.1, q) - frame.zp[1]))
+    star_cat[bi, 2] = True
+    star_mag[bi, 2] = bmag
 
     # Field stars: density by galactic latitude, magnitudes from the counts slope.
     blat = geo.galactic_latitude(centre_eq)[si]
@@ -357,16 +361,16 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     area = (P * scale / 3600.0) ** 2
     nstar = np.minimum(rng.poisson(dens * area), NF)
     u_min = 10 ** (cfg.star_count_slope * (6.0 - m_faint))
-    for j in range(NF):
-        on = j < nstar
-        m1 = m_faint + np.log10(rng.uniform(u_min, 1.0, M)) / cfg.star_count_slope
-        col = rng.normal(0.05, 0.1, M)
-        X[:, 3 + j] = np.where(on, rng.uniform(-0.5, P - 0.5, M), -100.0)
-        Y[:, 3 + j] = np.where(on, rng.uniform(-0.5, P - 0.5, M), -100.0)
-        F[:, 3 + j, 0] = np.where(on, 10 ** (-0.4 * (m1 - frame.zp[0])), 0)
-        F[:, 3 + j, 1] = np.where(on, 10 ** (-0.4 * (m1 - col - frame.zp[1])), 0)
-        star_cat[:, 3 + j] = on & (m1 < depth_lo[0] + 0.5)     # catalogue depth (SETTING)
-        star_mag[:, 3 + j] = np.where(on, m1, np.nan)
+    r, j = np.nonzero(np.arange(NF)[None, :] < nstar[:, None])
+    j += 3
+    q = len(r)
+    m1 = m_faint + np.log10(rng.uniform(u_min, 1.0, q)) / cfg.star_count_slope
+    X[r, j] = rng.uniform(-0.5, P - 0.5, q)
+    Y[r, j] = rng.uniform(-0.5, P - 0.5, q)
+    F[r, j, 0] = 10 ** (-0.4 * (m1 - frame.zp[0]))
+    F[r, j, 1] = 10 ** (-0.4 * (m1 - rng.normal(0.05, 0.1, q) - frame.zp[1]))
+    star_cat[r, j] = m1 < depth_lo[0] + 0.5                      # catalogue depth (SETTING)
+    star_mag[r, j] = m1
 
     # Render, add sky and noise, saturate, take the sky and measure the primary (one
     # compiled pass per exposure). The pipeline's noise estimate is the uncertainty

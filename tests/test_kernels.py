@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from neoqa.sheets import SheetBatch, composite, nanmedian_rows
+from neoqa.sheets import SheetBatch, composite
 from neoqa.simulate import kernels
 
 
@@ -39,19 +39,6 @@ def test_median_is_exact(n):
             b[:] = 3.0                                # flat
         expect = np.median(b.astype(np.float64))
         assert kernels.median(b, buf) == pytest.approx(expect, rel=1e-7, abs=1e-6)
-
-
-def test_nanmedian_rows_matches_numpy():
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        a = rng.normal(size=(2000, 13)).astype(dtype)
-        a[rng.random(a.shape) < 0.4] = np.nan
-        a[7] = np.nan
-        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
-            expect = np.nanmedian(a, axis=1)
-        got = nanmedian_rows(a)
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(got, expect)
 
 
 def test_composite_is_the_mean_of_background_subtracted_cutouts():

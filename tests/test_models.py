@@ -46,6 +46,9 @@ def _fast(name):
     model = make(name, random_state=0)
     if name.startswith("multi_"):
         model.set_params(min_sheets=100)         # small data: still exercise the per-k models
+    if name == "multi_mlp":                      # whose slices of ~150 sheets need a small, regularised net
+        model.set_params(per_k__pipeline__clf__hidden_layer_sizes=(20,), per_k__pipeline__clf__alpha=1.0,
+                         per_k__pipeline__clf__early_stopping=False)
     if isinstance(model, SetModel):
         model.set_params(progress=False, epochs=12)
     if name == "ensemble":

@@ -20,8 +20,9 @@ from scipy import ndimage
 
 from .errors import NeoqaError
 from .features import padded
-from .schema import LABEL_MIN_OBS
-from .sheets import SheetBatch, composite, nanmedian_rows
+from .schema import LABEL_MIN_OBS, OBS_SCALARS
+from .sheets import SheetBatch, composite
+from .summaries import summarise
 
 FWHM_PER_SIGMA = 2.3548
 DEFAULT_DETECT_SNR = 4.5      # WMOPS's single-exposure detection threshold, where a dataset does not record its own
@@ -119,34 +120,9 @@ def refresh(b: SheetBatch, before: SheetBatch, pixels_changed: bool = True) -> S
     C = b.cutouts.shape[1]
     if pixels_changed:
         b.composite = composite(b.cutouts, obs_sky(b), b.k)
-    obs = lambda name: padded(b, b.obs_scalars[:, _col(b, name)])       # noqa: E731
     detect = float(b.meta.get("detect_snr", DEFAULT_DETECT_SNR))
-    new = {"k": b.k.astype(float)}
-    if _col(b, "dt_hr") is not None:
-        new["time_span_hr"] = _nan(np.nanmax, obs("dt_hr")) - _nan(np.nanmin, obs("dt_hr"))
-    if _col(b, "fit_offset_arcsec") is not None:
-        off = obs("fit_offset_arcsec")
-        new["fit_rms_arcsec"] = np.sqrt(_nan(np.nanmean, off ** 2))
-        new["fit_max_offset_arcsec"] = _nan(np.nanmax, off)
-    for c in range(1, C + 1):
-        if _col(b, f"snr_ch{c}") is not None:
-            snr = obs(f"snr_ch{c}")
-            new[f"snr_median_ch{c}"] = nanmedian_rows(snr)
-            new[f"snr_max_ch{c}"] = _nan(np.nanmax, snr)
-            with warnings.catch_warnings(), np.errstate(all="ignore"):     # a lost channel: NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                new[f"detected_fraction_ch{c}"] = np.mean(snr >= detect, axis=1, where=np.isfinite(snr))
-        if _col(b, f"mag_ch{c}") is not None:
-            new[f"mag_median_ch{c}"] = nanmedian_rows(obs(f"mag_ch{c}"))
-        if _col(b, f"sky_ch{c}") is not None:
-            new[f"sky_median_ch{c}"] = nanmedian_rows(obs(f"sky_ch{c}"))
-    if _col(b, "mag_ch1") is not None and _col(b, "mag_ch2") is not None:
-        new["color_ch1_ch2"] = nanmedian_rows(obs("mag_ch1") - obs("mag_ch2"))
-        new["mag_scatter_ch2"] = _nan(np.nanstd, obs("mag_ch2"))
-    if _col(b, "psf_chi2") is not None:
-        new["chi2_median"] = nanmedian_rows(obs("psf_chi2"))
-    if _col(b, "near_star_flag") is not None:
-        new["near_star_fraction"] = _nan(np.nanmean, obs("near_star_flag"))
+    names = [n for n in OBS_SCALARS if _col(b, n) is not None]
+    new = summarise({n: b.obs_scalars[:, _col(b, n)] for n in names}, b.k, detect)
     if pixels_changed:
         sigma = psf_sigma_px(before, required=False)
         f0, n0 = _matched_flux(before.composite, sigma)

@@ -171,16 +171,3 @@ def composite(cutouts: np.ndarray, sky: np.ndarray, k: np.ndarray) -> np.ndarray
     out = (mean @ cutouts.reshape(M, -1)).reshape(len(k), C, S, S)
     out -= (mean @ np.asarray(sky, np.float32))[:, :, None, None]
     return out.astype(np.float32, copy=False)
-
-
-def nanmedian_rows(a: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(a, axis=1)`` for a padded [sheets, max k] matrix, NaN (silently) for
-    an all-NaN row: one sort, since NaN sorts last (NumPy's loops row by row here)."""
-    a = np.asarray(a)
-    if a.shape[1] == 0:
-        return np.full(len(a), np.nan, a.dtype)
-    s = np.sort(a, axis=1)
-    n = np.sum(~np.isnan(a), axis=1)
-    rows = np.arange(len(a))
-    lo, hi = s[rows, np.maximum((n - 1) // 2, 0)], s[rows, n // 2 - (n == 0)]
-    return np.where(n > 0, (lo + hi) / 2, np.nan).astype(a.dtype, copy=False)

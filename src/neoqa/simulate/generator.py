@@ -15,12 +15,11 @@ least ``LABEL_MIN_OBS`` (5) observations hold the same moving object.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ..schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
-from ..sheets import SheetBatch, composite, nanmedian_rows
+from ..sheets import SheetBatch, composite
+from ..summaries import summarise
 from . import geometry as geo
 from . import kernels, orbits, render, thermal
 from .config import SimConfig
@@ -136,7 +135,7 @@ def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
     ok = np.zeros(m, bool)
     todo = np.arange(m)
     # Up to 40 tries per row, drawn 8 at a time, keeping each row's first success
-    # (the same distribution as trying one at a time, in a few vectorised rounds).
+    # (the same distribution as trying one at a time, in a few rounds of draws).
     tries = 8
     for _ in range(5):
         if len(todo) == 0:
@@ -146,12 +145,9 @@ def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
         for code, pop in ((1, "mba"), (2, "neo")):
             sel = cls[rep] == code
             a[sel], e[sel], inc[sel] = orbits.sample_elements(rng, int(sel.sum()), pop)
-        p, v, d, good = orbits.place_on_sightline(rng, obs_mid[rep], pointing_ecl[rep], a, e, inc)
-        good = good.reshape(-1, tries)
-        found = good.any(1)
-        pick = (np.arange(len(todo)) * tries + np.argmax(good, 1))[found]
+        p, v, d, found = orbits.place_on_sightline(rng, obs_mid[rep], pointing_ecl[rep], a, e, inc, tries)
         hit = todo[found]
-        pos[hit], vel[hit], delta[hit], ok[hit] = p[pick], v[pick], d[pick], True
+        pos[hit], vel[hit], delta[hit], ok[hit] = p[found], v[found], d[found], True
         todo = todo[~found]
     # Physical properties (SETTING distributions; see docs/simulator.md).
     pv = np.exp(rng.normal(np.log(np.where(cls == 2, 0.14, 0.08)), 0.6, m)).clip(0.02, 0.6)
@@ -491,8 +487,8 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     smag = np.where(has_star, star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
     near_flag = (star_dist < 3 * np.mean(inst.fwhm_arcsec)).astype(np.float32)
     t_obs = times[osi, ei[fi]]
-    t_start = np.full(N, np.inf)
-    np.minimum.at(t_start, sheet_of, t_obs)
+    starts = np.concatenate([[0], np.cumsum(kk)[:-1]])            # rows are sorted by sheet
+    t_start = np.minimum.reduceat(t_obs, starts)
     obs_scalars = np.stack([
         (t_obs - t_start[sheet_of]) * 24.0, resid, snr[:, 0], snr[:, 1], mag[:, 0], mag[:, 1],
         magerr[:, 0], magerr[:, 1], chi2, sky[fi, 0], sky[fi, 1], near_flag, star_dist, smag,
@@ -504,41 +500,25 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     lon, lat = geo.unit_to_lonlat(det_eq)
 
     # Composite: background-subtracted cutouts averaged in the moving frame.
-    comp = composite(cut, sky[fi], kk)                             # rows are sorted by sheet
-    starts = np.concatenate([[0], np.cumsum(kk)[:-1]])
+    comp = composite(cut, sky[fi], kk)
     comp_noise = np.sqrt(np.add.reduceat(noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
     centre = np.full(N, S // 2, float)
     cm = render.measure(comp, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0, refine=False)
 
-    pad = np.full((N, E), np.nan)
-
-    def per_sheet(values):
-        out = pad.copy()
-        out[sheet_of, ei[fi]] = values
-        return out
-
-    with np.errstate(all="ignore"), warnings.catch_warnings():      # all-NaN sheets give NaN, as intended
-        warnings.simplefilter("ignore", RuntimeWarning)
-        snr1, snr2 = per_sheet(snr[:, 0]), per_sheet(snr[:, 1])
-        mag1, mag2 = per_sheet(mag[:, 0]), per_sheet(mag[:, 1])
-        span = (np.nanmax(per_sheet(t_obs), 1) - np.nanmin(per_sheet(t_obs), 1)) * 24
-        ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
-        sun = -geo.earth_position(t_mid[keep_idx])
-        elong = np.rad2deg(np.arccos(np.clip(np.sum(sun / np.linalg.norm(sun, axis=-1, keepdims=True)
-                                                    * pointing_ecl[keep_idx], -1), -1, 1)))
-        sheet_scalars = np.stack([
-            kk, span, fit_rate[keep_idx],
-            np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
-            np.sqrt(np.nanmean(per_sheet(resid) ** 2, 1)), np.nanmax(per_sheet(resid), 1),
-            nanmedian_rows(snr1), nanmedian_rows(snr2), np.nanmax(snr1, 1), np.nanmax(snr2, 1),
-            nanmedian_rows(mag1), nanmedian_rows(mag2), nanmedian_rows(mag1 - mag2), np.nanstd(mag2, 1),
-            nanmedian_rows(per_sheet(chi2)), np.nanmean(per_sheet(near_flag), 1),
-            np.nanmean(snr1 >= inst.detect_snr, 1, where=np.isfinite(snr1)),
-            np.nanmean(snr2 >= inst.detect_snr, 1, where=np.isfinite(snr2)),
-            cm["snr"][:, 0], cm["snr"][:, 1],
-            nanmedian_rows(per_sheet(sky[fi, 0])), nanmedian_rows(per_sheet(sky[fi, 1])),
-            ecl_lat, geo.galactic_latitude(centre_eq[keep_idx]), elong,
-        ], axis=1).astype(np.float32)
+    # Sheet scalars: summaries of the observations (as corrupt.refresh recomputes them),
+    # the motion fit, the composite and where the sheet lies on the sky.
+    sheet = summarise(dict(zip(OBS_SCALARS, obs_scalars.T)), kk, inst.detect_snr)
+    ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
+    sun = -geo.earth_position(t_mid[keep_idx])
+    sheet.update({
+        "rate_deg_per_day": fit_rate[keep_idx],
+        "position_angle_deg": np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
+        "composite_snr_ch1": cm["snr"][:, 0], "composite_snr_ch2": cm["snr"][:, 1],
+        "ecliptic_lat_deg": ecl_lat, "galactic_lat_deg": geo.galactic_latitude(centre_eq[keep_idx]),
+        "solar_elongation_deg": np.rad2deg(np.arccos(np.clip(np.sum(
+            sun / np.linalg.norm(sun, axis=-1, keepdims=True) * pointing_ecl[keep_idx], -1), -1, 1))),
+    })
+    sheet_scalars = np.stack([sheet[name] for name in SHEET_SCALARS], axis=1).astype(np.float32)
     assert sheet_scalars.shape[1] == len(SHEET_SCALARS)
 
     # Truth, and the label rule applied to it.

@@ -25,7 +25,10 @@ def solve_kepler(M, e):
     leave a margin."""
     E = M if e < 0.8 else M + 0.85 * e * np.sign(math.sin(M))
     for _ in range(8):
-        E = E - (E - e * math.sin(E) - M) / (1.0 - e * math.cos(E))
+        step = (E - e * math.sin(E) - M) / (1.0 - e * math.cos(E))
+        E -= step
+        if abs(step) < 1e-15:              # converged (Newton doubles the digits each step)
+            break
     return E
 
 
@@ -68,7 +71,7 @@ def sample_elements(rng, n, population):
     return a, e, inc
 
 
-def place_on_sightline(rng, observer, direction, a, e, inc):
+def place_on_sightline(rng, observer, direction, a, e, inc, tries=1):
     """Put an object of elements (a, e, i) at random orbital phase on the line of sight.
 
     The mean anomaly is uniform (objects spend time evenly in M), which fixes the
@@ -76,7 +79,8 @@ def place_on_sightline(rng, observer, direction, a, e, inc):
     or far crossing at random). The orbit plane is then tilted through that point: it
     needs i >= |heliocentric latitude|, and prograde motion with a random
     ascending/descending sign. Returns (pos, vel, delta, ok); rows with ok False have
-    no valid geometry.
+    no valid geometry. With ``tries`` > 1, consecutive groups of that many rows are
+    tries for one object, and each group returns its first valid row (ok False if none).
     """
     n = a.shape[0]
     M = rng.uniform(0, 2 * np.pi, n)
@@ -84,49 +88,54 @@ def place_on_sightline(rng, observer, direction, a, e, inc):
     ascending = rng.random(n) < 0.5
     return _sightline(np.ascontiguousarray(observer, np.float64), np.ascontiguousarray(direction, np.float64),
                       np.asarray(a, np.float64), np.asarray(e, np.float64), np.asarray(inc, np.float64), M, near,
-                      ascending)
+                      ascending, tries)
 
 
 @njit(cache=True)
-def _sightline(observer, direction, a, e, inc, M, near, ascending):
-    """``place_on_sightline``'s geometry, one object at a time (it runs for every try of
-    every object, so NumPy's temporaries over [n, 3] arrays cost more than the maths)."""
-    n = a.shape[0]
-    pos = np.empty((n, 3))
-    vel = np.empty((n, 3))
-    delta = np.empty(n)
-    ok = np.empty(n, np.bool_)
-    for i in range(n):
-        ei = e[i]
-        E = solve_kepler(M[i], ei)
-        r = a[i] * (1 - ei * math.cos(E))
-        o = observer[i]
-        d = direction[i]
-        b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
-        disc = b * b - (o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r)
-        root = math.sqrt(max(disc, 0.0))
-        lo = -b - root
-        dist = lo if (lo > 0 and near[i]) else -b + root
-        p0, p1, p2 = o[0] + dist * d[0], o[1] + dist * d[1], o[2] + dist * d[2]
-        norm = math.sqrt(p0 * p0 + p1 * p1 + p2 * p2)
-        rx, ry, rz = p0 / norm, p1 / norm, p2 / norm
-        beta = math.asin(min(max(rz, -1.0), 1.0))
-        ok[i] = (disc > 0) and (dist > 0.02) and (inc[i] > abs(beta) + 1e-6)
-        zeta = math.acos(min(max(math.cos(inc[i]) / math.cos(beta), -1.0), 1.0))
-        zeta = zeta if ascending[i] else -zeta
-        # local east (z x r_hat, normalised) and north (r_hat x east)
-        ex, ey = -ry, rx
-        en = math.sqrt(ex * ex + ey * ey)
-        ex, ey = ex / en, ey / en
-        nx, ny, nz = -rz * ey, rz * ex, rx * ey - ry * ex
-        cz, sz = math.cos(zeta), math.sin(zeta)
-        tx, ty, tz = cz * ex + sz * nx, cz * ey + sz * ny, sz * nz
-        # True anomaly sign sets outbound (v_r > 0) or inbound motion.
-        sinf = math.sqrt(1 - ei * ei) * math.sin(E) / (1 - ei * math.cos(E))
-        h = math.sqrt(GM_SUN * a[i] * (1 - ei * ei))
-        v_r = GM_SUN * ei * sinf / h
-        v_t = h / r
-        pos[i, 0], pos[i, 1], pos[i, 2] = p0, p1, p2
-        vel[i, 0], vel[i, 1], vel[i, 2] = v_r * rx + v_t * tx, v_r * ry + v_t * ty, v_r * rz + v_t * tz
-        delta[i] = dist
+def _sightline(observer, direction, a, e, inc, M, near, ascending, tries):
+    """``place_on_sightline``'s geometry, one object at a time, stopping at each group's
+    first valid try (NumPy would pay for every try, and for temporaries over [n, 3])."""
+    n = a.shape[0] // tries
+    pos = np.zeros((n, 3))
+    vel = np.zeros((n, 3))
+    delta = np.zeros(n)
+    ok = np.zeros(n, np.bool_)
+    for g in range(n):
+        for i in range(g * tries, (g + 1) * tries):
+            ei = e[i]
+            E = solve_kepler(M[i], ei)
+            r = a[i] * (1 - ei * math.cos(E))
+            o = observer[i]
+            d = direction[i]
+            b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
+            disc = b * b - (o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r)
+            root = math.sqrt(max(disc, 0.0))
+            lo = -b - root
+            dist = lo if (lo > 0 and near[i]) else -b + root
+            p0, p1, p2 = o[0] + dist * d[0], o[1] + dist * d[1], o[2] + dist * d[2]
+            norm = math.sqrt(p0 * p0 + p1 * p1 + p2 * p2)
+            rx, ry, rz = p0 / norm, p1 / norm, p2 / norm
+            beta = math.asin(min(max(rz, -1.0), 1.0))
+            good = (disc > 0) and (dist > 0.02) and (inc[i] > abs(beta) + 1e-6)
+            if not good and i < (g + 1) * tries - 1:
+                continue
+            zeta = math.acos(min(max(math.cos(inc[i]) / math.cos(beta), -1.0), 1.0))
+            zeta = zeta if ascending[i] else -zeta
+            # local east (z x r_hat, normalised) and north (r_hat x east)
+            ex, ey = -ry, rx
+            en = math.sqrt(ex * ex + ey * ey)
+            ex, ey = ex / en, ey / en
+            nx, ny, nz = -rz * ey, rz * ex, rx * ey - ry * ex
+            cz, sz = math.cos(zeta), math.sin(zeta)
+            tx, ty, tz = cz * ex + sz * nx, cz * ey + sz * ny, sz * nz
+            # True anomaly sign sets outbound (v_r > 0) or inbound motion.
+            sinf = math.sqrt(1 - ei * ei) * math.sin(E) / (1 - ei * math.cos(E))
+            h = math.sqrt(GM_SUN * a[i] * (1 - ei * ei))
+            v_r = GM_SUN * ei * sinf / h
+            v_t = h / r
+            pos[g, 0], pos[g, 1], pos[g, 2] = p0, p1, p2
+            vel[g, 0], vel[g, 1], vel[g, 2] = v_r * rx + v_t * tx, v_r * ry + v_t * ty, v_r * rz + v_t * tz
+            delta[g] = dist
+            ok[g] = good
+            break
     return pos, vel, delta, ok

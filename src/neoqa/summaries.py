@@ -21,35 +21,45 @@ MEDIAN, MAX, MIN, MEAN, STD, RMS, FRAC_GE = range(7)
 
 
 @njit(cache=True)
-def _segment_stats(v, offsets, threshold):
-    """[sheets, 7]: median, max, min, mean, std (ddof 0), rms and the fraction >= threshold
-    of the finite values of v[offsets[i]:offsets[i + 1]], NaN where there are none."""
+def _segment_stats(v, offsets, threshold, median):
+    """[sheets, 7]: median (if ``median``, else NaN), max, min, mean, std (ddof 0), rms and
+    the fraction >= threshold of the finite values of v[offsets[i]:offsets[i + 1]], NaN
+    where there are none."""
     n = offsets.shape[0] - 1
     out = np.full((n, 7), np.nan)
-    buf = np.empty(max(1, v.shape[0]))
+    b = np.empty(max(1, v.shape[0]))
     for i in range(n):
         m = 0
         for j in range(offsets[i], offsets[i + 1]):
             if not math.isnan(v[j]):
-                buf[m] = v[j]
+                b[m] = v[j]
                 m += 1
         if m == 0:
             continue
-        b = np.sort(buf[:m])
-        s = 0.0
-        ss = 0.0
+        s = ss = 0.0
+        lo = hi = b[0]
         ge = 0
         for j in range(m):
             s += b[j]
             ss += b[j] * b[j]
             ge += b[j] >= threshold
+            lo = min(lo, b[j])
+            hi = max(hi, b[j])
         mean = s / m
         d2 = 0.0
         for j in range(m):
             d2 += (b[j] - mean) ** 2
-        out[i, MEDIAN] = 0.5 * (b[(m - 1) // 2] + b[m // 2])
-        out[i, MAX] = b[m - 1]
-        out[i, MIN] = b[0]
+        if median:                        # insertion sort: a sheet has tens of values at most
+            for j in range(1, m):
+                x = b[j]
+                q = j - 1
+                while q >= 0 and b[q] > x:
+                    b[q + 1] = b[q]
+                    q -= 1
+                b[q + 1] = x
+            out[i, MEDIAN] = 0.5 * (b[(m - 1) // 2] + b[m // 2])
+        out[i, MAX] = hi
+        out[i, MIN] = lo
         out[i, MEAN] = mean
         out[i, STD] = math.sqrt(d2 / m)
         out[i, RMS] = math.sqrt(ss / m)
@@ -63,17 +73,17 @@ def summarise(obs: dict, k: np.ndarray, detect_snr: float) -> dict:
     offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
     done = {}
 
-    def stats(name, threshold=np.inf):
+    def stats(name, threshold=np.inf, median=True):
         if name not in done:
-            done[name] = _segment_stats(np.asarray(obs[name], np.float64), offsets, threshold)
+            done[name] = _segment_stats(np.asarray(obs[name], np.float64), offsets, threshold, median)
         return done[name]
 
     out = {"k": np.asarray(k, np.float64)}
     if "dt_hr" in obs:
-        s = stats("dt_hr")
+        s = stats("dt_hr", median=False)
         out["time_span_hr"] = s[:, MAX] - s[:, MIN]
     if "fit_offset_arcsec" in obs:
-        s = stats("fit_offset_arcsec")
+        s = stats("fit_offset_arcsec", median=False)
         out["fit_rms_arcsec"], out["fit_max_offset_arcsec"] = s[:, RMS], s[:, MAX]
     for c in range(1, N_CHANNELS + 1):
         if f"snr_ch{c}" in obs:
@@ -91,5 +101,5 @@ def summarise(obs: dict, k: np.ndarray, detect_snr: float) -> dict:
     if "psf_chi2" in obs:
         out["chi2_median"] = stats("psf_chi2")[:, MEDIAN]
     if "near_star_flag" in obs:
-        out["near_star_fraction"] = stats("near_star_flag")[:, MEAN]
+        out["near_star_fraction"] = stats("near_star_flag", median=False)[:, MEAN]
     return out

@@ -397,14 +397,14 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
 
     def passes(m, kinds):
         snr = m["snr"].max(1)
-        band = m["snr"].argmax(1)
-        chi2 = m["chi2"][np.arange(M), band]
-        ok = (snr >= inst.detect_snr) & ((chi2 <= inst.chi2_max) | (snr >= inst.chi2_bright_snr))
-        dist = np.hypot(sx_all - m["x"][:, None], sy_all - m["y"][:, None])
-        ok &= ~np.any(star_cat[:, 2:] & (dist < fwhm_px), axis=1)          # stationary rejection
-        artifact = np.isin(kinds, [KIND["diffraction_spike"], KIND["halo"], KIND["ghost"], KIND["latent"]])
-        ok &= ~(artifact & (rng.random(M) < cfg.flag_probability))        # artifact flags drop them
-        return ok & (kinds != EMPTY)
+        chi2 = m["chi2"][np.arange(M), m["snr"].argmax(1)]
+        ok = (kinds != EMPTY) & (snr >= inst.detect_snr) & ((chi2 <= inst.chi2_max) | (snr >= inst.chi2_bright_snr))
+        r = np.flatnonzero(ok)               # stationary rejection: a catalogued star within a FWHM
+        dist = np.hypot(sx_all[r] - m["x"][r, None], sy_all[r] - m["y"][r, None])
+        ok[r[np.any(star_cat[r, 2:] & (dist < fwhm_px), axis=1)]] = False
+        r = np.flatnonzero(ok & np.isin(kinds, [KIND["diffraction_spike"], KIND["halo"], KIND["ghost"], KIND["latent"]]))
+        ok[r[rng.random(len(r)) < cfg.flag_probability]] = False        # artifact flags drop them
+        return ok
 
     ok_p = passes(mp, kind_p)
     # A linker pads only the exposures where the primary was missed: a chance detection
@@ -429,32 +429,21 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     true_x = np.where(use_s, X[:, 1], X[:, 0])
     true_y = np.where(use_s, Y[:, 1], Y[:, 0])
 
-    # Linear-motion fit per sheet in the tangent plane (pixels), one outlier pass.
+    # Linear-motion fit per candidate in the tangent plane (pixels), up to two outliers dropped.
     gx = meas["x"] + cx - half                                    # measured tangent-plane position
     gy = meas["y"] + cy - half
-    L = np.zeros((n, E), bool)
-    L[si, ei] = linked
-    GX = np.zeros((n, E)); GY = np.zeros((n, E))
-    GX[si, ei] = gx; GY[si, ei] = gy
-    for _ in range(2):
-        fit = _fit_lines(dt, GX, GY, L)
-        res = np.hypot(GX - fit[0], GY - fit[1])
-        worst = np.argmax(np.where(L, res, -1), axis=1)
-        drop = res[np.arange(n), worst] > 2.5 * tol
-        L[np.arange(n)[drop], worst[drop]] = False
-    fit = _fit_lines(dt, GX, GY, L)
-    k = L.sum(1)
-    vx, vy = fit[2], fit[3]
+    offsets = np.concatenate([[0], np.cumsum(mask.sum(1))])       # rows of each candidate (si is sorted)
+    pred_all_x, pred_all_y, vx, vy = kernels.fit_tracklets(offsets, dtm, gx, gy, linked, 2.5 * tol, 2)
+    k = np.bincount(si, weights=linked, minlength=n).astype(np.int64)
     fit_rate = np.hypot(vx, vy) * scale / 3600.0
     keep = (k >= inst.min_links) & (fit_rate >= rmin) & (fit_rate <= rmax)
     if not keep.any():
         return None
 
     # ---- 5. assemble the QA sheets of the accepted candidates
-    flat = L[si, ei] & keep[si]
-    fi = np.flatnonzero(flat)                                     # rows of the flat exposure list
+    fi = np.flatnonzero(linked & keep[si])                        # rows of the flat exposure list
     osi = si[fi]
-    pred_x, pred_y = fit[0][osi, ei[fi]], fit[1][osi, ei[fi]]
+    pred_x, pred_y = pred_all_x[fi], pred_all_y[fi]
     ox = np.clip(np.rint(pred_x - cx[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
     oy = np.clip(np.rint(pred_y - cy[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
     r0 = half + oy - S // 2
@@ -580,23 +569,3 @@ def _endpoint(a, mask):
     last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     rows = np.arange(a.shape[0])
     return a[rows, last] - a[rows, first]
-
-
-def _fit_lines(t, X, Y, L):
-    """Least-squares x(t), y(t) lines per row over the linked exposures.
-
-    Returns (x_pred, y_pred, vx, vy) with predictions at every exposure.
-    """
-    w = L.astype(float)
-    sw = np.maximum(w.sum(1), 1)
-    tm = (w * t).sum(1) / sw
-    tc = t - tm[:, None]
-    stt = np.maximum((w * tc * tc).sum(1), 1e-12)
-    out = []
-    vs = []
-    for V in (X, Y):
-        vm = (w * V).sum(1) / sw
-        v = (w * tc * (V - vm[:, None])).sum(1) / stt
-        out.append(vm[:, None] + v[:, None] * tc)
-        vs.append(v)
-    return out[0], out[1], vs[0], vs[1]

@@ -227,14 +227,21 @@ def median(b, buf):
 
 
 # ------------------------------------------------------------------ exposures
+# Sources are rendered where they add at least this fraction of the pixel noise: what is
+# left out is a thousand times below the noise, and most sources are faint, so this
+# skips most of each source's 13 x 13 pixel 1e-9 support.
+SOURCE_FLOOR = 1e-3
+
 @njit(inline="always")
-def _add_source(im, x, y, f, start, length, tables, px, py):
-    """im += f x (separable pixel-integrated Gaussian at x, y), over the pixels where the
-    profile exceeds 1e-9 of the flux (the Gaussian's far tails are below float32 noise)."""
+def _add_source(im, x, y, f, start, length, tables, px, py, floor):
+    """im += f x (separable pixel-integrated Gaussian at x, y), over the rows and columns
+    where f x profile exceeds ``floor`` and the profile 1e-9 (every pixel left out
+    would add less than that: callers pass a small fraction of the pixel noise)."""
     _profile(tables, start, length, x, px, np.float32(1))
     _profile(tables, start, length, y, py, np.float32(1))
-    x0, x1 = _support(px)
-    y0, y1 = _support(py)
+    cut = max(1e-9, floor / abs(f))
+    x0, x1 = _support(px, cut)
+    y0, y1 = _support(py, cut)
     for j in range(y0, y1):
         fy = f * py[j]
         for i in range(x0, x1):
@@ -242,12 +249,12 @@ def _add_source(im, x, y, f, start, length, tables, px, py):
 
 
 @njit(inline="always")
-def _support(p):
-    """The index range [lo, hi) where a unit profile exceeds 1e-9."""
+def _support(p, cut):
+    """The index range [lo, hi) where a unit profile exceeds ``cut``."""
     lo, hi = 0, p.shape[0]
-    while lo < hi and p[lo] <= 1e-9:
+    while lo < hi and p[lo] <= cut:
         lo += 1
-    while hi > lo and p[hi - 1] <= 1e-9:
+    while hi > lo and p[hi - 1] <= cut:
         hi -= 1
     return lo, hi
 
@@ -266,7 +273,7 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
             for s in range(F.shape[1]):
                 if F[m, s, c] != 0:
                     _add_source(img[rows[m], c], X[m, s], Y[m, s], F[m, s, c], tab[m, s, c] * length,
-                                length, tables, px, py)
+                                length, tables, px, py, 0.0)
 
 
 @njit(cache=True, fastmath=FAST)
@@ -317,7 +324,7 @@ def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp,
             for s in range(NS):
                 if F[m, s, c] != 0:
                     _add_source(im, X[m, s], Y[m, s], F[m, s, c], (width[m, s] * C + c) * length, length, tables,
-                                px, py)
+                                px, py, SOURCE_FLOOR * s_pix)
             a = spike_amp[m, c]
             if a != 0:       # a cross of spikes along the pixel axes, falling as distance^-1.5
                 _profile(tables, c * length, length, star_x[m], px, np.float32(1))
@@ -515,3 +522,54 @@ def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, 
         for c in range(C):
             flux[i, c] = res[2 + 3 * c]; snr[i, c] = res[3 + 3 * c]; chi2[i, c] = res[4 + 3 * c]
     return out_x, out_y, flux, snr, chi2
+
+
+# ------------------------------------------------------------------ linking
+@njit(cache=True)
+def fit_tracklets(offsets, t, x, y, linked, drop_above, passes):
+    """Least-squares lines x(t), y(t) per candidate over its linked detections, dropping
+    the worst detection while its offset from the line exceeds ``drop_above``, at most
+    ``passes`` times, then fitting again.
+
+    Candidate i owns rows offsets[i]:offsets[i + 1] of the flat arrays t, x, y, linked
+    (``linked`` is updated in place). Returns the line's x and y at every row and each
+    candidate's velocity (vx, vy).
+    """
+    n = offsets.shape[0] - 1
+    pred_x = np.empty(t.shape[0])
+    pred_y = np.empty(t.shape[0])
+    vx = np.zeros(n)
+    vy = np.zeros(n)
+    for i in range(n):
+        a, b = offsets[i], offsets[i + 1]
+        for p in range(passes + 1):
+            sw = st = sx = sy = 0.0
+            for j in range(a, b):
+                if linked[j]:
+                    sw += 1
+                    st += t[j]
+                    sx += x[j]
+                    sy += y[j]
+            sw = max(sw, 1.0)
+            tm, xm, ym = st / sw, sx / sw, sy / sw
+            stt = sxt = syt = 0.0
+            for j in range(a, b):
+                if linked[j]:
+                    dt = t[j] - tm
+                    stt += dt * dt
+                    sxt += dt * (x[j] - xm)
+                    syt += dt * (y[j] - ym)
+            stt = max(stt, 1e-12)
+            vx[i], vy[i] = sxt / stt, syt / stt
+            worst, worst_res = -1, -1.0
+            for j in range(a, b):
+                pred_x[j] = xm + vx[i] * (t[j] - tm)
+                pred_y[j] = ym + vy[i] * (t[j] - tm)
+                if linked[j]:
+                    res = math.hypot(x[j] - pred_x[j], y[j] - pred_y[j])
+                    if res > worst_res:
+                        worst, worst_res = j, res
+            if p == passes or worst_res <= drop_above:
+                break
+            linked[worst] = False
+    return pred_x, pred_y, vx, vy

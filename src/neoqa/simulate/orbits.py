@@ -37,25 +37,44 @@ def propagate(pos, vel, dt):
 
     pos, vel: [..., 3]; dt broadcastable to pos[..., 0]. Returns positions [..., 3].
     """
-    r0 = np.linalg.norm(pos, axis=-1)
-    v2 = np.sum(vel * vel, axis=-1)
-    a = 1.0 / (2.0 / r0 - v2 / GM_SUN)
-    if np.any(a <= 0):
+    pos, vel = np.broadcast_arrays(np.asarray(pos, np.float64), np.asarray(vel, np.float64))
+    shape = pos.shape
+    dt = np.broadcast_to(np.asarray(dt, np.float64), shape[:-1])
+    out, bound = _propagate(np.ascontiguousarray(pos.reshape(-1, 3)), np.ascontiguousarray(vel.reshape(-1, 3)),
+                            np.ascontiguousarray(dt.reshape(-1)))
+    if not bound:
         raise ValueError("propagate() handles bound orbits only")
-    n = np.sqrt(GM_SUN / a**3)
-    sigma = np.sum(pos * vel, axis=-1) / np.sqrt(GM_SUN)
-    sa = np.sqrt(a)
-    dt = np.asarray(dt, dtype=np.float64)
-    ndt = n * dt
-    dE = ndt.copy() if np.ndim(ndt) else np.asarray(ndt)
-    for _ in range(8):         # |dE| is small over a few days: Newton converges in ~4
-        s, c = np.sin(dE), np.cos(dE)
-        F = dE + sigma / sa * (1 - c) - (1 - r0 / a) * s - ndt
-        dF = 1 + sigma / sa * s - (1 - r0 / a) * c
-        dE = dE - F / dF
-    f = 1 - a / r0 * (1 - np.cos(dE))
-    g = dt - (dE - np.sin(dE)) / n
-    return f[..., None] * pos + g[..., None] * vel
+    return out.reshape(shape)
+
+
+@njit(cache=True)
+def _propagate(pos, vel, dt):
+    """``propagate`` one object at a time: Kepler's equation in the eccentric-anomaly change
+    dE by Newton (|dE| is small over a few days: it converges in about 4 steps)."""
+    out = np.empty_like(pos)
+    for i in range(pos.shape[0]):
+        p, v = pos[i], vel[i]
+        r0 = math.sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2])
+        v2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2]
+        a = 1.0 / (2.0 / r0 - v2 / GM_SUN)
+        if a <= 0:
+            return out, False
+        n = math.sqrt(GM_SUN / a**3)
+        sig = (p[0] * v[0] + p[1] * v[1] + p[2] * v[2]) / math.sqrt(GM_SUN) / math.sqrt(a)
+        ecc = 1 - r0 / a
+        ndt = n * dt[i]
+        dE = ndt
+        for _ in range(8):
+            s, c = math.sin(dE), math.cos(dE)
+            step = (dE + sig * (1 - c) - ecc * s - ndt) / (1 + sig * s - ecc * c)
+            dE -= step
+            if abs(step) < 1e-15:
+                break
+        f = 1 - a / r0 * (1 - math.cos(dE))
+        g = dt[i] - (dE - math.sin(dE)) / n
+        for j in range(3):
+            out[i, j] = f * p[j] + g * v[j]
+    return out, True
 
 
 def sample_elements(rng, n, population):

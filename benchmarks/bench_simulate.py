@@ -3,7 +3,9 @@
 Each configuration runs in its own process so that its peak resident memory is
 its own. Reports sheets/s per worker and peak RSS, and the ratios that matter:
 memory as N grows (should stay flat: shards stream to disk) and the speed-up from
-a second worker. Usage: python benchmarks/bench_simulate.py [--sheets N ...]
+a second worker. The steady rate, (N2 - N1) / (t2 - t1) between the smallest and
+largest run of a survey, leaves out the fixed cost of a run (about a second to
+import and to load the compiled kernels), which a million-sheet run does not feel. Usage: python benchmarks/bench_simulate.py [--sheets N ...]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def measure(survey, n, workers):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--sheets", type=int, nargs="+", default=[10000, 50000])
+    p.add_argument("--sheets", type=int, nargs="+", default=[10000, 100000])
     p.add_argument("--json", default=None, help="also write the rows here")
     a = p.parse_args()
     rows = []
@@ -52,6 +54,13 @@ def main():
     for r in rows:
         print(f"{r['survey']:<12}{r['sheets']:>8}{r['workers']:>8}{r['sheets_per_s']:>10.0f}"
               f"{r['sheets_per_s_per_worker']:>11.0f}{r['peak_rss_mb']:>9.0f}")
+    for survey in ("neowise", "neosurveyor"):
+        one = [r for r in rows if r["survey"] == survey and r["workers"] == 1]
+        if len(one) > 1:
+            lo, hi = one[0], one[-1]
+            print(f"{survey}: steady {(hi['sheets'] - lo['sheets']) / (hi['seconds'] - lo['seconds']):.0f} sheets/s "
+                  f"per worker (from {lo['sheets']} to {hi['sheets']} sheets), fixed cost "
+                  f"{lo['seconds'] - lo['sheets'] * (hi['seconds'] - lo['seconds']) / (hi['sheets'] - lo['sheets']):.1f} s")
     nw = [r for r in rows if r["survey"] == "neowise" and r["workers"] == 1]
     print(f"memory ratio {nw[-1]['sheets']}/{nw[0]['sheets']} sheets: {nw[-1]['peak_rss_mb'] / nw[0]['peak_rss_mb']:.2f} "
           "(1.0 = flat)")

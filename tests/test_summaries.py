@@ -50,3 +50,13 @@ def test_summaries_use_only_the_columns_given():
     assert set(got) == {"k", "snr_median_ch1", "snr_max_ch1", "detected_fraction_ch1"}
     np.testing.assert_allclose(got["snr_median_ch1"], [3.5, 5.0])
     np.testing.assert_allclose(got["detected_fraction_ch1"], [0.5, 2 / 3])
+
+
+def test_every_module_imports_on_its_own():
+    """No import cycle: each module loads first in a fresh interpreter (the suite's own
+    imports would hide one)."""
+    import subprocess
+    import sys
+
+    for module in ("neoqa.summaries", "neoqa.corrupt", "neoqa.sorting", "neoqa.simulate.kernels"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

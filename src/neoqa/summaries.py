@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from .schema import N_CHANNELS
+from .sorting import insertion_sort
 
 # The statistics of one column over one sheet (the order of ``_segment_stats``'s output).
 MEDIAN, MAX, MIN, MEAN, STD, RMS, FRAC_GE = range(7)
@@ -49,14 +50,8 @@ def _segment_stats(v, offsets, threshold, median):
         d2 = 0.0
         for j in range(m):
             d2 += (b[j] - mean) ** 2
-        if median:                        # insertion sort: a sheet has tens of values at most
-            for j in range(1, m):
-                x = b[j]
-                q = j - 1
-                while q >= 0 and b[q] > x:
-                    b[q + 1] = b[q]
-                    q -= 1
-                b[q + 1] = x
+        if median:                        # a sheet has tens of values at most
+            insertion_sort(b, m)
             out[i, MEDIAN] = 0.5 * (b[(m - 1) // 2] + b[m // 2])
         out[i, MAX] = hi
         out[i, MIN] = lo

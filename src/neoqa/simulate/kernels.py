@@ -26,6 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..sorting import insertion_sort
+
 # Floating-point sums may be reordered (so loops vectorise); NaN and inf keep their meaning.
 FAST = {"reassoc", "contract", "arcp"}
 
@@ -161,17 +163,6 @@ def _count_le(b, value):
     return c
 
 
-@njit(inline="always")
-def _insertion_sort(a, m):
-    for i in range(1, m):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
-
-
 @njit
 def median(b, buf):
     """The exact median of ``b`` (``buf``: scratch as long as ``b``, at least 9).
@@ -185,11 +176,11 @@ def median(b, buf):
     k = (n - 1) // 2                      # the lower median's rank
     if n < 9:
         buf[:n] = b
-        _insertion_sort(buf, n)
+        insertion_sort(buf, n)
         return np.float64(buf[k]) if n % 2 else 0.5 * (np.float64(buf[k]) + np.float64(buf[k + 1]))
     for t in range(9):
         buf[t] = b[(t * n) // 9]
-    _insertion_sort(buf, 9)
+    insertion_sort(buf, 9)
     # invariant: below = count(b <= lo) <= k < count(b <= hi) = upto
     lo, hi = buf[2], buf[6]
     below, upto = _count_le(b, lo), _count_le(b, hi)
@@ -218,7 +209,7 @@ def median(b, buf):
         buf[m] = v
         m += (v > lo) & (v <= hi)
         above = min(above, v if v > hi else np.inf)
-    _insertion_sort(buf, m)
+    insertion_sort(buf, m)
     low = np.float64(buf[k - below])
     if n % 2:
         return low

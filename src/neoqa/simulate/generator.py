@@ -318,8 +318,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         amp[r, 1] = a_mod
         amp[r, 0] = a_mod * 10 ** rng.uniform(-1.2, 0.0, q)
         flux = amp * sig_f
-        k = kinds
-        sel = k == KIND["object"]
+        sel = kinds == KIND["object"]
         if sel.any():
             lc_amp = rng.uniform(*cfg.lightcurve_amp_mag, n)[si]
             lc_per = rng.uniform(3, 12, n)[si] / 24

@@ -60,11 +60,13 @@ class SheetBatch:
     def select(self, idx) -> "SheetBatch":
         """The sheets at positions ``idx`` (in that order), with their observations."""
         idx = np.asarray(idx, dtype=np.int64)
+        return self._take(idx, self._obs_rows(idx))
+
+    def _obs_rows(self, idx: np.ndarray) -> np.ndarray:
+        """The observation rows of sheets ``idx``, sheet after sheet (one vectorised pass:
+        each sheet's first row plus 0..k-1)."""
         k = self.k[idx].astype(np.int64)
-        start = self.offsets[idx]
-        # each sheet's rows: its first row plus 0..k-1, all sheets in one vectorised pass
-        obs = np.arange(int(k.sum()), dtype=np.int64) + np.repeat(start - (np.cumsum(k) - k), k)
-        return self._take(idx, obs)
+        return np.arange(int(k.sum()), dtype=np.int64) + np.repeat(self.offsets[idx] - (np.cumsum(k) - k), k)
 
     def _take(self, sheets: np.ndarray, obs: np.ndarray) -> "SheetBatch":
         return self._assemble(lambda get: get(self)[sheets], lambda get: get(self)[obs])
@@ -114,10 +116,9 @@ class SheetBatch:
         start = np.concatenate([[0], np.cumsum(k)[:-1]])
         moves = []                      # (batch, sheet dest, sheet src, obs dest, obs src)
         for b, dest in parts:
-            src, kk = rows[dest], k[dest]
-            shift = np.repeat(start[dest] - b.offsets[src], kk)
-            obs_src = np.arange(int(kk.sum())) + np.repeat(b.offsets[src] - (np.cumsum(kk) - kk), kk)
-            moves.append((b, dest, src, obs_src + shift, obs_src))
+            src = rows[dest]
+            obs_src = b._obs_rows(src)
+            moves.append((b, dest, src, obs_src + np.repeat(start[dest] - b.offsets[src], k[dest]), obs_src))
 
         def take(get, n_out, obs):
             like = get(first)

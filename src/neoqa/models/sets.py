@@ -342,7 +342,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, batch):
         p = torch.sigmoid(self._logits(self._tensors(batch))).numpy().astype(np.float64)
-        # the network's rule logit, divided by the calibration temperature, leaves ~1e-6: exact 0
+        # the rule's masked logit leaves sigmoid(MISSING_CONFIDENCE) ~ 2e-9: make it exactly 0, as elsewhere
         return features.apply_label_rule(batch, np.stack([1 - p, p], axis=1))
 
     def predict(self, batch):

@@ -1,11 +1,12 @@
-"""Compiled per-exposure kernels: rendering with sky, noise and saturation, the sky
-estimate, and pipeline measurement.
+"""Compiled kernels: rendering with sky, noise and saturation, the sky estimate,
+pipeline measurement, and the linker's motion fits.
 
 The simulator spends most of its time on small images (a 19 x 19 patch per
 exposure, two channels). NumPy pays for a temporary array at every step there;
-``expose`` renders, adds noise, saturates and takes the sky of each patch in one
-pass, and ``measure`` fits a detection in one pass over its window. They are
-serial on purpose: parallelism comes from ``--workers`` (one shard per process),
+``expose`` renders, adds noise, saturates, takes the sky and measures the primary
+detection of each patch in one pass, ``measure`` fits a detection in one pass over
+its window, and ``fit_tracklets`` fits each candidate's motion over its rows of the
+flat exposure list. They are serial on purpose: parallelism comes from ``--workers`` (one shard per process),
 so the bytes never depend on thread scheduling.
 
 Noise comes from one random stream per exposure: a 64-bit seed drawn from the
@@ -223,6 +224,7 @@ def median(b, buf):
 # skips most of each source's 13 x 13 pixel 1e-9 support.
 SOURCE_FLOOR = 1e-3
 
+
 @njit(inline="always")
 def _add_source(im, x, y, f, start, length, tables, px, py, floor):
     """im += f x (separable pixel-integrated Gaussian at x, y), over the rows and columns
@@ -291,8 +293,8 @@ def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp,
     M, NS, C = F.shape
     P = img.shape[-1]
     sky = np.zeros((M, C), np.float32)
-    out_x = np.zeros(M); out_y = np.zeros(M)
-    flux = np.zeros((M, C)); snr = np.zeros((M, C)); chi2 = np.zeros((M, C))
+    out = (np.zeros(M), np.zeros(M), np.zeros((M, C)), np.zeros((M, C)), np.zeros((M, C)))
+    psf_tab = np.arange(C)              # width 0's table of each channel
     px = np.empty(P, np.float32)
     py = np.empty(P, np.float32)
     fall_x = np.empty(P, np.float32)
@@ -347,12 +349,9 @@ def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp,
                 n += 2
             sky[m, c] = median(border, buf)
         if probe[m]:
-            res = _measure_one(img[m], X[m, 0], Y[m, 0], sky[m], sig_pix[m], tables, length, np.arange(C), inv2s2,
-                               step2, iters, steps, scratch)
-            out_x[m], out_y[m] = res[0], res[1]
-            for c in range(C):
-                flux[m, c], snr[m, c], chi2[m, c] = res[2 + 3 * c], res[3 + 3 * c], res[4 + 3 * c]
-    return sky, (out_x, out_y, flux, snr, chi2)
+            _store(_measure_one(img[m], X[m, 0], Y[m, 0], sky[m], sig_pix[m], tables, length, psf_tab, inv2s2,
+                                step2, iters, steps, scratch), out, m)
+    return sky, out
 
 
 # ------------------------------------------------------------------ measurement
@@ -488,6 +487,14 @@ def _measure_one(im, x0, y0, sky, noise, tables, length, psf_tab, inv2s2, step2,
 
 
 @njit(inline="always")
+def _store(res, out, i):
+    """Write ``_measure_one``'s result into row i of out = (x, y, flux, snr, chi2)."""
+    out[0][i], out[1][i] = res[0], res[1]
+    for c in range(out[2].shape[1]):
+        out[2][i, c], out[3][i, c], out[4][i, c] = res[2 + 3 * c], res[3 + 3 * c], res[4 + 3 * c]
+
+
+@njit(inline="always")
 def _scratch(C, K):
     """Work arrays for ``_measure_one`` with C channels and a K x K refinement grid."""
     return (np.empty((C, WINDOW, WINDOW), np.float32), np.empty((WINDOW, WINDOW), np.float32),
@@ -502,17 +509,13 @@ def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, 
     """Centroid and PSF-fit photometry near (x0, y0) in images ``rows``; see ``render.measure``."""
     M = rows.shape[0]
     C = img.shape[1]
-    out_x = np.empty(M); out_y = np.empty(M)
-    flux = np.empty((M, C)); snr = np.empty((M, C)); chi2 = np.empty((M, C))
+    out = (np.empty(M), np.empty(M), np.empty((M, C)), np.empty((M, C)), np.empty((M, C)))
     scratch = _scratch(C, steps.shape[0])
     inv2s2, step2 = _centroid_weight(sigma_mean)
     for i in range(M):
-        res = _measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], tables, length, psf_tab, inv2s2, step2,
-                           iters, steps, scratch)
-        out_x[i] = res[0]; out_y[i] = res[1]
-        for c in range(C):
-            flux[i, c] = res[2 + 3 * c]; snr[i, c] = res[3 + 3 * c]; chi2[i, c] = res[4 + 3 * c]
-    return out_x, out_y, flux, snr, chi2
+        _store(_measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], tables, length, psf_tab, inv2s2, step2,
+                            iters, steps, scratch), out, i)
+    return out
 
 
 # ------------------------------------------------------------------ linking

@@ -1,4 +1,4 @@
-"""Orbital populations placed on a line of sight, and vectorised two-body propagation."""
+"""Orbital populations placed on a line of sight, and two-body propagation (compiled, one object at a time)."""
 
 from __future__ import annotations
 

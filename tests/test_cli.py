@@ -35,7 +35,7 @@ def test_info_text(small_neowise, capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["info", "/nonexistent/data"], "no such file or folder"),
-    (["simulate", "--sheets", "0", "--out", "x"], "--sheets must be at least 1"),
+    (["simulate", "--sheets", "0", "--out", "x"], "argument --sheets: must be at least 1"),
     (["ingest", "/nonexistent/dir", "--out", "y"], "no such folder"),
 ])
 def test_errors_are_one_line_and_non_zero(tmp_path, args, needle):

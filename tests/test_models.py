@@ -109,7 +109,7 @@ def test_untrusted_types_are_refused(tmp_path, small_batch):
     from fractions import Fraction
 
     sio.dump({"x": Fraction(1, 3)}, tmp_path / "m" / "model.skops")  # a type off the allow-list
-    with pytest.raises(NeoqaError, match="refuses to load type"):
+    with pytest.raises(NeoqaError, match="refuses to load"):
         persist.load(tmp_path / "m")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,15 +18,13 @@ def _simulate(a):
     from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
 
     out = Path(a.out) if a.out else DEFAULT_PATH
-    if out.exists() and not a.overwrite:
-        raise NeoqaError(f"{out}: already exists (pass --overwrite to replace it)")
     settings = {}
     if a.positive_fraction is not None:
         settings["positive_fraction"] = a.positive_fraction
     if a.label_noise is not None:
         settings["label_noise"] = a.label_noise
     simulate(out, DEFAULT_SHEETS if a.sheets is None else a.sheets, seed=a.seed, survey=a.survey, workers=a.workers,
-             progress=not a.quiet, **settings)
+             progress=not a.quiet, overwrite=a.overwrite, **settings)
     _info_print(out, as_json=False)
 
 
@@ -43,28 +43,28 @@ def _info(a):
 def _export(a):
     from .ingest import export
 
-    export(a.path, a.to)
+    export(a.path, a.to, overwrite=a.overwrite)
     print(f"wrote {a.to}")
 
 
 def _ingest(a):
     from .ingest import ingest
 
-    ingest(a.dir, a.out, survey=a.survey)
+    ingest(a.dir, a.out, survey=a.survey, overwrite=a.overwrite)
     _info_print(a.out, as_json=False)
 
 
 def _show(a):
     from .show import show_sheet
 
-    out = show_sheet(a.path, a.sheet, a.out)
+    out = show_sheet(a.path, a.sheet, a.out, overwrite=a.overwrite)
     print(f"wrote {out}")
 
 
 def _train(a):
     from .train import train_path
 
-    train_path(a.model, a.data, a.out, seed=a.seed)
+    train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {a.out}")
 
 
@@ -83,30 +83,30 @@ def _evaluate(a):
 def _zoo(a):
     from .zoo import run_zoo
 
-    run_zoo(a.data, a.out, models=a.models, seed=a.seed)
+    run_zoo(a.data, a.out, models=a.models, seed=a.seed, overwrite=a.overwrite)
     print((Path(a.out) / "results.md").read_text())
 
 
 def _score(a):
     from .score import score
 
-    print(f"wrote {score(a.model, a.data, a.out)}")
+    print(f"wrote {score(a.model, a.data, a.out, overwrite=a.overwrite)}")
 
 
 def _explain(a):
     from . import explain
 
     if a.weights:
-        print(f"wrote {explain.draw_linear_weights(a.model, a.out)}")
+        print(f"wrote {explain.draw_linear_weights(a.model, a.out, overwrite=a.overwrite)}")
         return
     if not a.data:
         raise NeoqaError("explain needs --data (or --weights for a linear model's weights)")
     if a.all:
         paths = explain.explain_many(a.model, a.data, a.out, limit=a.limit, method=a.method, samples=a.samples,
-                                     seed=a.seed)
+                                     seed=a.seed, overwrite=a.overwrite)
         print(f"wrote {len(paths)} figures to {a.out}")
     elif a.sheet:
-        print(f"wrote {explain.explain_sheet(a.model, a.data, a.sheet, a.out, a.method, a.samples, a.seed)}")
+        print(f"wrote {explain.explain_sheet(a.model, a.data, a.sheet, a.out, a.method, a.samples, a.seed, a.overwrite)}")
     else:
         raise NeoqaError("explain needs --sheet ID or --all")
 
@@ -140,7 +140,8 @@ def _threshold(a):
 def _triage(a):
     from .operating import triage
 
-    res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels)
+    res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels,
+                 overwrite=a.overwrite)
     if a.json:
         print(json.dumps(res, indent=1))
         return
@@ -158,7 +159,8 @@ def _triage(a):
 def _robustness(a):
     from .robustness import run_robustness
 
-    run_robustness(a.model, a.data, a.out, corruptions=a.corruptions, seed=a.seed, max_sheets=a.sheets)
+    run_robustness(a.model, a.data, a.out, corruptions=a.corruptions, seed=a.seed, max_sheets=a.sheets,
+                   overwrite=a.overwrite)
     print((Path(a.out) / "robustness.md").read_text())
     print(f"figure: {Path(a.out) / 'robustness.png'}")
 
@@ -166,7 +168,7 @@ def _robustness(a):
 def _finetune(a):
     from .transfer import finetune_path
 
-    print(f"wrote {finetune_path(a.model, a.data, _labels(a.labels), a.out, seed=a.seed, adapt=not a.keep_normalisation)}")
+    print(f"wrote {finetune_path(a.model, a.data, _labels(a.labels), a.out, seed=a.seed, adapt=not a.keep_normalisation, overwrite=a.overwrite)}")
 
 
 def _labels(value):
@@ -174,15 +176,19 @@ def _labels(value):
     if str(value) == "all":
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError:
         raise NeoqaError(f"--labels must be a number of sheets or 'all', not {value!r}") from None
+    if n < 1:
+        raise NeoqaError(f"--labels must be at least 1 (got {n})")
+    return n
 
 
 def _learning_curve(a):
     from .transfer import learning_curve
 
-    learning_curve(a.model, a.data, a.out, labels=[_labels(v) for v in a.labels], seeds=range(a.seeds))
+    learning_curve(a.model, a.data, a.out, labels=[_labels(v) for v in a.labels], seeds=range(a.seeds),
+                   overwrite=a.overwrite)
     print((Path(a.out) / "learning_curve.md").read_text())
     print(f"figure: {Path(a.out) / 'learning_curve.png'}")
 
@@ -191,7 +197,7 @@ def _update(a):
     from .online import update_path
 
     state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed,
-                        unlabelled=a.unlabelled)
+                        unlabelled=a.unlabelled, overwrite=a.overwrite)
     print(f"wrote {a.out}: update {state['updates']}, replay buffer {state['replay_sheets']} of "
           f"{state['replay_seen']} sheets seen")
 
@@ -200,7 +206,7 @@ def _stream(a):
     from .online import stream
 
     stream(a.model, a.data, a.old_data, a.out, batches=a.batches, batch_size=a.batch_size, size=a.replay_size,
-           seed=a.seed)
+           seed=a.seed, overwrite=a.overwrite)
     print((Path(a.out) / "stream.md").read_text())
     print(f"figure: {Path(a.out) / 'stream.png'}")
 
@@ -208,7 +214,7 @@ def _stream(a):
 def _suspects(a):
     from .suspects import find_suspects
 
-    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed, prune=a.prune)
+    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed, prune=a.prune, overwrite=a.overwrite)
     print(f"wrote {a.out}: {s['sheets']:,} labelled sheets ranked, {s['flagged']:,} flagged by confident learning")
     t = s.get("against_truth")
     if t:
@@ -231,11 +237,11 @@ def _main_job(a):
     try:
         SheetSet(path)
         print(f"using the cached default benchmark at {path}")
-    except NeoqaError:
-        simulate(path, DEFAULT_SHEETS, seed=0, survey="neowise", workers=a.workers)
+    except NeoqaError:                    # absent or unreadable: the main job's own cache is rebuilt
+        simulate(path, DEFAULT_SHEETS, seed=0, survey="neowise", workers=a.workers, overwrite=True)
     _info_print(path, as_json=False)
     out = Path(a.out)
-    run_zoo(path, out, seed=0)
+    run_zoo(path, out, seed=0, overwrite=True)  # the main job replaces its own previous run
     print((out / "results.md").read_text())
     print(f"figures: {out / 'roc.png'}, {out / 'confusion.png'}, {out / 'accuracy_by_k.png'}")
     from .report import write_report
@@ -243,19 +249,76 @@ def _main_job(a):
     print(f"report: {write_report(out)}")
 
 
+# ------------------------------------------------------------------ argument types
+def _positive_int(text):
+    """A whole number of at least 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
+def _number(text) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return v
+
+
+def _rate(text):
+    """A recall or precision target in (0, 1]."""
+    v = _number(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {v:g}")
+    return v
+
+
+def _fraction(text):
+    """A fraction in [0, 1]."""
+    v = _number(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {v:g}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line (which verb, which argument, what is wrong) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _overwrite(s):
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (only one neoqa wrote; the old one stays whole until the new is complete)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neoqa", description="Vetting of moving-object QA sheets (NEOWISE, NEO Surveyor).")
-    sub = p.add_subparsers(dest="verb", required=True)
+    p = _Parser(prog="neoqa", description="Vetting of moving-object QA sheets (NEOWISE, NEO Surveyor).")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="simulate QA sheets (default: the NEOWISE benchmark)")
     s.add_argument("--survey", choices=["neowise", "neosurveyor"], default="neowise")
-    s.add_argument("--sheets", type=int, default=None, help="number of sheets (default 40000)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sheets", type=_positive_int, default=None, help="number of sheets (default 40000)")
+    s.add_argument("--seed", type=_int, default=0)
     s.add_argument("--out", default=None, help="output dataset folder (default data/neowise-default)")
-    s.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
-    s.add_argument("--positive-fraction", type=float, default=None)
-    s.add_argument("--label-noise", type=float, default=None)
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--workers", type=_positive_int, default=1, help="processes writing shards in parallel")
+    s.add_argument("--positive-fraction", type=_fraction, default=None, help="share of real sheets (default 0.23)")
+    s.add_argument("--label-noise", type=_fraction, default=None, help="share of flipped labels (default 0.02)")
+    _overwrite(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_simulate)
 
@@ -267,25 +330,29 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write a dataset as FITS cutouts plus Parquet tables")
     s.add_argument("path")
     s.add_argument("--to", required=True)
+    _overwrite(s)
     s.set_defaults(func=_export)
 
     s = sub.add_parser("ingest", help="read FITS cutouts plus tables into a dataset")
     s.add_argument("dir")
     s.add_argument("--out", required=True)
     s.add_argument("--survey", default=None, help="survey name if the folder does not say")
+    _overwrite(s)
     s.set_defaults(func=_ingest)
 
     s = sub.add_parser("show", help="draw one sheet as a vetter sees it")
     s.add_argument("path")
     s.add_argument("--sheet", required=True)
     s.add_argument("--out", required=True)
+    _overwrite(s)
     s.set_defaults(func=_show)
 
     s = sub.add_parser("train", help="train one model")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_int, default=0)
+    _overwrite(s)
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test split")
@@ -298,13 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--models", nargs="+", default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_int, default=0)
+    _overwrite(s)
     s.set_defaults(func=_zoo)
 
     s = sub.add_parser("score", help="score a dataset in streaming batches")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
+    _overwrite(s)
     s.set_defaults(func=_score)
 
     s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2)")
@@ -312,20 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None)
     s.add_argument("--sheet", default=None)
     s.add_argument("--all", action="store_true", help="explain many sheets into the folder --out")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--limit", type=_positive_int, default=20)
     s.add_argument("--method", choices=["smoothgrad", "saliency"], default="smoothgrad")
-    s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--samples", type=_positive_int, default=32, help="SmoothGrad noisy samples")
+    s.add_argument("--seed", type=_int, default=0)
     s.add_argument("--weights", action="store_true", help="draw a linear model's weights instead")
     s.add_argument("--out", required=True)
+    _overwrite(s)
     s.set_defaults(func=_explain)
 
     s = sub.add_parser("threshold", help="the threshold that keeps a target recall (validation), with a bootstrap CI")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--recall", type=float, required=True)
-    s.add_argument("--bootstrap", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--recall", type=_rate, required=True)
+    s.add_argument("--bootstrap", type=_positive_int, default=1000)
+    s.add_argument("--seed", type=_int, default=0)
     s.add_argument("--save", action="store_true", help="make it the model's decision threshold")
     s.add_argument("--labels", default="noisy",
                    help="set it on the labels (noisy, the default), on the clean truth of simulated data (clean), "
@@ -336,18 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("triage", help="split sheets into auto-accept, human review and auto-reject")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--recall", type=float, default=0.995)
-    s.add_argument("--precision", type=float, default=None, help="of automatic accepts (default: the recall)")
+    s.add_argument("--recall", type=_rate, default=0.995)
+    s.add_argument("--precision", type=_rate, default=None, help="of automatic accepts (default: the recall)")
     s.add_argument("--labels", default="noisy",
                    help="set thresholds on the labels (noisy, the default), on the clean truth of simulated data "
                         "(clean), or on the labels less the sheets a suspects .csv flags")
     s.add_argument("--out", required=True)
     s.add_argument("--json", action="store_true")
+    _overwrite(s)
     s.set_defaults(func=_triage)
 
     s = sub.add_parser("report", help="one self-contained HTML report for a zoo run")
     s.add_argument("--run", required=True, help="a folder written by neoqa zoo")
-    s.add_argument("--samples", type=int, default=32, help="SmoothGrad noisy samples per explained example")
+    s.add_argument("--samples", type=_positive_int, default=32, help="SmoothGrad noisy samples per explained example")
     s.set_defaults(func=_report)
 
     s = sub.add_parser("robustness", help="accuracy, TPR and TNR of saved models under corruptions of the test split")
@@ -355,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="folder for robustness.{md,csv,json,png}")
     s.add_argument("--corruptions", nargs="+", help="a subset of the corruptions (default: all)")
-    s.add_argument("--sheets", type=int, help="score a seeded subset of this many test sheets")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sheets", type=_positive_int, help="score a seeded subset of this many test sheets")
+    s.add_argument("--seed", type=_int, default=0)
+    _overwrite(s)
     s.set_defaults(func=_robustness)
 
     s = sub.add_parser("finetune", help="fine-tune a saved model on N labelled sheets of new-survey data")
@@ -364,9 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="the new survey's dataset (its training split is used)")
     s.add_argument("--labels", required=True, help="how many labelled sheets to use, or 'all'")
     s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_int, default=0)
     s.add_argument("--keep-normalisation", action="store_true",
                    help="keep the old input normalisation (default: re-fit it on the new unlabelled sheets)")
+    _overwrite(s)
     s.set_defaults(func=_finetune)
 
     s = sub.add_parser("learning-curve", help="fine-tuned against from-scratch accuracy for N labelled new-survey sheets")
@@ -374,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--labels", nargs="+", default=["10", "100", "1000"])
-    s.add_argument("--seeds", type=int, default=3, help="seeded draws of the labelled sheets per N")
+    s.add_argument("--seeds", type=_positive_int, default=3, help="seeded draws of the labelled sheets per N")
+    _overwrite(s)
     s.set_defaults(func=_learning_curve)
 
     s = sub.add_parser("update", help="update a saved model from a new labelled batch (online learning with replay)")
@@ -382,10 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="the new labelled batch (every labelled sheet is used)")
     s.add_argument("--out", required=True)
     s.add_argument("--replay-from", help="the model's training data, to start its replay buffer on a first update")
-    s.add_argument("--replay-size", type=int, default=2000)
+    s.add_argument("--replay-size", type=_positive_int, default=2000)
     s.add_argument("--unlabelled", help="sheets of the batch's survey (labels unused) to fit its input statistics "
                                         "on when the model meets that survey for the first time (default: the batch)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_int, default=0)
+    _overwrite(s)
     s.set_defaults(func=_update)
 
     s = sub.add_parser("stream", help="online learning over a stream of new-survey batches; forgetting measured")
@@ -393,43 +468,79 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="the new survey's dataset")
     s.add_argument("--old-data", required=True, help="the data the model was trained on")
     s.add_argument("--out", required=True)
-    s.add_argument("--batches", type=int, default=5)
-    s.add_argument("--batch-size", type=int, default=500)
-    s.add_argument("--replay-size", type=int, default=2000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batches", type=_positive_int, default=5)
+    s.add_argument("--batch-size", type=_positive_int, default=500)
+    s.add_argument("--replay-size", type=_positive_int, default=2000)
+    s.add_argument("--seed", type=_int, default=0)
+    _overwrite(s)
     s.set_defaults(func=_stream)
 
     s = sub.add_parser("suspects", help="rank sheets whose labels are likely wrong (cross-validated confident learning)")
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="the ranked table, a .csv (a .json summary is written beside it)")
     s.add_argument("--model", default="gbdt", help="the model cross-validated (default gbdt: fast and strong)")
-    s.add_argument("--folds", type=int, default=5)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--folds", type=_positive_int, default=5)
+    s.add_argument("--seed", type=_int, default=0)
     s.add_argument("--prune", help="also write the dataset without the flagged sheets here (to train on)")
+    _overwrite(s)
     s.set_defaults(func=_suspects)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
-    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--workers", type=_positive_int, default=2)
     s.add_argument("--out", default="runs/zoo")
     s.set_defaults(func=_main_job)
     return p
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP), raised in the main thread so every temporary output is removed on the way out."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise _Stopped(signum)
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            handlers[sig] = signal.signal(sig, _stop)
+        except ValueError:                   # not the main thread (an embedding program): leave signals alone
+            pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             args.func(args)
     except NeoqaError as e:
-        print(f"neoqa: error: {e}", file=sys.stderr)
+        print(f"neoqa: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("neoqa: interrupted; nothing partial was kept", file=sys.stderr)
-        return 130
+    except MemoryError:
+        print("neoqa: error: out of memory (try a smaller dataset or fewer workers)", file=sys.stderr)
+        return 2
     except BrokenPipeError:                 # output piped into head, say: not an error of ours
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:                    # a full or read-only disk, a vanished file: the path and the reason
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"neoqa: error: {where}{_one_line(e.strerror or e)}; nothing partial was kept", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"neoqa: {'interrupted' if signum == signal.SIGINT else 'terminated'}; nothing partial was kept",
+              file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
     return 0
 
 

@@ -18,6 +18,7 @@ import torch
 from . import figures, persist
 from .differentiable import INPUT_NAMES, inputs_for, linear_weights
 from .errors import NeoqaError
+from .outputs import atomic_output, check_output, safe_name
 from .show import find_sheet
 from .store import SheetSet
 
@@ -47,37 +48,46 @@ def attribute(model, sheet, method="smoothgrad", samples=32, noise=0.15, batch=8
     return out
 
 
-def explain_sheet(model_dir, data, sheet_id, out, method="smoothgrad", samples=32, seed=0) -> Path:
+def explain_sheet(model_dir, data, sheet_id, out, method="smoothgrad", samples=32, seed=0,
+                  overwrite: bool = False) -> Path:
+    figures.check_format(out)
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data))
     model, info = persist.load(model_dir)
     sheet = find_sheet(data, sheet_id)
     persist.check_schema(info, sheet, str(data))
-    return _draw(model, info, sheet, Path(out), method, samples, seed)
+    return _draw(model, info, sheet, Path(out), method, samples, seed, overwrite=overwrite, inputs=(model_dir, data))
 
 
-def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32, seed=0) -> list[Path]:
-    """Figures for the first ``limit`` sheets, shard by shard (memory bounded by one shard)."""
+def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32, seed=0,
+                 overwrite: bool = False) -> list[Path]:
+    """Figures for the first ``limit`` sheets, shard by shard (memory bounded by one shard), into the
+    folder ``out``, which appears complete or not at all. Each file is named by the sheet's id
+    made safe (``outputs.safe_name``); the id itself is in the figure's title."""
     from tqdm import tqdm
 
+    if limit < 1:
+        raise NeoqaError(f"--limit must be at least 1 (got {limit})")
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    bar = tqdm(total=limit, desc="explain", unit="sheet")
-    for shard in SheetSet(data).iter_shards():
-        persist.check_schema(info, shard, str(data))
-        for i in range(len(shard)):
-            if len(written) >= limit:
+    names = []
+    with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True, kind="explanations") as tmp:
+        bar = tqdm(total=limit, desc="explain", unit="sheet")
+        for shard in SheetSet(data).iter_shards():
+            persist.check_schema(info, shard, str(data))
+            for i in range(min(len(shard), limit - len(names))):
+                sheet = shard.select([i])
+                name = f"{safe_name(sheet.sheet_id[0])}.png"
+                _draw(model, info, sheet, tmp / name, method, samples, seed)
+                names.append(name)
+                bar.update(1)
+            if len(names) >= limit:
                 break
-            sheet = shard.select([i])
-            written.append(_draw(model, info, sheet, out / f"{sheet.sheet_id[0]}.png", method, samples, seed))
-            bar.update(1)
-        if len(written) >= limit:
-            break
-    bar.close()
-    return written
+        bar.close()
+    return [out / n for n in names]
 
 
-def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
+def _draw(model, info, sheet, out: Path, method, samples, seed, overwrite=False, inputs=()) -> Path:
     plt = figures.pyplot()
 
     a = attribute(model, sheet, method, samples, seed=seed)
@@ -149,12 +159,14 @@ def _draw(model, info, sheet, out: Path, method, samples, seed) -> Path:
         lines.append(f"\n({which} {rows} of {k} observations shown, in time order)")
     ax.text(0, 0.97, "relative |gradient|, standardised inputs\n\n" + "\n".join(lines), va="top",
             family="monospace", fontsize=7.5, transform=ax.transAxes)
-    figures.save(fig, out, dpi=100)
+    figures.save(fig, out, dpi=100, overwrite=overwrite, inputs=inputs)
     return out
 
 
-def draw_linear_weights(model_dir, out) -> Path:
+def draw_linear_weights(model_dir, out, overwrite: bool = False) -> Path:
     """A linear model's weights: images per channel and a bar chart of the scalar weights."""
+    figures.check_format(out)
+    check_output(out, overwrite=overwrite, inputs=(model_dir,))
     plt = figures.pyplot()
 
     model, info = persist.load(model_dir)
@@ -183,5 +195,5 @@ def draw_linear_weights(model_dir, out) -> Path:
     ax.set_title("sheet-scalar weights", fontsize=9)
     fig.suptitle(f"{info['model']}: the linear model's weights", fontsize=11)
     out = Path(out)
-    figures.save(fig, out, dpi=100)
+    figures.save(fig, out, dpi=100, overwrite=overwrite, inputs=(model_dir,))
     return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .store import atomic_path
+from .errors import NeoqaError
+from .outputs import atomic_output
 
 
 def pyplot():
@@ -17,12 +18,26 @@ def pyplot():
     return plt
 
 
-def save(fig, path, dpi: int = 120) -> Path:
+FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def check_format(path) -> str:
+    """The figure format from a file name's suffix; an unknown one is one line naming it."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in FORMATS:
+        raise NeoqaError(f"{path}: unknown figure format {fmt!r} (use one of {', '.join('.' + f for f in FORMATS)})")
+    return fmt
+
+
+def save(fig, path, dpi: int = 120, overwrite: bool = False, inputs=()) -> Path:
     """Write ``fig`` to ``path`` atomically (the format from the suffix, PNG by default) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    try:
+        fmt = check_format(path)
+        with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
+    finally:
+        plt.close(fig)
     return path

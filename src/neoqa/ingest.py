@@ -3,8 +3,10 @@
     DIR/sheets.parquet        one row per sheet: sheet_id, label, then sheet scalars
     DIR/observations.parquet  one row per observation: sheet_id, obs_index, mjd, ra, dec,
                               band, mag, then observation scalars
-    DIR/fits/<sheet_id>.fits  primary HDU (header only), OBS001..OBSnnn and COMPOSITE image
-                              HDUs, each a [channel, y, x] cube
+    DIR/fits/<name>.fits      primary HDU (header only), OBS001..OBSnnn and COMPOSITE image
+                              HDUs, each a [channel, y, x] cube; <name> is the sheet id where it
+                              is a plain file name, else its safe form (outputs.safe_name), and
+                              the SHEETID keyword holds the id itself
     DIR/dataset.json          optional: survey, channels, pixel scale, cutout size, provenance, and the
                               scalar column lists (then the tables must hold exactly those)
     DIR/truth_*.parquet       optional simulation truth (never present for real data)
@@ -26,8 +28,9 @@ from tqdm import tqdm
 
 from .errors import NeoqaError
 from .schema import TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from .outputs import atomic_output, check_output, confined, safe_name
 from .sheets import SheetBatch
-from .store import OPTIONAL_META_KEYS, SheetSet, atomic_path, read_json, write_dataset
+from .store import OPTIONAL_META_KEYS, SheetSet, check_finite, read_json, write_dataset
 
 SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
@@ -36,11 +39,11 @@ SHARD_SHEETS = 5_000
 
 
 # ------------------------------------------------------------------ export
-def export(path, out) -> Path:
+def export(path, out, overwrite: bool = False) -> Path:
     """Write a dataset in the folder layout above (atomically)."""
     ds = SheetSet(path)
     out = Path(out)
-    with atomic_path(out, is_dir=True) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=(path,), folder=True, kind="export") as tmp:
         (tmp / "fits").mkdir(parents=True)
         sheet_tables, obs_tables, ts_tables, to_tables = [], [], [], []
         bar = tqdm(total=len(ds), desc="export", unit="sheet")
@@ -95,13 +98,14 @@ def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
             h.header["MJD-OBS"] = float(b.mjd[off[i] + j])
             hdus.append(h)
         hdus.append(fits.ImageHDU(b.composite[i], name="COMPOSITE"))
-        fits.HDUList(hdus).writeto(folder / f"{sid}.fits")
+        fits.HDUList(hdus).writeto(folder / f"{safe_name(sid)}.fits")
 
 
 # ------------------------------------------------------------------ ingest
-def ingest(folder, out, survey: str | None = None) -> Path:
+def ingest(folder, out, survey: str | None = None, overwrite: bool = False) -> Path:
     """Read the folder layout above into a validated dataset at ``out``."""
     folder = Path(folder)
+    check_output(out, overwrite=overwrite, inputs=(folder,), folder=True)     # before minutes of reading
     if not folder.is_dir():
         raise NeoqaError(f"{folder}: no such folder")
     if not any(folder.iterdir()):
@@ -109,6 +113,9 @@ def ingest(folder, out, survey: str | None = None) -> Path:
     meta = read_json(folder / "dataset.json")
     sheets_path, sheets = _read_table(folder, "sheets")
     obs_path, obs = _read_table(folder, "observations")
+    for path, table in ((sheets_path, sheets), (obs_path, obs)):
+        if table.num_rows == 0:
+            raise NeoqaError(f"{path}: the table has no rows")
     sheet_scalars = _scalar_columns(sheets_path, sheets, SHEET_KEYS, meta.get("sheet_scalars"))
     obs_scalars = _scalar_columns(obs_path, obs, OBS_KEYS, meta.get("obs_scalars"))
 
@@ -168,8 +175,10 @@ def ingest(folder, out, survey: str | None = None) -> Path:
                        sheet_scalars=S_scal, cutouts=images, obs_scalars=O_scal, ra=ra, dec=dec, mjd=mjd,
                        band=band, mag=mag, truth_sheet=truth_s, truth_obs=truth_o,
                        sheet_scalar_names=tuple(sheet_scalars), obs_scalar_names=tuple(obs_scalars), meta=full_meta)
+    check_finite(folder, {"sheet_id": sid, "k": k, "composite": composites, "cutouts": images, "ra": ra, "dec": dec,
+                          "mjd": mjd, "sheet_scalars": S_scal, "obs_scalars": O_scal, "mag": mag})
     shards = (batch.select(np.arange(s, min(s + SHARD_SHEETS, len(batch)))) for s in range(0, len(batch), SHARD_SHEETS))
-    return write_dataset(out, shards)
+    return write_dataset(out, shards, overwrite=overwrite, inputs=(folder,))
 
 
 def _read_table(folder: Path, stem: str):
@@ -243,8 +252,8 @@ def _read_fits(folder: Path, sid, k, meta):
     shape = (len(channels), size, size) if channels and size else None
     images, composites = [], []
     for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet")):
-        p = fdir / f"{s}.fits"
-        if not p.exists():
+        p = confined(fdir, f"{safe_name(s)}.fits", f"{folder}: sheet {s!r}")
+        if not p.is_file():
             raise NeoqaError(f"{p}: FITS file for sheet {s!r} is missing")
         try:
             hdul = fits.open(p, memmap=False)
@@ -293,7 +302,16 @@ def _read_truth(folder: Path, sid, order):
     ts, to = folder / "truth_sheets.parquet", folder / "truth_observations.parquet"
     if not (ts.exists() and to.exists()):
         return None, None
-    t1, t2 = pq.read_table(ts), pq.read_table(to)
+    try:
+        t1, t2 = pq.read_table(ts), pq.read_table(to)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise NeoqaError(f"{ts.parent}: a truth table cannot be read ({str(e).splitlines()[0]})") from None
+    for path, table, names in ((ts, t1, ("sheet_id",) + TRUTH_SHEET_FIELDS), (to, t2, TRUTH_OBS_FIELDS)):
+        missing = [n for n in names if n not in table.column_names]
+        if missing:
+            raise NeoqaError(f"{path}: required column '{missing[0]}' is missing")
+    if t2.num_rows != len(order):
+        raise NeoqaError(f"{to}: holds {t2.num_rows} rows but there are {len(order)} observations")
     if not np.array_equal(np.asarray(t1.column("sheet_id").to_pylist(), dtype=str), sid):
         raise NeoqaError(f"{ts}: sheet order differs from sheets table")
     truth_s = {n: t1.column(n).to_numpy() for n in TRUTH_SHEET_FIELDS}

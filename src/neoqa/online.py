@@ -24,7 +24,8 @@ from .errors import NeoqaError
 from .metrics import rates_against_truth
 from .sheets import SheetBatch
 from .splits import TEST, TRAIN, labelled, labelled_rows
-from .store import SheetSet, atomic_path, write_dataset
+from .outputs import atomic_output, check_output, write_text
+from .store import SheetSet, write_dataset
 from .transfer import finetunable
 
 REPLAY_DIR = "replay"
@@ -124,7 +125,11 @@ def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int
 
 
 def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE, seed: int = 0,
-                unlabelled=None) -> dict:
+                unlabelled=None, overwrite: bool = False) -> dict:
+    if size < 1:
+        raise NeoqaError(f"--replay-size must be at least 1 (got {size})")
+    inputs = (model_dir, data, replay_from, unlabelled)
+    check_output(out, overwrite=overwrite, inputs=inputs, folder=True)
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
@@ -140,7 +145,8 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     state = {"updates": int(state["updates"]) + 1, "replay_seen": replay.seen, "replay_sheets": replay.sheets}
     extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
              "online": state, "updated_from": str(model_dir)}
-    persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=replay.save)
+    persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=replay.save,
+                 overwrite=overwrite, inputs=inputs)
     return state
 
 
@@ -155,11 +161,15 @@ VARIANTS = {"replay": "replay buffer + weight anchor", "anchor": "weight anchor 
 
 
 def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int = 500, size: int = REPLAY_SIZE,
-           seed: int = 0, progress: bool = True) -> dict:
+           seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
     """Feed the new survey's labelled training sheets as a stream of batches to three learners
     (replay, anchor only, plain) and track test accuracy on both surveys after every update."""
     if batches < 1 or batch_size < 2:
         raise NeoqaError("a stream needs at least 1 batch of at least 2 sheets")
+    if size < 1:
+        raise NeoqaError(f"--replay-size must be at least 1 (got {size})")
+    inputs = (model_dir, new_data, old_data)
+    check_output(out, overwrite=overwrite, inputs=inputs, folder=True)
     model, info = persist.load(model_dir)
     name, thr = info["model"], info["threshold"]
     new, old = SheetSet(new_data).read(), SheetSet(old_data).read()
@@ -194,15 +204,19 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
         result["forgetting"][v] = {"max_drop": float(acc[0] - min(acc[1:])), "final_drop": float(acc[0] - acc[-1]),
                                    "new_gain": float([r["accuracy_new"] for r in rows if r["variant"] == v][-1]
                                                      - start["new"])}
-    write_stream(result, Path(out))
+    write_stream(result, Path(out), overwrite=overwrite, inputs=inputs)
     return result
 
 
-def write_stream(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "stream.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    with atomic_path(out / "stream.csv") as tmp, open(tmp, "w", newline="") as f:
+def write_stream(result: dict, out: Path, overwrite: bool = False, inputs=()) -> None:
+    """stream.{json,csv,md,png} into the folder ``out``, which appears complete or not at all."""
+    with atomic_output(out, overwrite=overwrite, inputs=inputs, folder=True, kind="stream") as tmp:
+        _write_into(result, tmp)
+
+
+def _write_into(result: dict, out: Path) -> None:
+    write_text(out / "stream.json", json.dumps(result, indent=1, default=float) + "\n")
+    with atomic_output(out / "stream.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["variant", "batch", "sheets_seen", "accuracy_new", "accuracy_old"])
         w.writeheader()
         w.writerows(result["rows"])
@@ -220,8 +234,7 @@ def write_stream(result: dict, out: Path) -> None:
                      + " | |")
         lines.append(f"| {title}: {result['old_survey']} | " + " | ".join(f"{100 * r['accuracy_old']:.1f}" for r in sub)
                      + f" | {100 * f['max_drop']:.1f} |")
-    with atomic_path(out / "stream.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(out / "stream.md", "\n".join(lines) + "\n")
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]),

@@ -15,9 +15,17 @@ import pyarrow.parquet as pq
 from . import persist
 from .errors import NeoqaError
 from .splits import TEST, VAL, split_of
-from .store import SheetSet, atomic_path
+from .outputs import atomic_output, check_output
+from .store import SheetSet
 
 BUCKETS = ("accept", "review", "reject")
+
+
+def check_rate(name: str, value) -> float:
+    """A recall or precision target: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise NeoqaError(f"--{name} must be in (0, 1], not {value!r}")
+    return float(value)
 
 
 def recall_threshold(y, p, recall: float) -> float:
@@ -85,6 +93,9 @@ def _scored(model_dir, data, labels="noisy"):
 
 def operating_point(model_dir, data, recall: float, n_boot: int = 1000, seed: int = 0, save: bool = False,
                     labels: str = "noisy") -> dict:
+    check_rate("recall", recall)
+    if n_boot < 1:
+        raise NeoqaError(f"--bootstrap must be at least 1 (got {n_boot})")
     _, info, batch, p, split, y = _scored(model_dir, data, labels)
     val = (split == VAL) & (y >= 0)
     test = (split == TEST) & (y >= 0)
@@ -101,12 +112,13 @@ def operating_point(model_dir, data, recall: float, n_boot: int = 1000, seed: in
         path = Path(model_dir) / persist.MODEL_JSON
         info["threshold"] = t
         info["threshold_target_recall"] = recall
-        with atomic_path(path) as tmp:
+        with atomic_output(path, overwrite=True) as tmp:      # --save asks to replace it
             tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out
 
 
-def triage(model_dir, data, out, recall: float = 0.995, precision: float | None = None, labels: str = "noisy") -> dict:
+def triage(model_dir, data, out, recall: float = 0.995, precision: float | None = None, labels: str = "noisy",
+           overwrite: bool = False) -> dict:
     """Accept above a precision threshold, reject below a recall threshold, review between.
 
     Both thresholds come from the validation split: rejecting only below the recall threshold
@@ -114,13 +126,15 @@ def triage(model_dir, data, out, recall: float = 0.995, precision: float | None 
     above the precision threshold keeps automatic accepts at least ``precision`` pure
     (``precision`` defaults to ``recall``). The report is measured on the test split.
     """
-    precision = recall if precision is None else precision
+    precision = check_rate("precision", recall if precision is None else precision)
+    check_rate("recall", recall)
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data))
     _, info, batch, p, split, y = _scored(model_dir, data, labels)
     val = (split == VAL) & (y >= 0)
     t_high, t_low = triage_thresholds(y[val], p[val], recall, precision)
     bucket = buckets(p, t_high, t_low)
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
         pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str), "probability": p,
                                  "bucket": np.array(BUCKETS)[bucket]}), tmp)
     test = (split == TEST) & (batch.label >= 0)
@@ -140,8 +154,11 @@ def triage_thresholds(y_val, p_val, recall: float, precision: float | None = Non
 
 
 def buckets(p, accept_above, reject_below) -> np.ndarray:
-    """0 accept, 1 review, 2 reject."""
-    return np.where(p >= accept_above, 0, np.where(p >= reject_below, 1, 2)).astype(np.int8)
+    """0 accept, 1 review, 2 reject; a probability that is not finite goes to review, never to a decision."""
+    p = np.asarray(p)
+    b = np.where(p >= accept_above, 0, np.where(p >= reject_below, 1, 2)).astype(np.int8)
+    b[~np.isfinite(p)] = 1
+    return b
 
 
 def bucket_report(y, bucket) -> dict:

@@ -1,14 +1,22 @@
 """A model is a folder: weights (skops for scikit-learn, safetensors for torch) plus
 ``model.json`` (name, parameters, schema, threshold, version, training-data fingerprint).
 
-Loading never unpickles: skops reconstructs only types on an allow-list (scikit-learn,
-NumPy, SciPy and neoqa's own classes) and refuses anything else.
+Loading never unpickles and never calls anything named in a file. A skops file is a zip of
+``.npy`` arrays (read with ``allow_pickle=False``) and a JSON tree that says which object to
+build from which parts. Before skops sees the file, neoqa reads that tree itself and refuses it
+unless every node is a plain data node (object, dict, list, tuple, JSON value, dtype, array,
+random state) and every object's class is on an exact list of the classes neoqa's models are
+made of (``ALLOWED_CLASSES``): no functions, methods, ``functools.partial`` or reduce nodes,
+no prefixes. Objects are rebuilt with ``cls.__new__`` and their attribute dict, so no
+constructor or callable named by the file runs. Torch models are safetensors (arrays only) and
+JSON. Every path inside a model folder stays inside it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +25,37 @@ from . import __version__
 from .calibration import Calibrated
 from .errors import NeoqaError
 from .schema import schema_dict, schema_fingerprint
-from .store import atomic_path, read_json
+from .outputs import atomic_output
+from .store import read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "neoqa.", "builtins.", "collections.", "lightgbm.")
+# skops node kinds that hold data only; FunctionNode, MethodNode, PartialNode, ReduceNode and
+# OperatorFuncNode (which name callables) are never accepted.
+DATA_NODES = {"ObjectNode", "DictNode", "ListNode", "TupleNode", "JsonNode", "TypeNode", "DTypeNode",
+              "NdArrayNode", "RandomStateNode", "DefaultDictNode"}
+# The exact classes a neoqa model folder holds (what the registered models are built of).
+ALLOWED_CLASSES = {
+    "ObjectNode": {
+        "neoqa.models.fixed.FixedLengthModel", "neoqa.models.fixed.PipelineClassifier",
+        "neoqa.models.fixed.SummaryModel", "neoqa.models.fixed._GammaRFF", "neoqa.models.multi.MultiLengthModel",
+        "sklearn.pipeline.Pipeline", "sklearn.impute._base.SimpleImputer", "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.preprocessing._label.LabelBinarizer", "sklearn.preprocessing._label.LabelEncoder",
+        "sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration", "sklearn.linear_model._ridge.RidgeClassifier",
+        "sklearn.kernel_approximation.Nystroem", "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer", "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.basic.Booster"},
+    "DictNode": {"builtins.dict"}, "ListNode": {"builtins.list"}, "TupleNode": {"builtins.tuple"},
+    "JsonNode": {"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType"},
+    "TypeNode": {"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.tuple",
+                 "collections.OrderedDict", "numpy.int8", "numpy.int64", "numpy.float32", "numpy.float64"},
+    "DTypeNode": {"numpy.dtype"}, "NdArrayNode": {"numpy.ndarray", "numpy.float64", "numpy.float32", "numpy.int64",
+                                                  "numpy.int32", "numpy.int8", "numpy.bool_"},
+    "RandomStateNode": {"numpy.random.mtrand.RandomState"}, "DefaultDictNode": {"collections.defaultdict"},
+}
+# model.json: the fields loading relies on, and their types
+_INFO_FIELDS = {"model": str, "params": dict, "threshold": (int, float), "schema": dict}
 
 
 def data_schema(batch) -> dict:
@@ -37,10 +71,9 @@ def data_fingerprint(batch) -> str:
     return h.hexdigest()[:16]
 
 
-def save(model, folder, name: str, threshold: float, train_batch, extra: dict | None = None, attach=None) -> Path:
+def save(model, folder, name: str, threshold: float, train_batch, extra: dict | None = None, attach=None,
+         overwrite: bool = False, inputs=()) -> Path:
     """Write the model folder atomically; ``attach(tmp_folder)`` adds files of its own (a replay buffer)."""
-    import skops.io as sio
-
     folder = Path(folder)
     schema = data_schema(train_batch)
     info = {
@@ -50,16 +83,22 @@ def save(model, folder, name: str, threshold: float, train_batch, extra: dict | 
                           "survey": train_batch.meta.get("survey"), "channels": train_batch.meta.get("channels")},
         **(extra or {}),
     }
-    with atomic_path(folder, is_dir=True) as tmp:
-        tmp.mkdir(exist_ok=True)
-        if hasattr(model, "save_weights"):
-            model.save_weights(tmp)
-        else:
-            sio.dump(model, tmp / SKOPS_FILE)
+    with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True, kind="model") as tmp:
+        save_weights(model, tmp)
         (tmp / MODEL_JSON).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
         if attach is not None:
             attach(tmp)
     return folder
+
+
+def save_weights(model, folder: Path) -> None:
+    """A fitted model's weights into ``folder``: its own safetensors writer, else a skops file."""
+    import skops.io as sio
+
+    if hasattr(model, "save_weights"):
+        model.save_weights(folder)
+    else:
+        sio.dump(model, folder / SKOPS_FILE)
 
 
 def load(folder):
@@ -67,33 +106,107 @@ def load(folder):
     from .models import registry
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise NeoqaError(f"{folder}: no such model folder")
     path = folder / MODEL_JSON
     info = read_json(path, f"not a neoqa model folder (no {MODEL_JSON})")
-    if info.get("model") not in registry.MODELS:
-        raise NeoqaError(f"{path}: unknown model {info.get('model')!r}")
-    skops_path = folder / SKOPS_FILE
-    if skops_path.exists():
-        model = load_skops(skops_path)
-    else:
-        model = registry.make(info["model"])
-        if not hasattr(model, "load_weights"):
-            raise NeoqaError(f"{folder}: weights file {SKOPS_FILE} is missing")
-        model.load_weights(folder, info)
+    check_info(path, info)
+    if info["model"] not in registry.MODELS:
+        raise NeoqaError(f"{path}: unknown model {info['model']!r}")
+    model = load_weights(folder, info["model"], info["params"], path)
     cal = info.get("calibration")
     if cal and cal.get("method") == "temperature":
         model = Calibrated(model, cal["temperature"])
     return model, info
 
 
+def load_weights(folder: Path, name: str, params: dict, where) -> object:
+    """The fitted model of registry name ``name`` from the weights in ``folder``."""
+    from .models import registry
+
+    skops_path = folder / SKOPS_FILE
+    if skops_path.is_file():
+        return load_skops(skops_path)
+    model = registry.make(name)
+    if not hasattr(model, "load_weights"):
+        raise NeoqaError(f"{folder}: weights file {SKOPS_FILE} is missing")
+    model.set_params(**checked_params(model, params, where))
+    model.load_weights(folder)
+    return model
+
+
+def check_info(path, info: dict) -> None:
+    """model.json's fields, with the types loading relies on, or one line naming the field."""
+    for key, kind in _INFO_FIELDS.items():
+        if key not in info:
+            raise NeoqaError(f"{path}: field '{key}' is missing")
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            raise NeoqaError(f"{path}: field '{key}' has the wrong type ({type(info[key]).__name__})")
+    if not 0 <= info["threshold"] <= 1:
+        raise NeoqaError(f"{path}: field 'threshold' is {info['threshold']}, must be in [0, 1]")
+    schema = info["schema"]
+    for key, kind in (("channels", int), ("cutout_size", int), ("sheet_scalars", list), ("obs_scalars", list)):
+        if not isinstance(schema.get(key), kind) or isinstance(schema.get(key), bool):
+            raise NeoqaError(f"{path}: field 'schema.{key}' is missing or has the wrong type")
+    cal = info.get("calibration")
+    if cal is not None:
+        t = cal.get("temperature") if isinstance(cal, dict) else None
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not np.isfinite(t) or t <= 0:
+            raise NeoqaError(f"{path}: field 'calibration.temperature' must be a positive number")
+
+
+def checked_params(model, params: dict, where) -> dict:
+    """Stored constructor parameters: only the model's own, each of its default's type."""
+    defaults = model.get_params(deep=False)
+    out = {}
+    for key, value in params.items():
+        if key not in defaults:
+            continue
+        want = defaults[key]
+        if isinstance(want, (list, tuple)) and isinstance(value, str):
+            continue                           # stored by repr; the default stands
+        if want is not None and value is not None and type(value) is not type(want) and not (
+                isinstance(want, float) and type(value) is int):
+            raise NeoqaError(f"{where}: parameter '{key}' is {value!r}, expected a {type(want).__name__}")
+        out[key] = value
+    return out
+
+
 def load_skops(path: Path):
-    """A skops file, rebuilding only types on neoqa's allow-list."""
+    """A skops file, after its whole tree has passed ``audit_skops``."""
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if bad:
-        raise NeoqaError(f"{path}: refuses to load type {bad[0]!r} (not on neoqa's allow-list)")
-    return sio.load(path, trusted=untrusted)
+    audit_skops(path)
+    try:
+        return sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    except Exception as e:                     # a tree that passed the audit but does not build
+        raise NeoqaError(f"{path}: the model file does not load ({type(e).__name__}: {e})") from None
+
+
+def audit_skops(path: Path) -> None:
+    """Refuse a skops file unless every node is a data node of an allowed class (see the module doc)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            tree = json.loads(z.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise NeoqaError(f"{path}: not a readable skops model file (truncated or corrupt)") from None
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "__loader__" in node:
+            loader, name = node.get("__loader__"), f"{node.get('__module__')}.{node.get('__class__')}"
+            if loader not in DATA_NODES:
+                raise NeoqaError(f"{path}: refuses to load a {loader} ({name}): model files hold data, not code")
+            if name not in ALLOWED_CLASSES[loader]:
+                raise NeoqaError(f"{path}: refuses to load type {name!r} (not on neoqa's allow-list)")
+            if loader == "NdArrayNode" and node.get("type") != "numpy":
+                raise NeoqaError(f"{path}: refuses an array stored as {node.get('type')!r}")
+        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
 
 
 def check_schema(info: dict, batch, where) -> None:

@@ -14,7 +14,8 @@ from .errors import NeoqaError
 from .operating import bucket_report, buckets, triage_thresholds
 from .splits import TEST, VAL, labelled, split_of
 from .differentiable import is_differentiable
-from .store import SheetSet, atomic_path, read_json
+from .outputs import atomic_output, safe_name, write_text
+from .store import SheetSet, read_json
 from .zoo import _fmt
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
@@ -25,8 +26,8 @@ CASES = (("TP", "true positive", 1, 1), ("FP", "false positive", 0, 1), ("FN", "
          ("TN", "true negative", 0, 0))
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+def _img(png: Path | bytes, alt: str) -> str:
+    data = base64.b64encode(png if isinstance(png, bytes) else png.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
@@ -106,22 +107,23 @@ def write_report(run, samples: int = 32) -> Path:
     model, info = models[explained_name]
     batch = SheetSet(summary["data"]).read()
     examples = pick_examples(model, info, batch)
-    fig_dir = run / "report_figures"
-    fig_dir.mkdir(exist_ok=True)
-    explained = []
-    for code, name, _, _ in CASES:
-        if code not in examples:
-            continue
-        sid, p = examples[code]
-        path = explain.explain_sheet(run / "models" / explained_name, summary["data"], sid,
-                                     fig_dir / f"{code}_{sid}.png", samples=samples)
-        explained.append((code, name, sid, p, path))
-    linear = []
-    for name, (mdl, _) in models.items():
-        if explain.linear_weights(mdl) is not None:
-            linear.append((name, explain.draw_linear_weights(run / "models" / name, fig_dir / f"weights_{name}.png")))
-
-    triage_html = _triage_section(models[best][0], batch, best, fig_dir)
+    # The report's own figures and page are regenerated on every run: replacing them is what
+    # `neoqa report` is asked to do. The figures folder is swapped in whole, then the page.
+    with atomic_output(run / "report_figures", overwrite=True, folder=True, kind="report figures") as fig_dir:
+        explained = []
+        for code, name, _, _ in CASES:
+            if code not in examples:
+                continue
+            sid, p = examples[code]
+            path = explain.explain_sheet(run / "models" / explained_name, summary["data"], sid,
+                                         fig_dir / f"{code}_{safe_name(sid)}.png", samples=samples)
+            explained.append((code, name, sid, p, path.read_bytes()))
+        linear = []
+        for name, (mdl, _) in models.items():
+            if explain.linear_weights(mdl) is not None:
+                path = explain.draw_linear_weights(run / "models" / name, fig_dir / f"weights_{safe_name(name)}.png")
+                linear.append((name, path.read_bytes()))
+        triage_html = _triage_section(models[best][0], batch, best, fig_dir)
 
     rows = []
     head = ["model", "test acc %", "clean acc %", "train acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %",
@@ -172,7 +174,6 @@ def write_report(run, samples: int = 32) -> Path:
                  "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;"
                  "document.body.dataset.images=i.length;});</script></body></html>")
     out = run / "report.html"
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(parts))
+    write_text(out, "\n".join(parts), overwrite=True)
     return out
 

@@ -19,7 +19,8 @@ from .corrupt import CORRUPTIONS, corrupt
 from .errors import NeoqaError
 from .metrics import rates_against_truth
 from .splits import TEST, labelled_rows
-from .store import SheetSet, atomic_path
+from .outputs import atomic_output, check_output, write_text
+from .store import SheetSet
 
 COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
            "tpr_clean", "tnr_clean", "roc_auc_clean")
@@ -47,7 +48,13 @@ def load_models(model_dirs, batch, where) -> dict:
 
 
 def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_sheets: int | None = None,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, overwrite: bool = False) -> list[dict]:
+    """Every model under every corruption; robustness.{json,csv,md,png} into the folder ``out``,
+    which appears complete or not at all."""
+    if max_sheets is not None and max_sheets < 1:
+        raise NeoqaError(f"--sheets must be at least 1 (got {max_sheets})")
+    inputs = (data, *model_dirs)
+    check_output(out, overwrite=overwrite, inputs=inputs, folder=True)
     batch = SheetSet(data).read()
     models = load_models(model_dirs, batch, str(data))
     test = test_sheets(batch, max_sheets, seed)
@@ -71,18 +78,16 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
             p = unchanged[mname] if sev == 0 else model.predict_proba(data_c)[:, 1]
             rows.append({"model": mname, "corruption": cname, "severity": sev, "unit": CORRUPTIONS[cname].unit,
                          "sheets": len(data_c), **rates_against_truth(data_c, p, info["threshold"])})
-    out = Path(out)
-    write_tables(rows, out, str(data), len(test), seed, skipped)
-    plot(rows, out / "robustness.png")
+    with atomic_output(out, overwrite=overwrite, inputs=inputs, folder=True, kind="robustness") as tmp:
+        write_tables(rows, tmp, str(data), len(test), seed, skipped)
+        plot(rows, tmp / "robustness.png")
     return rows
 
 
 def write_tables(rows, out: Path, data: str, n_test: int, seed: int, skipped: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "robustness.json") as tmp:
-        tmp.write_text(json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "skipped": skipped,
+    write_text(out / "robustness.json", json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "skipped": skipped,
                                    "rows": rows}, indent=1, default=float) + "\n")
-    with atomic_path(out / "robustness.csv") as tmp, open(tmp, "w", newline="") as f:
+    with atomic_output(out / "robustness.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
         w.writeheader()
         w.writerows(rows)
@@ -104,8 +109,7 @@ def write_tables(rows, out: Path, data: str, n_test: int, seed: int, skipped: di
                 cells.append(f"{100 * r['accuracy']:.1f}{clean}")
             lines.append(f"| {mname} | " + " | ".join(cells) + " |")
         lines.append("")
-    with atomic_path(out / "robustness.md") as tmp:
-        tmp.write_text("\n".join(lines))
+    write_text(out / "robustness.md", "\n".join(lines))
 
 
 def plot(rows, path) -> None:

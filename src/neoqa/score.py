@@ -10,18 +10,24 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import persist
-from .store import SheetSet, atomic_path
+from .outputs import atomic_output, check_output
+from .store import SheetSet
 
 BATCH = 4096
 
 
-def score(model_dir, data, out) -> Path:
+def score(model_dir, data, out, overwrite: bool = False) -> Path:
+    """``sheet_id``, ``probability`` and ``decision`` (1 real, 0 false, -1 undecided) for every sheet.
+
+    A probability that is not finite is never a decision: it is written as it is with decision -1,
+    so the sheet goes to a person (``triage`` puts it in the review bucket)."""
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data))
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
     thr = info["threshold"]
     schema = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8())])
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             bar = tqdm(total=len(ds), desc="score", unit="sheet")
             for shard in ds.iter_shards():
@@ -29,8 +35,9 @@ def score(model_dir, data, out) -> Path:
                 for s in range(0, len(shard), BATCH):
                     part = shard.select(np.arange(s, min(s + BATCH, len(shard))))
                     p = model.predict_proba(part)[:, 1]
+                    decision = np.where(np.isfinite(p), p >= thr, -1).astype(np.int8)
                     writer.write_table(pa.table({"sheet_id": part.sheet_id.astype(str), "probability": p,
-                                                 "decision": (p >= thr).astype(np.int8)}, schema=schema))
+                                                 "decision": decision}, schema=schema))
                     bar.update(len(part))
             bar.close()
     return out

@@ -31,7 +31,11 @@ def find_sheet(path, sheet_id):
     raise NeoqaError(f"{path}: sheet {sheet_id!r} not found")
 
 
-def show_sheet(path, sheet_id: str, out) -> Path:
+def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
+    from .outputs import check_output
+
+    figures.check_format(out)
+    check_output(out, overwrite=overwrite, inputs=(path,))
     plt = figures.pyplot()
 
     b = find_sheet(path, sheet_id)
@@ -83,5 +87,5 @@ def show_sheet(path, sheet_id: str, out) -> Path:
     ax.text(0, 1, "\n".join(text + [""] + rows), va="top", ha="left", family="monospace", fontsize=7.5,
             transform=ax.transAxes)
     out = Path(out)
-    figures.save(fig, out, dpi=110)
+    figures.save(fig, out, dpi=110, overwrite=overwrite, inputs=(path,))
     return out

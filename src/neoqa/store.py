@@ -8,17 +8,15 @@ looks complete.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .errors import NeoqaError
+from .outputs import atomic_output, confined
 from .schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from .sheets import OBS_ARRAYS, SHEET_ARRAYS, SheetBatch
 
@@ -39,22 +37,6 @@ _TRUTH_DTYPES = {"clean_label": np.int8, "scenario": np.int8, "object_class": np
 
 
 # ---------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(final: Path, is_dir: bool = False):
-    """Yield a temporary sibling path; rename it onto ``final`` only on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    target = tmp if is_dir else tmp / final.name
-    try:
-        yield target
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(target, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _meta_from(batch: SheetBatch) -> dict:
     meta = {key: batch.meta.get(key) for key in META_KEYS}
     meta.update({key: batch.meta[key] for key in OPTIONAL_META_KEYS if batch.meta.get(key) is not None})
@@ -73,6 +55,23 @@ def write_shard_file(path: Path, batch: SheetBatch) -> None:
     HDF5 filter transparently, so older LZF shards still open.
     """
     meta = _meta_from(batch)
+    _check_space(path, batch)
+    try:
+        _write_h5(path, batch, meta)
+    except OSError as e:
+        raise NeoqaError(f"{path}: cannot write the shard ({e})") from None
+
+
+def _check_space(path: Path, batch: SheetBatch) -> None:
+    """Refuse before HDF5 starts writing: a full disk mid-write can abort the library itself."""
+    need = sum(getattr(batch, n).nbytes for n in SHEET_ARRAYS + OBS_ARRAYS if n != "sheet_id") + (1 << 20)
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < 1.05 * need + (16 << 20):
+        raise NeoqaError(f"{Path(path).parent}: not enough free disk space for {Path(path).name} "
+                         f"(needs about {need / 2**20:.0f} MB, {free / 2**20:.0f} MB free)")
+
+
+def _write_h5(path: Path, batch: SheetBatch, meta: dict) -> None:
     with h5py.File(path, "w", track_order=False) as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -109,9 +108,9 @@ def _dataset(f, key, arr):
     f.create_dataset(key, data=arr, chunks=chunks, track_times=False)
 
 
-def write_shard(path, batch: SheetBatch) -> Path:
+def write_shard(path, batch: SheetBatch, overwrite: bool = False) -> Path:
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         write_shard_file(tmp, batch)
     return path
 
@@ -126,11 +125,10 @@ def write_manifest(folder: Path, meta: dict, counts: list[int]) -> None:
     (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def write_dataset(path, batches) -> Path:
+def write_dataset(path, batches, overwrite: bool = False, inputs=()) -> Path:
     """Write an iterable of SheetBatch as the shards of one dataset folder, atomically."""
     path = Path(path)
-    with atomic_path(path, is_dir=True) as tmp:
-        tmp.mkdir(exist_ok=True)
+    with atomic_output(path, overwrite=overwrite, inputs=inputs, folder=True, kind="dataset") as tmp:
         counts, meta = [], None
         for i, batch in enumerate(batches):
             write_shard_file(tmp / shard_name(i), batch)
@@ -153,7 +151,7 @@ class SheetSet:
         if self.path.is_dir():
             self.shard_paths, self.counts, self.meta = _open_folder(self.path)
         else:
-            meta, n = _validate_shard(self.path)
+            meta, n, _ = _validate_shard(self.path)
             self.shard_paths, self.counts, self.meta = [self.path], [n], meta
 
     def __len__(self) -> int:
@@ -196,10 +194,17 @@ def _open_folder(path: Path):
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         raise NeoqaError(f"{mf}: field 'shards' is missing or empty")
-    paths, counts = [], []
-    for entry in shards:
-        p = path / str(entry.get("file"))
-        meta, n = _validate_shard(p)
+    paths, counts, seen = [], [], {}
+    for i, entry in enumerate(shards):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise NeoqaError(f"{mf}: shards[{i}]: field 'file' is missing or not a string")
+        p = confined(path, entry["file"], f"{mf}: shards[{i}]")
+        meta, n, ids = _validate_shard(p)
+        for sid in ids:
+            if sid in seen:
+                raise NeoqaError(f"{p}: sheet id {sid.decode('utf-8')!r} is also in {seen[sid].name}; "
+                                 "sheet ids must be unique across the dataset")
+            seen[sid] = p
         if n != entry.get("sheets"):
             raise NeoqaError(f"{p}: holds {n} sheets but {MANIFEST} says {entry.get('sheets')}")
         for key in ("survey", "channels", "sheet_scalars", "obs_scalars", "cutout_size"):
@@ -232,9 +237,7 @@ def _validate_shard(path: Path):
             meta = json.loads(f.attrs["meta"])
         except (KeyError, json.JSONDecodeError):
             raise NeoqaError(f"{path}: attribute 'meta' is missing or not JSON") from None
-        for key in META_KEYS:
-            if key not in meta:
-                raise NeoqaError(f"{path}: meta field '{key}' is missing")
+        _check_meta(path, meta)
         n_ch, size = len(meta["channels"]), meta["cutout_size"]
         ns, no = len(meta["sheet_scalars"]), len(meta["obs_scalars"])
         expect = {"sheet_id": (None,), "label": (None,), "k": (None,), "composite": (None, n_ch, size, size),
@@ -248,6 +251,9 @@ def _validate_shard(path: Path):
             ds = f[key]
             if len(ds.shape) != len(shape) or any(s is not None and s != d for s, d in zip(shape, ds.shape)):
                 raise NeoqaError(f"{path}: dataset '{key}' has shape {ds.shape}, expected {_fmt(shape)}")
+            if ds.dtype.kind not in _KINDS[name]:
+                raise NeoqaError(f"{path}: dataset '{key}' has type {ds.dtype}, expected "
+                                 f"{'an integer' if _KINDS[name] == 'iu' else 'a float' if _KINDS[name] == 'f' else 'a byte-string'} type")
             lengths.setdefault(_GROUP[name], set()).add(ds.shape[0])
         for group, sizes in lengths.items():
             if len(sizes) != 1:
@@ -273,7 +279,59 @@ def _validate_shard(path: Path):
             for name in TRUTH_OBS_FIELDS:
                 if f"truth/obs/{name}" not in f or f[f"truth/obs/{name}"].shape != (m,):
                     raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is missing or of wrong length")
-    return meta, n
+    return meta, n, ids
+
+
+# numpy dtype kinds each stored array may have: fractional k or labels are refused on open
+_KINDS = {"sheet_id": "S", "label": "iu", "k": "iu", "band": "iu", "composite": "f", "sheet_scalars": "f",
+          "cutouts": "f", "obs_scalars": "f", "ra": "f", "dec": "f", "mjd": "f", "mag": "f"}
+
+
+def _check_meta(path, meta) -> None:
+    """The meta attribute's fields, with the types the rest of neoqa relies on."""
+    if not isinstance(meta, dict):
+        raise NeoqaError(f"{path}: attribute 'meta' is not a JSON object")
+    for key in META_KEYS:
+        if key not in meta:
+            raise NeoqaError(f"{path}: meta field '{key}' is missing")
+    for key in ("channels", "sheet_scalars", "obs_scalars"):
+        v = meta[key]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise NeoqaError(f"{path}: meta field '{key}' must be a list of names")
+    if not meta["channels"]:
+        raise NeoqaError(f"{path}: meta field 'channels' is empty")
+    if isinstance(meta["cutout_size"], bool) or not isinstance(meta["cutout_size"], int) or meta["cutout_size"] < 1:
+        raise NeoqaError(f"{path}: meta field 'cutout_size' must be a positive integer")
+    if not isinstance(meta["survey"], str):
+        raise NeoqaError(f"{path}: meta field 'survey' must be a name")
+    if not isinstance(meta["has_truth"], bool):
+        raise NeoqaError(f"{path}: meta field 'has_truth' must be true or false")
+
+
+# Missing values are NaN by contract; infinities never are, and pixels and positions are never missing.
+_FINITE = ("composite", "cutouts", "ra", "dec", "mjd")
+_NO_INF = ("sheet_scalars", "obs_scalars", "mag")
+
+
+def check_finite(where, arrays: dict) -> None:
+    """Refuse non-finite pixels, times and positions and infinite scalars, naming sheet and field.
+
+    A NaN pixel would make a model's probability NaN, and a NaN must never become a decision.
+    """
+    for name in _FINITE + _NO_INF:
+        a = arrays[name]
+        bad = ~np.isfinite(a) if name in _FINITE else np.isinf(a)
+        if not bad.any():
+            continue
+        row = int(np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))[0])
+        if name in SHEET_ARRAYS:
+            sheet, what = row, ""
+        else:
+            sheet = int(np.searchsorted(np.cumsum(arrays["k"]), row, side="right"))
+            what = f" (observation {row - int(np.sum(arrays['k'][:sheet]))})"
+        sid = arrays["sheet_id"][sheet] if sheet < len(arrays["sheet_id"]) else "?"
+        kind = "infinite" if name in _NO_INF else "NaN or infinite"
+        raise NeoqaError(f"{where}: sheet {str(sid)!r}{what}: field '{name}' holds {kind} values")
 
 
 def _attr(f, name):
@@ -290,10 +348,14 @@ def _fmt(shape) -> str:
 
 
 def read_shard(path: Path) -> SheetBatch:
-    meta, _ = _validate_shard(path)
+    meta, _, _ = _validate_shard(path)
     with h5py.File(path, "r") as f:
         kw = {name: f[f"{_GROUP[name]}/{name}"][()] for name in SHEET_ARRAYS + OBS_ARRAYS}
-        kw["sheet_id"] = decode_ids(kw["sheet_id"])
+        try:
+            kw["sheet_id"] = decode_ids(kw["sheet_id"])
+        except UnicodeDecodeError:
+            raise NeoqaError(f"{path}: dataset 'sheets/sheet_id' holds an id that is not UTF-8") from None
+        check_finite(path, kw)
         if meta["has_truth"]:
             kw["truth_sheet"] = {n: f[f"truth/sheets/{n}"][()] for n in TRUTH_SHEET_FIELDS}
             kw["truth_obs"] = {n: f[f"truth/obs/{n}"][()] for n in TRUTH_OBS_FIELDS}

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from . import figures
 from .errors import NeoqaError
 from .splits import fold_of
-from .store import SheetSet, atomic_path, write_dataset
+from .outputs import atomic_output, check_output, write_text
+from .store import SheetSet, write_dataset
 
 FOLDS = 5
 
@@ -77,13 +78,25 @@ def precision_recall(wrong: np.ndarray, order: np.ndarray, flagged: np.ndarray) 
 
 
 def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True,
-                  prune=None) -> dict:
-    """Rank and flag; ``prune``: also write the dataset without the flagged sheets (to train on)."""
+                  prune=None, overwrite: bool = False) -> dict:
+    """Rank and flag; ``prune``: also write the dataset without the flagged sheets (to train on).
+
+    Every output (the table, its .json summary and .png beside it, the pruned dataset) is checked
+    before any work; the table is written last, so a complete table means a complete run.
+    """
+    from .models import make
+
     out = Path(out)
     if folds < 2:
         raise NeoqaError(f"cross-validation needs at least 2 folds, not {folds}")
     if out.suffix.lower() != ".csv":
         raise NeoqaError(f"{out}: the suspects table is a .csv file")
+    make(name)
+    kw = {"overwrite": overwrite, "inputs": (data,)}
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".png")):
+        check_output(path, **kw)
+    if prune is not None:
+        check_output(prune, folder=True, **kw)
     full = SheetSet(data).read()
     batch = full.select(np.flatnonzero(full.label >= 0))
     if len(batch) < 10 * folds or len(np.unique(batch.label)) < 2:
@@ -93,28 +106,28 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     wrong = None
     if batch.truth_sheet is not None:
         wrong = batch.label != batch.truth_sheet["clean_label"]
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", "sheet_id", "label", "p_real_cross_validated", "label_quality", "flagged"]
-                   + (["label_wrong_in_truth"] if wrong is not None else []))
-        for rank, i in enumerate(r["order"], 1):
-            w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",
-                        int(r["flagged"][i])] + ([int(wrong[i])] if wrong is not None else []))
     summary = {"data": str(data), "model": name, "folds": folds, "seed": seed, "sheets": len(batch),
                "flagged": int(r["flagged"].sum())}
     if wrong is not None:
         summary["against_truth"] = precision_recall(wrong, r["order"], r["flagged"])
-        plot(wrong, r["order"], r["flagged"], out.with_suffix(".png"))
+        plot(wrong, r["order"], r["flagged"], out.with_suffix(".png"), **kw)
     if prune is not None:
         drop = set(batch.sheet_id[r["flagged"]].astype(str))
         kept = full.select(np.flatnonzero([str(s) not in drop for s in full.sheet_id]))
         kept.meta = {**full.meta, "provenance": {**(full.meta.get("provenance") or {}),
                                                   "pruned": {"from": str(data), "removed": len(drop),
                                                              "by": f"neoqa suspects ({name}, {folds} folds)"}}}
-        write_dataset(prune, (kept.select(np.arange(s, min(s + 5000, len(kept)))) for s in range(0, len(kept), 5000)))
+        write_dataset(prune, (kept.select(np.arange(s, min(s + 5000, len(kept)))) for s in range(0, len(kept), 5000)),
+                      **kw)
         summary["pruned"] = {"path": str(prune), "sheets": len(kept), "removed": len(drop)}
-    with atomic_path(out.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n", **kw)
+    with atomic_output(out, **kw) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "sheet_id", "label", "p_real_cross_validated", "label_quality", "flagged"]
+                   + (["label_wrong_in_truth"] if wrong is not None else []))
+        for rank, i in enumerate(r["order"], 1):
+            w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",
+                        int(r["flagged"][i])] + ([int(wrong[i])] if wrong is not None else []))
     return summary
 
 
@@ -131,7 +144,7 @@ def read_flagged(path) -> set:
     return {r["sheet_id"] for r in rows if r["flagged"] == "1"}
 
 
-def plot(wrong, order, flagged, path) -> None:
+def plot(wrong, order, flagged, path, **save) -> None:
     """Precision and recall of the top of the ranking against the clean truth."""
     plt = figures.pyplot()
     hits = np.cumsum(wrong[order])
@@ -148,4 +161,4 @@ def plot(wrong, order, flagged, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Suspect-label ranking against the clean truth")
-    figures.save(fig, path)
+    figures.save(fig, path, **save)

@@ -27,7 +27,11 @@ def labelled_splits(batch):
     return train, val
 
 
-def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True) -> dict:
+def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, overwrite: bool = False,
+                 inputs=()) -> dict:
+    from .outputs import check_output
+
+    check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
     train, val = labelled_splits(batch)
     model = make(name, random_state=seed)
     if hasattr(model, "progress"):
@@ -42,10 +46,12 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True) ->
         threshold = best_threshold(val.label, apply_temperature(p_val, temperature))
     persist.save(model, out, name, threshold, train,
                  extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
-                        "calibration": {"method": "temperature", "temperature": temperature}})
+                        "calibration": {"method": "temperature", "temperature": temperature}},
+                 overwrite=overwrite, inputs=inputs)
     return {"model": Calibrated(model, temperature), "threshold": threshold, "fit_seconds": fit_seconds}
 
 
-def train_path(name: str, data, out, seed: int = 0) -> Path:
-    fit_and_save(name, SheetSet(data).read(), out, seed)
+def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> Path:
+    make(name)                                   # an unknown name fails before the data is read
+    fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,))
     return Path(out)

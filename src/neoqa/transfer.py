@@ -25,7 +25,8 @@ from .metrics import rates_against_truth
 from .models import make
 from .models.fixed import leaf_size
 from .splits import TEST, TRAIN, labelled, labelled_rows, split_of
-from .store import SheetSet, atomic_path
+from .outputs import atomic_output, check_output, write_text
+from .store import SheetSet
 
 SCRATCH_THRESHOLD = 0.5
 
@@ -78,7 +79,9 @@ def from_scratch(name: str, new_batch, picked, seed: int = 0):
     return model.fit(picked)
 
 
-def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt: bool = True) -> Path:
+def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt: bool = True,
+                  overwrite: bool = False) -> Path:
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
@@ -86,16 +89,19 @@ def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt
     extra = {"seed": seed, "n_parameters": int(tuned.n_parameters()), "calibration": info.get("calibration"),
              "finetuned_from": {"model_dir": str(model_dir), "training_data": info.get("training_data"),
                                 "labels": len(picked), "adapted_normalisation": bool(adapt)}}
-    return persist.save(tuned, out, info["model"], info["threshold"], picked, extra=extra)
+    return persist.save(tuned, out, info["model"], info["threshold"], picked, extra=extra, overwrite=overwrite,
+                        inputs=(model_dir, data))
 
 
 def _score(model, test, threshold) -> dict:
     return rates_against_truth(test, model.predict_proba(test)[:, 1], threshold)
 
 
-def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2), progress: bool = True) -> dict:
+def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2), progress: bool = True,
+                   overwrite: bool = False) -> dict:
     """Zero-shot, normalisation-adapted zero-shot, and fine-tuned against from-scratch accuracy
     for each number of labelled new-survey sheets, over several seeded draws of those sheets."""
+    check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
     name = info["model"]
     batch = SheetSet(data).read()
@@ -115,7 +121,7 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
         scratch = from_scratch(name, batch, picked, s)
         for how, m, t in (("finetuned", same_calibration(model, tuned), thr), ("scratch", scratch, SCRATCH_THRESHOLD)):
             result["rows"].append({"labels": len(picked), "seed": s, "how": how, **_score(m, test, t)})
-    write(result, Path(out))
+    write(result, Path(out), overwrite=overwrite, inputs=(model_dir, data))
     return result
 
 
@@ -131,14 +137,18 @@ def _acc(r: dict) -> str:
     return f"{100 * r['accuracy']:.1f}" + (f" ({100 * r['accuracy_clean']:.1f} clean)" if "accuracy_clean" in r else "")
 
 
-def write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def write(result: dict, out: Path, overwrite: bool = False, inputs=()) -> None:
+    """learning_curve.{json,csv,md,png} into the folder ``out``, which appears complete or not at all."""
+    with atomic_output(out, overwrite=overwrite, inputs=inputs, folder=True, kind="learning-curve") as tmp:
+        _write_into(result, tmp)
+
+
+def _write_into(result: dict, out: Path) -> None:
     rows = result["rows"]
-    with atomic_path(out / "learning_curve.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    write_text(out / "learning_curve.json", json.dumps(result, indent=1, default=float) + "\n")
     cols = ["labels", "seed", "how", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean", "tpr_clean", "tnr_clean",
             "roc_auc_clean"]
-    with atomic_path(out / "learning_curve.csv") as tmp, open(tmp, "w", newline="") as f:
+    with atomic_output(out / "learning_curve.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, restval="")
         w.writeheader()
         w.writerows(rows)
@@ -164,8 +174,7 @@ def write(result: dict, out: Path) -> None:
                 _, m, s = _curve(rows, how, k)
                 cells.append(pct(m[i], s[i]))
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    with atomic_path(out / "learning_curve.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(out / "learning_curve.md", "\n".join(lines) + "\n")
     plot(result, out / "learning_curve.png", key)
 
 

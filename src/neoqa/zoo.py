@@ -13,7 +13,8 @@ from tqdm import tqdm
 from . import figures, persist
 from .evaluate import PAPER, evaluate
 from .models import MODELS
-from .store import SheetSet, atomic_path
+from .outputs import atomic_output, check_output, write_text
+from .store import SheetSet
 from .train import fit_and_save
 
 TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
@@ -21,24 +22,31 @@ TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit
               "sheets_per_second")
 
 
-def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True) -> dict:
+def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
+    """Every model (or ``models``) trained, saved under ``out/models`` and evaluated; the folder
+    ``out`` appears complete, tables and figures included, or not at all."""
+    from .models import make
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    batch = SheetSet(data).read()
     names = list(models or MODELS)
+    for name in names:
+        make(name)                               # an unknown name fails before anything is read
+    check_output(out, overwrite=overwrite, inputs=(data,), folder=True)
+    batch = SheetSet(data).read()
     results, scores = {}, {}
     t_start = time.perf_counter()
-    for name in tqdm(names, desc="zoo", unit="model", disable=not progress):
-        fit_and_save(name, batch, out / "models" / name, seed=seed, progress=progress)
-        model, info = persist.load(out / "models" / name)          # what is scored is what was saved
-        res = evaluate(model, info, batch, where=str(data))
-        scores[name] = res.pop("_scores")
-        results[name] = res
-    summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
-               "sheets": len(batch), "seed": seed, "total_seconds": time.perf_counter() - t_start,
-               "paper": {n: PAPER[n] for n in names if n in PAPER}}
-    write_tables(summary, out)
-    write_figures(results, scores, out)
+    with atomic_output(out, overwrite=overwrite, inputs=(data,), folder=True, kind="zoo") as tmp:
+        for name in tqdm(names, desc="zoo", unit="model", disable=not progress):
+            fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress)
+            model, info = persist.load(tmp / "models" / name)          # what is scored is what was saved
+            res = evaluate(model, info, batch, where=str(data))
+            scores[name] = res.pop("_scores")
+            results[name] = res
+        summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
+                   "sheets": len(batch), "seed": seed, "total_seconds": time.perf_counter() - t_start,
+                   "paper": {n: PAPER[n] for n in names if n in PAPER}}
+        write_tables(summary, tmp)
+        write_figures(results, scores, tmp)
     return summary
 
 
@@ -56,9 +64,8 @@ def _fmt(key, v):
 
 def write_tables(summary: dict, out: Path) -> None:
     res = summary["models"]
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=float) + "\n")   # models in registry order
-    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+    write_text(out / "results.json", json.dumps(summary, indent=1, default=float) + "\n")   # models in registry order
+    with atomic_output(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", *TABLE_KEYS, "paper_test_accuracy", "paper_overfit"])
         for name, r in res.items():
@@ -80,8 +87,7 @@ def write_tables(summary: dict, out: Path) -> None:
                                                              _fmt("overfit", p.get("overfit"))]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Zoo run time: {summary['total_seconds']:.0f} s."]
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(out / "results.md", "\n".join(lines) + "\n")
 
 
 def write_figures(results: dict, scores: dict, out: Path) -> None:

@@ -49,39 +49,46 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
 
     # Each member is saved in a sub-folder the way it would be saved alone.
     def save_weights(self, folder):
-        import skops.io as sio
-
-        from ..persist import SKOPS_FILE, _jsonable
+        from ..persist import _jsonable, save_weights
 
         meta = []
         for i, (name, m, t) in enumerate(zip(self.members, self.members_, self.temperatures_)):
             sub = folder / f"member-{i}-{name}"
             sub.mkdir()
-            if hasattr(m, "save_weights"):
-                m.save_weights(sub)
-            else:
-                sio.dump(m, sub / SKOPS_FILE)
+            save_weights(m, sub)
             meta.append({"name": name, "folder": sub.name, "temperature": t, "params": _jsonable(m.get_params(deep=False))})
         (folder / "members.json").write_text(json.dumps(meta, indent=1) + "\n")
 
-    def load_weights(self, folder, info):
+    def load_weights(self, folder):
         from ..errors import NeoqaError
-        from ..persist import SKOPS_FILE, load_skops
-        from .registry import make
+        from ..outputs import confined
+        from ..persist import load_weights
+        from .registry import MODELS
 
         path = folder / "members.json"
-        if not path.exists():
+        if not path.is_file():
             raise NeoqaError(f"{folder}: members.json is missing")
-        meta = json.loads(path.read_text())
-        self.members = tuple(e["name"] for e in meta)
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise NeoqaError(f"{path}: not valid JSON") from None
+        if not isinstance(meta, list) or not meta:
+            raise NeoqaError(f"{path}: expected a non-empty list of members")
         self.members_, self.temperatures_ = [], []
-        for e in meta:
-            sub = folder / e["folder"]
-            if (sub / SKOPS_FILE).exists():
-                m = load_skops(sub / SKOPS_FILE)
-            else:
-                m = make(e["name"])
-                m.load_weights(sub, {"params": e["params"]})
-            self.members_.append(m)
-            self.temperatures_.append(float(e["temperature"]))
+        for i, e in enumerate(meta):
+            where = f"{path}: member {i}"
+            if not isinstance(e, dict) or not all(isinstance(e.get(k), t) for k, t in
+                                                  (("name", str), ("folder", str), ("params", dict))):
+                raise NeoqaError(f"{where}: fields 'name', 'folder' and 'params' are missing or of the wrong type")
+            if e["name"] not in MODELS or e["name"] == "ensemble":
+                raise NeoqaError(f"{where}: unknown member model {e['name']!r}")
+            t = e.get("temperature")
+            if not isinstance(t, (int, float)) or isinstance(t, bool) or not np.isfinite(t) or t <= 0:
+                raise NeoqaError(f"{where}: field 'temperature' must be a positive number")
+            sub = confined(folder, e["folder"], where)
+            if not sub.is_dir():
+                raise NeoqaError(f"{where}: folder {e['folder']!r} is missing")
+            self.members_.append(load_weights(sub, e["name"], e["params"], where))
+            self.temperatures_.append(float(t))
+        self.members = tuple(e["name"] for e in meta)
         self.classes_ = np.array([0, 1])

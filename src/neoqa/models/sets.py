@@ -365,20 +365,32 @@ class SetModel(ClassifierMixin, BaseEstimator):
                 "norm_survey": json.dumps(getattr(self, "norm_survey_", None))}
         save_file(tensors, str(folder / "weights.safetensors"), metadata=meta)
 
-    def load_weights(self, folder, info):
-        from safetensors import safe_open
+    def load_weights(self, folder):
+        """Weights from ``folder`` (constructor parameters are set by the caller first)."""
+        from safetensors import SafetensorError, safe_open
 
         from ..errors import NeoqaError
 
         path = folder / "weights.safetensors"
-        if not path.exists():
+        if not path.is_file():
             raise NeoqaError(f"{folder}: weights file weights.safetensors is missing")
-        params = {k: v for k, v in info["params"].items() if k in self.get_params()}
-        self.set_params(**params)
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        self.shape_ = json.loads(meta["shape"])
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            self._restore(meta, tensors)
+        except (SafetensorError, OSError):
+            raise NeoqaError(f"{path}: not a readable safetensors file (truncated or corrupt)") from None
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise NeoqaError(f"{path}: weights do not fit this model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]})") from None
+
+    def _restore(self, meta: dict, tensors: dict) -> None:
+        shape = json.loads(meta["shape"])
+        if not isinstance(shape, dict) or set(shape) != {"channels", "n_scalars", "n_fixed", "cutout"} or not all(
+                isinstance(v, int) and 0 < v < 100_000 for v in shape.values()):
+            raise ValueError("metadata 'shape' is not four positive integers")
+        self.shape_ = shape
         self.net_ = self._build(**self.shape_)
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.norm_ = {k[5:]: v.numpy() for k, v in tensors.items() if k.startswith("norm.")}

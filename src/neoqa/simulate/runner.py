@@ -6,10 +6,12 @@ bytes do not depend on the number of workers or on the order shards finish.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, replace
+import signal
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import NeoqaError
 from ..sheets import SheetBatch
-from ..store import atomic_path, shard_name, write_manifest, write_shard_file
+from ..outputs import atomic_output
+from ..store import shard_name, write_manifest, write_shard_file
 from . import instruments
 from .config import SimConfig
 from .generator import simulate_candidates
@@ -93,23 +96,62 @@ def _shard_job(args):
     return shard, len(batch)
 
 
+def _worker_init():
+    """A worker dies with its parent (PR_SET_PDEATHSIG): a SIGKILLed simulate leaves no writer behind.
+    Interrupts go to the parent, which terminates the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)       # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:                        # the parent died before the line above ran
+        os._exit(1)
+
+
+def check_settings(n_sheets: int, workers: int, settings: dict) -> None:
+    """Counts positive, fractions in range, known setting names: one line naming the setting."""
+    if isinstance(n_sheets, bool) or not isinstance(n_sheets, int) or n_sheets < 1:
+        raise NeoqaError(f"--sheets must be a whole number of at least 1 (got {n_sheets!r})")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise NeoqaError(f"--workers must be a whole number of at least 1 (got {workers!r})")
+    known = {f.name for f in fields(SimConfig)}
+    for key, value in settings.items():
+        if key not in known:
+            raise NeoqaError(f"unknown simulator setting {key!r}")
+    pf, ln = settings.get("positive_fraction"), settings.get("label_noise")
+    if pf is not None and not 0 < pf < 1:
+        raise NeoqaError(f"--positive-fraction must be between 0 and 1 (exclusive), not {pf}")
+    if ln is not None and not 0 <= ln <= 0.5:
+        raise NeoqaError(f"--label-noise must be in [0, 0.5] (a rate above one half inverts the labels), not {ln}")
+
+
 def simulate(out, n_sheets: int = DEFAULT_SHEETS, seed: int = 0, survey: str = "neowise",
-             workers: int = 1, progress: bool = True, **settings) -> Path:
-    """Simulate ``n_sheets`` sheets into the dataset folder ``out`` (atomically)."""
-    if n_sheets < 1:
-        raise NeoqaError(f"--sheets must be at least 1 (got {n_sheets})")
+             workers: int = 1, progress: bool = True, overwrite: bool = False, **settings) -> Path:
+    """Simulate ``n_sheets`` sheets into the dataset folder ``out`` (atomically).
+
+    An existing ``out`` is replaced only with ``overwrite`` (and only if neoqa wrote it).
+    """
+    check_settings(n_sheets, workers, settings)
     cfg = replace(SimConfig(survey=survey), **settings)
     inst = instruments.get(survey)
     sizes = [min(SHARD_SIZE, n_sheets - s) for s in range(0, n_sheets, SHARD_SIZE)]
     out = Path(out)
-    with atomic_path(out, is_dir=True) as tmp:
-        tmp.mkdir(exist_ok=True)
+    with atomic_output(out, overwrite=overwrite, folder=True, kind="dataset") as tmp:
         jobs = [(cfg, size, seed, i, i * SHARD_SIZE, str(tmp)) for i, size in enumerate(sizes)]
         bar = tqdm(total=n_sheets, desc=f"simulate {survey}", unit="sheet", disable=not progress)
         if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs), os.cpu_count() or 1)) as pool:
-                for _, count in pool.map(_shard_job, jobs):
+            ctx = multiprocessing.get_context("fork")
+            pool = ctx.Pool(min(workers, len(jobs), os.cpu_count() or 1), initializer=_worker_init)
+            try:
+                for _, count in pool.imap_unordered(_shard_job, jobs):
                     bar.update(count)
+                pool.close()
+            except BaseException:
+                pool.terminate()                 # no worker goes on writing into a removed folder
+                raise
+            finally:
+                pool.join()
         else:
             for job in jobs:
                 bar.update(_shard_job(job)[1])

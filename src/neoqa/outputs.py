@@ -1,0 +1,228 @@
+"""Writing results without destroying anything: the one way every neoqa output reaches disk.
+
+Rules (docs/format.md, "Outputs"):
+- an existing output is replaced only when the caller asks (``overwrite``), and only when it is
+  a regular file or a folder that neoqa wrote (a marker, a dataset manifest or a model.json says
+  so); an empty folder counts as absent; links, devices and other people's folders never are;
+- an output may not be, lie inside, or contain one of the command's inputs;
+- everything is written under a hidden temporary sibling (``.NAME.PID-RANDOM.partial``) and
+  moved into place only when complete. A folder replaces an old one by an atomic exchange of
+  the two names (Linux ``renameat2``), so a reader sees the old result or the new one, never a
+  mix and never nothing; the old one is removed afterwards. Partials of killed runs (their
+  process is gone) are removed by the next run that writes the same output.
+- outputs get the user's umask, not the 0700 of ``mkdtemp``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+from .errors import NeoqaError
+
+MARKER = ".neoqa-output.json"
+# Files that also prove a folder is neoqa's (datasets and models written before the marker).
+_OWN_FILES = (("manifest.json", "format", "neoqa-sheets"), ("model.json", "neoqa_version", None))
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.partial$")
+
+
+# ------------------------------------------------------------------ checks
+def check_output(final, *, overwrite: bool = False, inputs=(), folder: bool = False) -> Path:
+    """Refuse, with one line, an output that would destroy what it was not asked to replace."""
+    final = Path(final)
+    where = final.resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = Path(inp).resolve()
+        if where == src or src in where.parents:
+            raise NeoqaError(f"{final}: the output would be written into the input {inp}; choose another --out")
+        if where in src.parents:
+            raise NeoqaError(f"{final}: the output would replace a folder holding the input {inp}; "
+                             "choose another --out")
+    if final.is_symlink():
+        raise NeoqaError(f"{final}: is a symbolic link; neoqa does not replace links (remove it or choose another --out)")
+    if final.exists():
+        if folder:
+            if not final.is_dir():
+                raise NeoqaError(f"{final}: exists and is not a folder")
+            if not any(final.iterdir()):
+                return final                       # an empty folder holds nothing to destroy
+            if not overwrite:
+                raise NeoqaError(f"{final}: already exists (pass --overwrite to replace it)")
+            if not written_by_neoqa(final):
+                raise NeoqaError(f"{final}: is not a folder neoqa wrote; refusing to replace it")
+        else:
+            if final.is_dir():
+                raise NeoqaError(f"{final}: is a folder; this output is a file")
+            if not final.is_file():
+                raise NeoqaError(f"{final}: is not a regular file (a device or pipe?); refusing to replace it")
+            if not overwrite:
+                raise NeoqaError(f"{final}: already exists (pass --overwrite to replace it)")
+    parent = _existing_parent(final)
+    if not parent.is_dir():
+        raise NeoqaError(f"{parent}: is not a folder, so {final} cannot be written")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NeoqaError(f"{parent}: cannot write here (permission denied)")
+    return final
+
+
+def written_by_neoqa(folder: Path) -> bool:
+    """A folder neoqa wrote: its marker, or a dataset manifest or model.json of neoqa's own."""
+    folder = Path(folder)
+    if (folder / MARKER).is_file():
+        return True
+    for name, key, value in _OWN_FILES:
+        try:
+            doc = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and key in doc and (value is None or doc[key] == value):
+            return True
+    return False
+
+
+def _existing_parent(path: Path) -> Path:
+    p = path.absolute().parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+# ------------------------------------------------------------------ writing
+@contextlib.contextmanager
+def atomic_output(final, *, overwrite: bool = False, inputs=(), folder: bool = False, kind: str = "output"):
+    """Yield a temporary path to write ``final`` at; move it into place only on success.
+
+    ``folder=True`` yields an existing empty folder (a marker naming ``kind`` is added to it);
+    otherwise a file path whose parent exists.
+    """
+    from . import __version__
+
+    final = check_output(final, overwrite=overwrite, inputs=inputs, folder=folder)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NeoqaError(f"{final.parent}: cannot create the folder ({e.strerror})") from None
+    remove_stale_partials(final)
+    tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+    tmp.mkdir()                                  # mode 0777 less the umask
+    try:
+        if folder:
+            yield tmp
+            if not written_by_neoqa(tmp):            # datasets and models say so by their manifest or model.json
+                (tmp / MARKER).write_text(json.dumps({"written_by": "neoqa", "neoqa_version": __version__,
+                                                      "kind": kind}, sort_keys=True) + "\n")
+            _commit_folder(tmp, final)
+        else:
+            target = tmp / final.name
+            yield target
+            if not target.exists():
+                raise NeoqaError(f"{final}: nothing was written")
+            check_output(final, overwrite=True, folder=False)      # still a regular file or absent
+            os.replace(target, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _commit_folder(tmp: Path, final: Path) -> None:
+    if final.exists() and not final.is_symlink():
+        if _exchange(tmp, final):
+            return                               # tmp now holds the old result, removed by the caller
+        aside = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+        os.rename(final, aside)                  # no exchange on this filesystem: a short gap
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            os.rename(aside, final)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    os.rename(tmp, final)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def remove_stale_partials(final: Path) -> None:
+    """Remove temporary siblings of ``final`` left by runs whose process no longer exists."""
+    final = Path(final)
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        m = _PARTIAL.match(p.name)
+        if m and m["name"] == final.name and not _alive(int(m["pid"])):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_text(final, text: str, **kw) -> Path:
+    """A text file written atomically (the same rules as ``atomic_output``)."""
+    with atomic_output(final, **kw) as tmp:
+        tmp.write_text(text)
+    return Path(final)
+
+
+# ------------------------------------------------------------------ names
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def safe_name(identifier) -> str:
+    """A file name for an identifier (a sheet id): the id itself where it is a plain name, else
+    its safe characters, a ``~`` and a hash of the whole id, so distinct ids never share a name
+    and no id can reach outside its folder ("..", "/", a leading dot)."""
+    s = str(identifier)
+    if _SAFE.match(s) and ".." not in s:
+        return s
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", s).strip("._")[:60] or "id"
+    return f"{stem}~{hashlib.sha256(s.encode('utf-8')).hexdigest()[:12]}"
+
+
+def confined(folder, relative, where: str) -> Path:
+    """``folder / relative``, refusing any path that leaves ``folder`` (absolute, "..", a link)."""
+    folder = Path(folder)
+    rel = str(relative)
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise NeoqaError(f"{where}: path {rel!r} must be a plain name inside {folder}")
+    path = folder / rel
+    if path.resolve() != folder.resolve() and folder.resolve() not in path.resolve().parents:
+        raise NeoqaError(f"{where}: path {rel!r} leads outside {folder}")
+    return path

@@ -508,6 +508,14 @@ def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+def _close_progress() -> None:
+    """End any progress bar left open by the failure, so the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {}
@@ -517,9 +525,13 @@ def main(argv=None) -> int:
         except ValueError:                   # not the main thread (an embedding program): leave signals alone
             pass
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            args.func(args)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                args.func(args)
+        except BaseException:
+            _close_progress()
+            raise
     except NeoqaError as e:
         print(f"neoqa: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from . import persist
+from .errors import NeoqaError
 from .metrics import classification_metrics
 from .operating import fpr_at_recall
 from .splits import TEST, TRAIN, labelled
@@ -31,6 +32,8 @@ PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheet
 def evaluate(model, info: dict, batch, where="data") -> dict:
     persist.check_schema(info, batch, where)
     test, train = labelled(batch, TEST), labelled(batch, TRAIN)
+    if len(test) == 0 or len(np.unique(test.label)) < 2:
+        raise NeoqaError(f"{where}: the test split has no labelled sheets of both classes to evaluate on")
     thr = info["threshold"]
     t0 = time.perf_counter()
     p_test = model.predict_proba(test)[:, 1]

@@ -275,6 +275,7 @@ def _read_fits(folder: Path, sid, k, meta):
                 if data.ndim != 3 or data.shape != shape or data.shape[0] != len(channels) or data.shape[1] != data.shape[2]:
                     raise NeoqaError(f"{p}: HDU {name} has shape {data.shape}, expected "
                                      f"{shape if shape else (len(channels), 'S', 'S')}")
+                _check_pixels(p, name, s, data)
                 images.append(data.astype(np.float32))
             extra = [h.name for h in hdul[1:] if h.name.startswith("OBS") and h.name[3:].isdigit() and int(h.name[3:]) > k[i]]
             if extra:
@@ -282,10 +283,19 @@ def _read_fits(folder: Path, sid, k, meta):
             comp = _hdu(p, hdul, "COMPOSITE")
             if comp.shape != shape:
                 raise NeoqaError(f"{p}: HDU COMPOSITE has shape {comp.shape}, expected {shape}")
+            _check_pixels(p, "COMPOSITE", s, comp)
             composites.append(comp.astype(np.float32))
     if scale is None:
         raise NeoqaError(f"{folder}: the pixel scale is unknown (PIXSCALE header or dataset.json)")
     return list(channels), float(scale), np.stack(images), np.stack(composites)
+
+
+def _check_pixels(p, hdu, sheet, data) -> None:
+    if not np.issubdtype(data.dtype, np.number):
+        raise NeoqaError(f"{p}: HDU {hdu}: sheet {sheet!r}: field 'cutouts' is not numeric ({data.dtype})")
+    if not np.isfinite(data).all():
+        field = "composite" if hdu == "COMPOSITE" else "cutouts"
+        raise NeoqaError(f"{p}: HDU {hdu}: sheet {sheet!r}: field '{field}' holds NaN or infinite pixels")
 
 
 def _hdu(p, hdul, name):

@@ -153,6 +153,8 @@ class SheetSet:
         else:
             meta, n, _ = _validate_shard(self.path)
             self.shard_paths, self.counts, self.meta = [self.path], [n], meta
+        if len(self) == 0:
+            raise NeoqaError(f"{self.path}: the dataset holds no sheets")
 
     def __len__(self) -> int:
         return int(sum(self.counts))

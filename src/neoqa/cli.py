@@ -504,6 +504,21 @@ def _stop(signum, frame):
     raise _Stopped(signum)
 
 
+def _unraisable(hook):
+    """A stop raised inside a callback Python cannot raise from (a weakref or __del__) is swallowed
+    there: send the signal again, so it lands at the next ordinary point of the program."""
+    def handle(u):
+        if isinstance(u.exc_value, _Stopped):  # from a thread, a moment later: not inside this hook again
+            import threading
+
+            t = threading.Timer(0.02, os.kill, (os.getpid(), u.exc_value.signum))
+            t.daemon = True
+            t.start()
+        else:
+            hook(u)
+    return handle
+
+
 def _one_line(text) -> str:
     return " ".join(str(text).split())
 
@@ -518,7 +533,8 @@ def _close_progress() -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {}
+    handlers, unraisable = {}, sys.unraisablehook
+    sys.unraisablehook = _unraisable(unraisable)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
             handlers[sig] = signal.signal(sig, _stop)
@@ -553,6 +569,7 @@ def main(argv=None) -> int:
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
+        sys.unraisablehook = unraisable
     return 0
 
 

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 from pathlib import Path
 
 from .errors import NeoqaError
@@ -116,21 +117,35 @@ def atomic_output(final, *, overwrite: bool = False, inputs=(), folder: bool = F
     tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
     tmp.mkdir()                                  # mode 0777 less the umask
     try:
-        if folder:
-            yield tmp
-            if not written_by_neoqa(tmp):            # datasets and models say so by their manifest or model.json
-                (tmp / MARKER).write_text(json.dumps({"written_by": "neoqa", "neoqa_version": __version__,
-                                                      "kind": kind}, sort_keys=True) + "\n")
-            _commit_folder(tmp, final)
-        else:
-            target = tmp / final.name
-            yield target
+        target = tmp if folder else tmp / final.name
+        yield target
+        if folder and not written_by_neoqa(tmp):   # datasets and models say so by their manifest or model.json
+            (tmp / MARKER).write_text(json.dumps({"written_by": "neoqa", "neoqa_version": __version__,
+                                                  "kind": kind}, sort_keys=True) + "\n")
+        if not folder:
             if not target.exists():
                 raise NeoqaError(f"{final}: nothing was written")
             check_output(final, overwrite=True, folder=False)      # still a regular file or absent
-            os.replace(target, final)
+        with _signals_held():                     # a commit that has begun completes, then the signal acts
+            _commit_folder(tmp, final) if folder else os.replace(target, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _signals_held():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT, SIGTERM and SIGHUP for the few system calls of a commit or clean-up."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _commit_folder(tmp: Path, final: Path) -> None:
@@ -220,7 +235,7 @@ def confined(folder, relative, where: str) -> Path:
     """``folder / relative``, refusing any path that leaves ``folder`` (absolute, "..", a link)."""
     folder = Path(folder)
     rel = str(relative)
-    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or any(ord(c) < 32 for c in rel):
         raise NeoqaError(f"{where}: path {rel!r} must be a plain name inside {folder}")
     path = folder / rel
     if path.resolve() != folder.resolve() and folder.resolve() not in path.resolve().parents:

@@ -266,6 +266,10 @@ def _validate_shard(path: Path):
             raise NeoqaError(f"{path}: sheet {_sid(f, int(np.argmin(k)))}: field 'k' is {k.min()}, must be >= 1")
         if int(k.sum()) != m:
             raise NeoqaError(f"{path}: field 'k' sums to {int(k.sum())} but there are {m} observations")
+        band = f["obs/band"][()]
+        if m and (band.min() < 0 or band.max() >= n_ch):
+            raise NeoqaError(f"{path}: field 'band' holds {int(band.max() if band.max() >= n_ch else band.min())}, "
+                             f"not a channel index 0..{n_ch - 1}")
         labels = f["sheets/label"][()]
         bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
         if len(bad):

@@ -754,3 +754,47 @@ def test_stale_partials_of_dead_runs_are_removed(env):
     other.mkdir()
     simulate(env.tmp / "sim", 5, progress=False)
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+# ------------------------------------------------------------------ full and read-only disks
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (root can mount one here; elsewhere the test is skipped)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(capsys, small_disk):
+    out = small_disk / "sim"
+    refused(capsys, ["simulate", "--sheets", "3000", "--out", out, "--quiet"],
+            ["not enough free disk space", "shard-00000.h5"], absent=[out])
+    assert not list(small_disk.iterdir())
+
+
+def test_a_disk_that_fills_while_writing_does_not_crash(small_disk, monkeypatch, small_batch):
+    """The check passes (another writer took the space after it): the shard is built in memory and
+    the plain write fails cleanly; HDF5 writing to a full disk itself used to segfault."""
+    from neoqa import store
+    from neoqa.errors import NeoqaError
+
+    monkeypatch.setattr(store, "_check_space", lambda path, batch: True)
+    with pytest.raises(NeoqaError, match="No space left on device"):
+        store.write_shard(small_disk / "s.h5", small_batch)
+    assert not list(small_disk.iterdir())
+
+
+def test_a_read_only_disk_is_one_line(capsys, small_disk, env):
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    out = small_disk / "s.parquet"
+    refused(capsys, ["score", "--model", env.originals["ridge"], "--data", env.originals["data"], "--out", out],
+            ["disk", "cannot write here (a read-only disk)"], absent=[out])
+    refused(capsys, ["simulate", "--sheets", "5", "--out", small_disk / "x", "--quiet"], ["cannot write here"])

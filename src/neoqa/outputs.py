@@ -72,7 +72,8 @@ def check_output(final, *, overwrite: bool = False, inputs=(), folder: bool = Fa
     if not parent.is_dir():
         raise NeoqaError(f"{parent}: is not a folder, so {final} cannot be written")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise NeoqaError(f"{parent}: cannot write here (permission denied)")
+        why = "a read-only disk" if os.statvfs(parent).f_flag & os.ST_RDONLY else "permission denied"
+        raise NeoqaError(f"{parent}: cannot write here ({why})")
     return final
 
 

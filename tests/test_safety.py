@@ -517,16 +517,6 @@ MODEL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(MODEL_CASES))
-def test_bad_fixed_model_folders(capsys, env, case):
-    make, needles = MODEL_CASES[case]
-    ridge = env.copy("ridge")
-    make(ridge)
-    out = env.tmp / "s.parquet"
-    refused(capsys, ["score", "--model", ridge, "--data", env.originals["data"], "--out", out], needles,
-            absent=[out], unchanged=[ridge])
-
-
 def _tensor_meta(folder, **changes):
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
@@ -549,14 +539,15 @@ SET_MODEL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(SET_MODEL_CASES))
-def test_bad_set_model_folders(capsys, env, case):
-    make, needles = SET_MODEL_CASES[case]
-    sneon = env.copy("sneon")
-    make(sneon)
+@pytest.mark.parametrize("kind, case", [("ridge", c) for c in MODEL_CASES] + [("sneon", c) for c in SET_MODEL_CASES])
+def test_bad_model_folders(capsys, env, kind, case):
+    """A fixed-length model (skops) or a set model (safetensors) folder, damaged or hostile."""
+    make, needles = (MODEL_CASES if kind == "ridge" else SET_MODEL_CASES)[case]
+    model = env.copy(kind)
+    make(model)
     out = env.tmp / "s.parquet"
-    refused(capsys, ["score", "--model", sneon, "--data", env.originals["data"], "--out", out], needles,
-            absent=[out], unchanged=[sneon])
+    refused(capsys, ["score", "--model", model, "--data", env.originals["data"], "--out", out], needles,
+            absent=[out], unchanged=[model])
 
 
 def _ensemble_folder(env, members):

@@ -789,3 +789,32 @@ def test_a_read_only_disk_is_one_line(capsys, small_disk, env):
     refused(capsys, ["score", "--model", env.originals["ridge"], "--data", env.originals["data"], "--out", out],
             ["disk", "cannot write here (a read-only disk)"], absent=[out])
     refused(capsys, ["simulate", "--sheets", "5", "--out", small_disk / "x", "--quiet"], ["cannot write here"])
+
+
+@pytest.mark.parametrize("online, link, needles", [
+    ({"updates": 1, "replay_seen": 40}, True, ["replay part", "leads outside"]),
+    ({"updates": "one", "replay_seen": 40}, False, ["model.json", "field 'online'"]),
+    ([1, 2], False, ["field 'online'"]),
+])
+def test_bad_replay_state(capsys, env, online, link, needles):
+    sneon = env.copy("sneon")
+    edit_json(sneon / "model.json", lambda d: d.update(online=online))
+    (sneon / "replay").mkdir()
+    if link:
+        (sneon / "replay" / "part-0").symlink_to(env.originals["data"])    # a dataset outside the folder
+    out = env.tmp / "updated"
+    refused(capsys, ["update", "--model", sneon, "--data", env.originals["data"], "--out", out], needles,
+            absent=[out], unchanged=[sneon])
+
+
+def test_what_counts_as_written_by_neoqa(tmp_path, zoo_run, small_neowise):
+    from neoqa.outputs import written_by_neoqa
+
+    assert written_by_neoqa(zoo_run) and written_by_neoqa(zoo_run / "models" / "ridge")
+    assert written_by_neoqa(small_neowise)
+    for name, doc in (("manifest.json", {"format": "other", "shards": []}), ("model.json", {"name": "x"}),
+                      ("results.json", {"models": {}}), ("notes.txt", "x")):
+        d = tmp_path / name.replace(".", "_")
+        d.mkdir()
+        (d / name).write_text(json.dumps(doc))
+        assert not written_by_neoqa(d), name

@@ -24,7 +24,7 @@ from .errors import NeoqaError
 from .metrics import rates_against_truth
 from .sheets import SheetBatch
 from .splits import TEST, TRAIN, labelled, labelled_rows
-from .outputs import atomic_output, check_output, write_text
+from .outputs import atomic_output, check_output, confined, write_text
 from .store import SheetSet, write_dataset
 from .transfer import finetunable
 
@@ -83,8 +83,10 @@ class Replay:
     @classmethod
     def load(cls, folder: Path, seen: int) -> "Replay":
         parts = {}
-        for d in sorted(p for p in (folder / REPLAY_DIR).iterdir() if p.is_dir()):
-            part = SheetSet(d).read()
+        where = folder / REPLAY_DIR
+        for d in sorted(p for p in where.iterdir() if p.is_dir()):
+            part = SheetSet(confined(where, d.name, f"{where}: replay part"))    # no link leads outside
+            part = part.read()
             parts[_survey(part)] = part
         return cls(parts, seen)
 
@@ -134,6 +136,10 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     batch = SheetSet(data).read()
     persist.check_schema(info, batch, str(data))
     state = info.get("online", {"updates": 0})
+    fields = ("updates", "replay_seen") if (Path(model_dir) / REPLAY_DIR).exists() else ("updates",)
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) and state[k] >= 0 for k in fields):
+        raise NeoqaError(f"{Path(model_dir) / persist.MODEL_JSON}: field 'online' must hold whole numbers "
+                         f"{', '.join(fields)}")
     if (Path(model_dir) / REPLAY_DIR).exists():
         replay = Replay.load(Path(model_dir), int(state["replay_seen"]))
     elif replay_from is not None:

@@ -30,8 +30,11 @@ from pathlib import Path
 from .errors import NeoqaError
 
 MARKER = ".neoqa-output.json"
-# Files that also prove a folder is neoqa's (datasets and models written before the marker).
-_OWN_FILES = (("manifest.json", "format", "neoqa-sheets"), ("model.json", "neoqa_version", None))
+# Files that also prove a folder is neoqa's (datasets, models and zoo runs written before the
+# marker existed): the file's JSON object holds these keys, with these values where not None.
+_OWN_FILES = (("manifest.json", {"format": "neoqa-sheets", "shards": None}),
+              ("model.json", {"neoqa_version": None, "schema_fingerprint": None}),
+              ("results.json", {"models": None, "paper": None, "seed": None, "total_seconds": None}))
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]+\.partial$")
 
 
@@ -82,12 +85,12 @@ def written_by_neoqa(folder: Path) -> bool:
     folder = Path(folder)
     if (folder / MARKER).is_file():
         return True
-    for name, key, value in _OWN_FILES:
+    for name, keys in _OWN_FILES:
         try:
             doc = json.loads((folder / name).read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and key in doc and (value is None or doc[key] == value):
+        if isinstance(doc, dict) and all(k in doc and (v is None or doc[k] == v) for k, v in keys.items()):
             return True
     return False
 

@@ -698,6 +698,29 @@ def test_outputs_follow_the_umask(capsys, env):
         os.umask(old)
 
 
+def test_files_neoqa_did_not_write_are_never_replaced(capsys, env):
+    data, ridge = env.originals["data"], env.originals["ridge"]
+    for name in ("scores.parquet", "fig.png", "s.csv", "notes.json", "one.h5"):
+        mine = env.tmp / name
+        mine.write_text("my own file")
+        args = {".parquet": ["score", "--model", ridge, "--data", data, "--out", mine],
+                ".png": ["show", data, "--sheet", "NW000000001", "--out", mine],
+                ".csv": ["suspects", "--data", data, "--out", mine],
+                ".json": ["suspects", "--data", data, "--out", env.tmp / "notes.csv"],
+                ".h5": ["score", "--model", ridge, "--data", data, "--out", mine]}[mine.suffix]
+        refused(capsys, [*args, "--overwrite"], ["not a file neoqa wrote"], unchanged=[mine])
+
+
+def test_overwrite_replaces_neoqa_files(capsys, env):
+    data = env.originals["data"]
+    fig = env.tmp / "fig.png"
+    for _ in range(2):
+        assert cli(capsys, "show", data, "--sheet", "NW000000001", "--out", fig, "--overwrite")[0] == 0
+    from neoqa.outputs import file_written_by_neoqa
+
+    assert file_written_by_neoqa(fig) and file_written_by_neoqa(env.shard(data))
+
+
 def test_overwrite_replaces_neoqa_outputs_and_an_empty_folder_is_used(capsys, env):
     data, ridge = env.originals["data"], env.originals["ridge"]
     out = env.tmp / "s.parquet"

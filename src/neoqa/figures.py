@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import __version__
 from .errors import NeoqaError
-from .outputs import atomic_output
+from .outputs import FIGURE_MARK, atomic_output
 
 
 def pyplot():
@@ -18,7 +19,8 @@ def pyplot():
     return plt
 
 
-FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+FORMATS = ("png", "pdf", "svg")
+_CREATOR = {"png": "Software", "pdf": "Creator", "svg": "Creator"}    # where each format keeps its maker
 
 
 def check_format(path) -> str:
@@ -37,7 +39,7 @@ def save(fig, path, dpi: int = 120, overwrite: bool = False, inputs=()) -> Path:
     try:
         fmt = check_format(path)
         with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=fmt)
+            fig.savefig(tmp, dpi=dpi, format=fmt, metadata={_CREATOR[fmt]: f"{FIGURE_MARK} {__version__}"})
     finally:
         plt.close(fig)
     return path

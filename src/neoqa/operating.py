@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from . import persist
 from .errors import NeoqaError
 from .splits import TEST, VAL, split_of
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_output, file_mark
 from .store import SheetSet
 
 BUCKETS = ("accept", "review", "reject")
@@ -136,7 +136,7 @@ def triage(model_dir, data, out, recall: float = 0.995, precision: float | None 
     out = Path(out)
     with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
         pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str), "probability": p,
-                                 "bucket": np.array(BUCKETS)[bucket]}), tmp)
+                                 "bucket": np.array(BUCKETS)[bucket]}, metadata=file_mark()), tmp)
     test = (split == TEST) & (batch.label >= 0)
     report = {"target_recall": recall, "target_precision": precision, "labels": labels, "accept_above": t_high,
               "reject_below": t_low,

@@ -71,6 +71,8 @@ def check_output(final, *, overwrite: bool = False, inputs=(), folder: bool = Fa
                 raise NeoqaError(f"{final}: is not a regular file (a device or pipe?); refusing to replace it")
             if not overwrite:
                 raise NeoqaError(f"{final}: already exists (pass --overwrite to replace it)")
+            if not file_written_by_neoqa(final):
+                raise NeoqaError(f"{final}: is not a file neoqa wrote; refusing to replace it")
     parent = _existing_parent(final)
     if not parent.is_dir():
         raise NeoqaError(f"{parent}: is not a folder, so {final} cannot be written")
@@ -93,6 +95,47 @@ def written_by_neoqa(folder: Path) -> bool:
         if isinstance(doc, dict) and all(k in doc and (v is None or doc[k] == v) for k, v in keys.items()):
             return True
     return False
+
+
+def file_written_by_neoqa(path: Path) -> bool:
+    """A file carrying neoqa's mark (``file_mark``): HDF5 shards their format attribute, Parquet
+    tables their metadata, figures their creator, JSON files a version key, a suspects table its
+    header, the report its generator tag."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return f.attrs.get("format") == "neoqa-sheets"
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return b"neoqa_version" in (pq.read_schema(path).metadata or {})
+        if suffix == ".json":
+            doc = json.loads(path.read_text())
+            return isinstance(doc, dict) and "neoqa_version" in doc
+        if suffix == ".csv":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith(SUSPECTS_HEADER)
+        if path.stat().st_size > (64 << 20):
+            return False
+        return FIGURE_MARK.encode() in path.read_bytes()   # png, pdf, svg and the report's page
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+# What marks the files neoqa writes (see file_written_by_neoqa).
+FIGURE_MARK = "made by neoqa"
+SUSPECTS_HEADER = "rank,sheet_id,label,p_real_cross_validated"
+
+
+def file_mark() -> dict:
+    """Key-value metadata that marks a table or a JSON summary as neoqa's."""
+    from . import __version__
+
+    return {"neoqa_version": __version__}
 
 
 def _existing_parent(path: Path) -> Path:

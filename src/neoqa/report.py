@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import explain, figures, persist
+from . import __version__, explain, figures, persist
 from .errors import NeoqaError
 from .operating import bucket_report, buckets, triage_thresholds
 from .splits import TEST, VAL, labelled, split_of
 from .differentiable import is_differentiable
-from .outputs import atomic_output, safe_name, write_text
+from .outputs import FIGURE_MARK, atomic_output, safe_name, write_text
 from .store import SheetSet, read_json
 from .zoo import _fmt
 
@@ -138,6 +138,7 @@ def write_report(run, samples: int = 32) -> Path:
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta name='generator' content='{FIGURE_MARK} {__version__}'>",
         f"<title>neoqa run report: {html.escape(str(summary['data']))}</title>",
         "<style>body{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import persist
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_output, file_mark
 from .store import SheetSet
 
 BATCH = 4096
@@ -25,7 +25,8 @@ def score(model_dir, data, out, overwrite: bool = False) -> Path:
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
     thr = info["threshold"]
-    schema = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8())])
+    schema = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8())],
+                       metadata=file_mark())
     out = Path(out)
     with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:

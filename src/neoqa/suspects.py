@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import figures
 from .errors import NeoqaError
 from .splits import fold_of
-from .outputs import atomic_output, check_output, write_text
+from .outputs import SUSPECTS_HEADER, atomic_output, check_output, file_mark, write_text
 from .store import SheetSet, write_dataset
 
 FOLDS = 5
@@ -106,7 +106,7 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     wrong = None
     if batch.truth_sheet is not None:
         wrong = batch.label != batch.truth_sheet["clean_label"]
-    summary = {"data": str(data), "model": name, "folds": folds, "seed": seed, "sheets": len(batch),
+    summary = {**file_mark(), "data": str(data), "model": name, "folds": folds, "seed": seed, "sheets": len(batch),
                "flagged": int(r["flagged"].sum())}
     if wrong is not None:
         summary["against_truth"] = precision_recall(wrong, r["order"], r["flagged"])
@@ -123,7 +123,7 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n", **kw)
     with atomic_output(out, **kw) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "sheet_id", "label", "p_real_cross_validated", "label_quality", "flagged"]
+        w.writerow([*SUSPECTS_HEADER.split(","), "label_quality", "flagged"]
                    + (["label_wrong_in_truth"] if wrong is not None else []))
         for rank, i in enumerate(r["order"], 1):
             w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",

@@ -27,7 +27,8 @@ def _models():
         "rbf": FixedLengthModel(fixed.kernel_pipeline("rbf", 0, n_components=60)),
         "rff": FixedLengthModel(fixed.rff_pipeline(0, n_components=100)),
         "mlp": FixedLengthModel(fixed.mlp_pipeline(0, width=20)),
-        "multi": MultiLengthModel(per_k=fixed.ridge_pipeline(0), fallback=fixed.ridge_pipeline(0), min_sheets=50),
+        "multi": MultiLengthModel(per_k=fixed.ridge_pipeline(0), fallback=fixed.ridge_pipeline(0), min_sheets=50,
+                                  keep_if_better=False),
         "sneon": SetModel(encoder="resnet", epochs=2, progress=False),
     }
 

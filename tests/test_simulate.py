@@ -34,8 +34,12 @@ def test_label_rule_holds_on_truth(small_batch):
     n_obj = counts.max(1)
     assert np.array_equal(n_obj, b.truth_sheet["n_object_obs"])
     assert np.array_equal(b.truth_sheet["clean_label"], (n_obj >= 5).astype(np.int8))
-    # object ids only on object detections, and every sheet came from the linker (k >= 5)
-    assert np.all((obj >= 0) == (b.truth_obs["source_kind"] == SOURCE_CODE["object"]))
+    # every object detection holds its object; another detection holds one only where the object
+    # is in that exposure (the matching rule); every sheet came from the linker (k >= 5)
+    own = b.truth_obs["source_kind"] == SOURCE_CODE["object"]
+    assert np.all(obj[own] >= 0)
+    where = np.where(obj == 1, b.truth_obs["object2_x_px"], b.truth_obs["object_x_px"])
+    assert np.all(np.isfinite(where[(obj >= 0) & ~own]))
     assert b.k.min() >= 5
 
 

@@ -27,7 +27,7 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from .errors import NeoqaError
-from .schema import TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from .schema import TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from .outputs import atomic_output, check_output, confined, safe_name
 from .sheets import SheetBatch
 from .store import OPTIONAL_META_KEYS, SheetSet, check_finite, read_json, write_dataset
@@ -326,4 +326,6 @@ def _read_truth(folder: Path, sid, order):
         raise NeoqaError(f"{ts}: sheet order differs from sheets table")
     truth_s = {n: t1.column(n).to_numpy() for n in TRUTH_SHEET_FIELDS}
     truth_o = {n: t2.column(n).to_numpy()[order] for n in TRUTH_OBS_FIELDS}
+    truth_o.update({n: t2.column(n).to_numpy()[order] if n in t2.column_names else np.full(len(order), np.nan)
+                    for n in TRUTH_OBS_EXTRA})          # optional: exports from before 0.4.0 lack them
     return truth_s, truth_o

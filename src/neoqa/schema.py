@@ -94,6 +94,11 @@ TRUTH_SHEET_FIELDS = (
     "true_snr",
 )
 TRUTH_OBS_FIELDS = ("source_kind", "object_id", "true_x_px", "true_y_px")
+# Added in 0.4.0; data written before reads them as NaN. Where each of the sheet's objects truly is,
+# relative to the cutout centre (px; NaN where the object is not in that exposure), and the
+# observatory's heliocentric ecliptic position at the exposure (AU).
+TRUTH_OBS_EXTRA = ("object_x_px", "object_y_px", "object2_x_px", "object2_y_px",
+                   "observer_x_au", "observer_y_au", "observer_z_au")
 
 
 def schema_dict(channels_count: int = N_CHANNELS, cutout_size: int = CUTOUT_SIZE,

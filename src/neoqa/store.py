@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import NeoqaError
 from .outputs import atomic_output, confined
-from .schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from .schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from .sheets import OBS_ARRAYS, SHEET_ARRAYS, SheetBatch
 
 MANIFEST = "manifest.json"
@@ -33,7 +33,8 @@ _DTYPES = {
 }
 _GROUP = {**{n: "sheets" for n in SHEET_ARRAYS}, **{n: "obs" for n in OBS_ARRAYS}}
 _TRUTH_DTYPES = {"clean_label": np.int8, "scenario": np.int8, "object_class": np.int8,
-                 "n_object_obs": np.int16, "source_kind": np.int8, "object_id": np.int16}
+                 "n_object_obs": np.int16, "source_kind": np.int8, "object_id": np.int16,
+                 "observer_x_au": np.float64, "observer_y_au": np.float64, "observer_z_au": np.float64}
 
 
 # ---------------------------------------------------------------- writing
@@ -113,8 +114,9 @@ def _fill(f, batch: SheetBatch, meta: dict) -> None:
     if batch.truth_sheet is not None:
         for name in TRUTH_SHEET_FIELDS:
             _dataset(f, f"truth/sheets/{name}", _truth(name, batch.truth_sheet[name]))
-        for name in TRUTH_OBS_FIELDS:
-            _dataset(f, f"truth/obs/{name}", _truth(name, batch.truth_obs[name]))
+        for name in TRUTH_OBS_FIELDS + TRUTH_OBS_EXTRA:
+            if name in batch.truth_obs:
+                _dataset(f, f"truth/obs/{name}", _truth(name, batch.truth_obs[name]))
 
 
 def encode_ids(ids) -> np.ndarray:
@@ -315,6 +317,9 @@ def _validate_shard(path: Path):
             for name in TRUTH_OBS_FIELDS:
                 if f"truth/obs/{name}" not in f or f[f"truth/obs/{name}"].shape != (m,):
                     raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is missing or of wrong length")
+            for name in TRUTH_OBS_EXTRA:           # optional: data from before 0.4.0 lacks them
+                if f"truth/obs/{name}" in f and f[f"truth/obs/{name}"].shape != (m,):
+                    raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is of wrong length")
     return meta, n, ids
 
 
@@ -394,6 +399,9 @@ def read_shard(path: Path) -> SheetBatch:
         check_finite(path, kw)
         if meta["has_truth"]:
             kw["truth_sheet"] = {n: f[f"truth/sheets/{n}"][()] for n in TRUTH_SHEET_FIELDS}
-            kw["truth_obs"] = {n: f[f"truth/obs/{n}"][()] for n in TRUTH_OBS_FIELDS}
+            m = len(kw["mjd"])
+            kw["truth_obs"] = {n: f[f"truth/obs/{n}"][()] if f"truth/obs/{n}" in f else
+                               np.full(m, np.nan, _TRUTH_DTYPES.get(n, np.float32))
+                               for n in TRUTH_OBS_FIELDS + TRUTH_OBS_EXTRA}
     return SheetBatch(**kw, sheet_scalar_names=tuple(meta["sheet_scalars"]),
                       obs_scalar_names=tuple(meta["obs_scalars"]), meta=meta)

@@ -15,10 +15,11 @@ from .fixed import FixedLengthModel, count_parameters
 class MultiLengthModel(ClassifierMixin, BaseEstimator):
     view = "per_length"
 
-    def __init__(self, per_k=None, fallback=None, min_sheets=800):
+    def __init__(self, per_k=None, fallback=None, min_sheets=800, keep_if_better=True):
         self.per_k = per_k
         self.fallback = fallback
         self.min_sheets = min_sheets
+        self.keep_if_better = keep_if_better
 
     def fit(self, batch, y=None):
         y = batch.label if y is None else np.asarray(y)
@@ -31,9 +32,27 @@ class MultiLengthModel(ClassifierMixin, BaseEstimator):
             if n < self.min_sheets or np.bincount(y[idx], minlength=2).min() < 10:
                 continue                  # too few sheets (or of one class) for a model of its own
             X = np.concatenate([X, base[idx, None]], axis=1)
-            self.models_[int(k)] = clone(self.per_k).fit(X, y[idx])
+            model = clone(self.per_k)
+            if not self.keep_if_better or self._beats_fallback(model, X, y[idx], base[idx]):
+                self.models_[int(k)] = model.fit(X, y[idx])
         self.classes_ = self.fallback_.classes_
         return self
+
+    @staticmethod
+    def _beats_fallback(model, X, y, base) -> bool:
+        """Keep a per-k model only where, fitted on four fifths of its slice, it scores the other
+        fifth better (log-loss) than the fallback does: a slice too small to learn from would
+        otherwise make the combination worse than the fallback alone (the paper's section 4.7).
+        The fallback's scores are in-sample, so the comparison leans toward the fallback."""
+        from sklearn.metrics import log_loss
+
+        held = np.arange(len(y)) % 5 == 4
+        if len(np.unique(y[~held])) < 2 or len(np.unique(y[held])) < 2:
+            return False
+        p = clone(model).fit(X[~held], y[~held]).predict_proba(X[held])[:, 1]
+        eps = 1e-6
+        return log_loss(y[held], np.clip(p, eps, 1 - eps), labels=[0, 1]) < \
+            log_loss(y[held], np.clip(base[held], eps, 1 - eps), labels=[0, 1])
 
     def predict_proba(self, batch):
         proba = self.fallback_.predict_proba(batch)

@@ -19,6 +19,9 @@ class SimConfig:
     snr_range: tuple = (2.5, 300.0)
     snr_slope: float = 2.0
     fill_probability: float = 0.35           # a chance detection within tolerance of a missed epoch
+    # Truth: a detection within the instrument's matching radius of an object whose expected
+    # S/N there is at least this holds that object (docs/simulator.md, "Truth").
+    match_min_snr: float = 2.0
     false_kinds: dict = field(default_factory=lambda: {
         "noise": 0.36, "cosmic_ray": 0.18, "hot_pixel": 0.07, "latent": 0.1,
         "star_residual": 0.12, "other_object": 0.1, "ghost": 0.07})

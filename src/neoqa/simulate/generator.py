@@ -186,8 +186,13 @@ def _sky_track(obj, si, ei, times, t_mid, obs):
 
 
 # ------------------------------------------------------------------ the batch
-def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetBatch | None:
-    """Simulate ``n`` candidate tracklets; return the ones the linker accepts."""
+def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnostics: dict | None = None
+                        ) -> SheetBatch | None:
+    """Simulate ``n`` candidate tracklets; return the ones the linker accepts.
+
+    ``diagnostics``, where given, receives arrays the checks of the physics need and the data do
+    not hold (the astrometric scatter of genuine detections; the label under the old truth rule);
+    it draws no random numbers, so the sheets are the same with or without it."""
     frame = Frame(inst)
     scale = inst.pixel_scale_arcsec
     t0, times, mask, pointing_ecl = _survey_geometry(rng, inst, n)
@@ -428,6 +433,21 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     true_x = np.where(use_s, X[:, 1], X[:, 0])
     true_y = np.where(use_s, Y[:, 1], Y[:, 0])
 
+    # Truth that agrees with the pixels: an observation holds object o if its linked detection is
+    # o's, or if the detection's measured position lies within the matching radius of o's true
+    # position while o's expected S/N there is at least match_min_snr (the linker may have linked
+    # a chance detection, but the object is in it). Slot 0 holds the object where there is one.
+    here = kind_p == KIND["object"]
+    exp_snr = np.max(F[:, 0] / sig_f, axis=1)
+    miss = np.hypot(meas["x"] - X[:, 0], meas["y"] - Y[:, 0])
+    holds = use_s & here & (miss <= inst.match_radius_px) & (exp_snr >= cfg.match_min_snr)
+    oid_linked = oid
+    oid = np.where(holds, oid_p, oid)
+    if diagnostics is not None:
+        genuine = ok_p & here
+        diagnostics.update(scatter_px=np.hypot(mp["x"] - X[:, 0], mp["y"] - Y[:, 0])[genuine],
+                           scatter_snr=mp["snr"].max(1)[genuine])
+
     # Linear-motion fit per candidate in the tangent plane (pixels), up to two outliers dropped.
     gx = meas["x"] + cx - half                                    # measured tangent-plane position
     gy = meas["y"] + cy - half
@@ -512,11 +532,11 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
     # Truth, and the label rule applied to it.
     okind = kind[fi]
     ooid = oid[fi]
-    count = np.zeros((N, 2), np.int64)
-    for o in (0, 1):
-        np.add.at(count[:, o], sheet_of, (ooid == o).astype(np.int64))
-    n_obj = count.max(1)
+    n_obj = _object_count(ooid, sheet_of, N)
     clean = (n_obj >= LABEL_MIN_OBS).astype(np.int8)
+    if diagnostics is not None:
+        diagnostics["clean_label_linked_only"] = (_object_count(oid_linked[fi], sheet_of, N) >= LABEL_MIN_OBS
+                                                  ).astype(np.int8)
     ks = keep_idx
     span_days = np.maximum(t_last - t_first, 1e-6)[ks]
     true_rate = np.where(has_obj[ks], np.hypot(_endpoint(ax, mask)[ks], _endpoint(ay, mask)[ks])
@@ -530,9 +550,17 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int) -> SheetB
         "delta_au": _if(has_obj[ks], objA["delta"][ks]), "phase_deg": _if(has_obj[ks], objA["phase"][ks]),
         "true_rate_deg_per_day": true_rate.astype(np.float32), "true_snr": _if(has_obj[ks], objA["snr"][ks]),
     }
+    # Where each object truly is in every cutout (NaN where it is not in the exposure), and the
+    # observatory at each exposure (for checks and for reports from a space-based site).
+    centre_x, centre_y = ccx - cx[fi] + half, ccy - cy[fi] + half                  # patch coordinates
+    at = {o: here[fi] & (oid_p[fi] == o) for o in (0, 1)}
+    observer = _observer(inst, t_obs, phase0[osi])
     truth_obs = {"source_kind": okind.astype(np.int8), "object_id": ooid.astype(np.int16),
-                 "true_x_px": (true_x[fi] - (ccx - cx[fi] + half)).astype(np.float32),
-                 "true_y_px": (true_y[fi] - (ccy - cy[fi] + half)).astype(np.float32)}
+                 "true_x_px": (true_x[fi] - centre_x).astype(np.float32),
+                 "true_y_px": (true_y[fi] - centre_y).astype(np.float32),
+                 "object_x_px": _if(at[0], X[fi, 0] - centre_x), "object_y_px": _if(at[0], Y[fi, 0] - centre_y),
+                 "object2_x_px": _if(at[1], X[fi, 0] - centre_x), "object2_y_px": _if(at[1], Y[fi, 0] - centre_y),
+                 "observer_x_au": observer[:, 0], "observer_y_au": observer[:, 1], "observer_z_au": observer[:, 2]}
     return SheetBatch(
         sheet_id=np.array([""] * N, dtype=object), label=clean.copy(), k=kk.astype(np.int32),
         composite=comp, sheet_scalars=sheet_scalars, cutouts=cut,
@@ -556,6 +584,14 @@ def _patch_buffer(shape):
     if _PATCHES[0].size < size:
         _PATCHES[0] = np.empty(size + size // 4, np.float32)
     return _PATCHES[0][:size].reshape(shape)
+
+
+def _object_count(oid, sheet_of, n) -> np.ndarray:
+    """Per sheet, the most observations that hold one object (the label rule's count)."""
+    count = np.zeros((n, 2), np.int64)
+    for o in (0, 1):
+        np.add.at(count[:, o], sheet_of, (oid == o).astype(np.int64))
+    return count.max(1)
 
 
 def _if(cond, values):

@@ -29,6 +29,9 @@ class Instrument:
     chi2_bright_snr: float = 15.0
     min_links: int = 5             # tracklets need >= 5 detections (ES-NEOWISE IV.3)
     link_tolerance_px: float = 1.2  # SETTING: linker's positional tolerance
+    # Truth matching: 99% of genuine detections at the detection threshold (S/N 4.5-5.5) lie
+    # within this distance of their object's true position (measured: tests/test_physics.py).
+    match_radius_px: float = 1.15
     rate_window_deg_per_day: tuple = (0.05, 3.5)  # SETTING (not published)
     depth_jitter_mag: float = 0.15  # SETTING: frame-to-frame background variation
     extra: dict = field(default_factory=dict)
@@ -72,6 +75,7 @@ NEOSURVEYOR = Instrument(
     mjd_range=(62000.0, 63800.0),              # a nominal 5-year survey from 2028
     detect_snr=4.5,
     link_tolerance_px=1.2,
+    match_radius_px=0.81,                      # measured as for NEOWISE: its PSF is sharper
 )
 
 INSTRUMENTS = {"neowise": NEOWISE, "neosurveyor": NEOSURVEYOR}

@@ -8,6 +8,7 @@ import pytest
 
 from neoqa.cli import main
 from neoqa.operating import fpr_at_recall, precision_threshold, recall_threshold
+from neoqa.splits import TEST, split_of
 
 
 def test_recall_threshold_keeps_the_recall():
@@ -67,3 +68,10 @@ def test_triage_buckets(tmp_path, zoo_run, small_neowise, small_batch, capsys, l
     rep = r["test"]
     assert sum(rep[b]["sheets"] for b in ("accept", "review", "reject")) == rep["sheets"]
     assert rep["human_load"] == pytest.approx(rep["review"]["sheets"] / rep["sheets"])
+    # with truth, the recall kept out of the reject bucket for real NEOs and main-belt objects apart
+    by = r["test_clean"]["recall_outside_reject_by_class"]
+    assert set(by) == {"mba", "neo"} and all(0 <= v <= 1 for v in by.values())
+    test = (split_of(small_batch.sheet_id) == TEST) & (small_batch.label >= 0)
+    real_neo = test & (small_batch.truth_sheet["clean_label"] == 1) & (small_batch.truth_sheet["object_class"] == 2)
+    kept = buckets[real_neo] != "reject"
+    assert by["neo"] == pytest.approx(kept.mean())

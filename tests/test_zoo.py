@@ -54,3 +54,47 @@ def test_train_unknown_model_is_a_clear_error(tmp_path, small_neowise, capsys):
     assert main(["train", "--model", "nope", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_zoo_reports_recall_by_class_and_neo_rate(zoo_run):
+    summary = json.loads((zoo_run / "results.json").read_text())
+    res = summary["models"]["basic_sneon"]
+    rate = res["by"]["neo_true_rate"]
+    assert set(rate) <= {"0-0.5", "0.5-1", "1-1.4", ">1.4", "not a NEO"}
+    real_neo = sum(r["real_clean"] for k, r in rate.items() if k != "not a NEO")
+    assert real_neo == res["by"]["object_class"]["neo"]["real_clean"]
+    f = summary["fast_movers"]
+    assert f["model"] == summary["best_model"] in summary["models"]
+    assert f["gap_points"] == pytest.approx(100 * (f["recall_mba"] - f["recall_neo"]))
+    assert f["passed"] == (f["gap_points"] <= f["limit_points"])
+    assert ("Fast movers (PASSED)" if f["passed"] else "Fast movers (FAILED)") in (zoo_run / "results.md").read_text()
+
+
+def test_fast_mover_check_fails_when_neos_are_lost():
+    from neoqa.evaluate import fast_movers
+
+    res = {"by": {"object_class": {"mba": {"recall_clean": 0.99}, "neo": {"recall_clean": 0.97}},
+                  "neo_true_rate": {"0.5-1": {"recall_clean": 0.99, "real_clean": 30},
+                                    "1-1.4": {"recall_clean": 0.90, "real_clean": 10},
+                                    ">1.4": {"recall_clean": 0.80, "real_clean": 10}}}}
+    f = fast_movers(res)
+    assert not f["passed"] and f["gap_points"] == pytest.approx(2.0)
+    assert f["recall_neo_above_1_deg_per_day"] == pytest.approx(0.85)
+    res["by"]["object_class"]["neo"]["recall_clean"] = 0.985
+    assert fast_movers(res)["passed"]
+    assert fast_movers({"by": {}}) is None                     # real data: no classes, no check
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 13 items 1 and 3: the 0.4.0 populations make NEOs distant and "
+                   "slow and chance tracklets fast, so models still learn that fast movers are false (gbdt: "
+                   "NEO recall 96.5% against 98.6% for the main belt); strict, so fixing it fails this marker")
+def test_best_model_keeps_fast_neos_on_the_default_benchmark(tmp_path):
+    """The default benchmark, the best model of the zoo (gbdt), recall for real NEOs within a point of
+    the main belt's."""
+    from neoqa.simulate import DEFAULT_SHEETS, simulate
+    from neoqa.zoo import run_zoo
+
+    data = simulate(tmp_path / "default", DEFAULT_SHEETS, seed=0, workers=2, progress=False)
+    summary = run_zoo(data, tmp_path / "zoo", models=["gbdt"], progress=False)
+    assert summary["fast_movers"]["passed"], summary["fast_movers"]

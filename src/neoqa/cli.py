@@ -152,6 +152,9 @@ def _triage(a):
         r = res[key]
         print(f"  {title}: human load {r['human_load']:.1%} of {r['sheets']} sheets; "
               f"recall outside reject {r['recall_outside_reject']:.4f}; accept precision {r['accept_precision']:.4f}")
+        by = r.get("recall_outside_reject_by_class")
+        if by:
+            print("    recall outside reject by class: " + ", ".join(f"{c} {v:.4f}" for c, v in by.items()))
         for b in ("accept", "review", "reject"):
             print(f"    {b:<7}{r[b]['sheets']:>7} sheets  {r[b]['real']:>6} real  {r[b]['false']:>6} false")
 

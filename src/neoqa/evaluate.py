@@ -11,6 +11,7 @@ import numpy as np
 
 from . import persist
 from .errors import NeoqaError
+from .schema import OBJECT_CLASSES
 from .metrics import classification_metrics
 from .operating import fpr_at_recall
 from .splits import TEST, TRAIN, labelled
@@ -66,6 +67,9 @@ def evaluate(model, info: dict, batch, where="data") -> dict:
 
 RATE_BINS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6, np.inf)
 SNR_BINS = (0.0, 4.0, 6.0, 10.0, 20.0, np.inf)
+# NEOs at NEOWISE's geometry move 0.5-1.4 deg/day (docs/simulator.md): the fast ones must not be lost.
+NEO_RATE_BINS = (0.0, 0.5, 1.0, 1.4, np.inf)
+FAST_MOVER_LIMIT_POINTS = 1.0      # recall for real NEO sheets at most this far below main-belt's
 
 
 def breakdowns(test, decided) -> dict:
@@ -76,6 +80,8 @@ def breakdowns(test, decided) -> dict:
         t = test.truth_sheet
         groups["true_snr"] = _binned(t["true_snr"], SNR_BINS, missing="no object")
         groups["object_class"] = np.array(["none", "mba", "neo"])[t["object_class"]]
+        neo = t["object_class"] == OBJECT_CLASSES.index("neo")
+        groups["neo_true_rate"] = np.where(neo, _binned(t["true_rate_deg_per_day"], NEO_RATE_BINS), "not a NEO")
     out = {}
     for name, keys in groups.items():
         out[name] = {}
@@ -86,9 +92,26 @@ def breakdowns(test, decided) -> dict:
                 clean = test.truth_sheet["clean_label"][sel] == 1
                 row["accuracy_clean"] = float(np.mean(decided[sel] == clean))
                 row["recall_clean"] = float(decided[sel][clean].mean()) if clean.any() else None
+                row["real_clean"] = int(clean.sum())
             out[name][str(key)] = row
         out[name] = dict(sorted(out[name].items(), key=lambda kv: _order(kv[0])))
     return out
+
+
+def fast_movers(res: dict) -> dict | None:
+    """The fast-mover check: recall (clean truth) for real NEO sheets against real main-belt ones,
+    and for NEOs above 1 deg/day; passed when NEOs are at most FAST_MOVER_LIMIT_POINTS behind."""
+    by = res.get("by", {})
+    cls, rate = by.get("object_class", {}), by.get("neo_true_rate", {})
+    neo, mba = (cls.get(c, {}).get("recall_clean") for c in ("neo", "mba"))
+    if neo is None or mba is None:
+        return None
+    fast = [(r["recall_clean"], r["real_clean"]) for key, r in rate.items()
+            if key in ("1-1.4", ">1.4") and r.get("recall_clean") is not None]
+    gap = 100.0 * (mba - neo)
+    return {"recall_neo": neo, "recall_mba": mba, "gap_points": gap, "limit_points": FAST_MOVER_LIMIT_POINTS,
+            "recall_neo_above_1_deg_per_day": (sum(r * n for r, n in fast) / sum(n for _, n in fast)) if fast else None,
+            "passed": bool(gap <= FAST_MOVER_LIMIT_POINTS)}
 
 
 def _binned(values, edges, missing="n/a"):
@@ -104,7 +127,7 @@ def _order(label: str):
     try:
         return (0, float(head))
     except ValueError:
-        return (1, {"none": 0, "mba": 1, "neo": 2}.get(label, 3), label)
+        return (1, {"none": 0, "mba": 1, "neo": 2, "not a NEO": 4}.get(label, 3), label)
 
 
 def evaluate_path(model_dir, data) -> dict:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from . import persist
 from .errors import NeoqaError
+from .schema import OBJECT_CLASSES
 from .splits import TEST, VAL, split_of
 from .outputs import atomic_output, check_output, file_mark
 from .store import SheetSet
@@ -142,7 +143,8 @@ def triage(model_dir, data, out, recall: float = 0.995, precision: float | None 
               "reject_below": t_low,
               "test": bucket_report(batch.label[test], bucket[test])}
     if batch.truth_sheet is not None:
-        report["test_clean"] = bucket_report(batch.truth_sheet["clean_label"][test], bucket[test])
+        report["test_clean"] = bucket_report(batch.truth_sheet["clean_label"][test], bucket[test],
+                                             batch.truth_sheet["object_class"][test])
     return report
 
 
@@ -161,7 +163,10 @@ def buckets(p, accept_above, reject_below) -> np.ndarray:
     return b
 
 
-def bucket_report(y, bucket) -> dict:
+def bucket_report(y, bucket, object_class=None) -> dict:
+    """Sheets, real and false per bucket, the human load, the recall kept out of the automatic
+    reject and the accepts' precision; with the truth's ``object_class``, that recall for real
+    main-belt and real NEO sheets apart (the NEOs are what the survey is for)."""
     y = np.asarray(y) == 1
     n = len(y)
     r = {"sheets": int(n), "human_load": float(np.mean(bucket == 1)) if n else float("nan")}
@@ -172,4 +177,8 @@ def bucket_report(y, bucket) -> dict:
     r["recall_outside_reject"] = float(auto_kept / y.sum()) if y.any() else float("nan")
     acc = bucket == 0
     r["accept_precision"] = float(y[acc].mean()) if acc.any() else float("nan")
+    if object_class is not None:
+        r["recall_outside_reject_by_class"] = {
+            name: float(np.mean(bucket[y & (np.asarray(object_class) == code)] != 2))
+            for code, name in enumerate(OBJECT_CLASSES) if name != "none" and (y & (np.asarray(object_class) == code)).any()}
     return r

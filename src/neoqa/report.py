@@ -16,7 +16,7 @@ from .splits import TEST, VAL, labelled, split_of
 from .differentiable import is_differentiable
 from .outputs import FIGURE_MARK, atomic_output, safe_name, write_text
 from .store import SheetSet, read_json
-from .zoo import _fmt
+from .zoo import _fmt, fast_mover_lines, ranked
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
            ("reliability.png", "Reliability (calibration) on the test split"),
@@ -92,13 +92,43 @@ def _triage_section(model, batch, name, fig_dir: Path) -> str:
             "sheets too, which is why a clean label set matters.</p>" + "".join(table) + _img(path, "triage load"))
 
 
+def _fast_mover_section(summary: dict) -> str:
+    """Recall of real sheets by object class and, for NEOs, by true rate: the survey exists to find
+    the fast ones, so a model that learns "fast means false" must show here."""
+    results = summary["models"]
+    rows, bins = [], None
+    for name, r in results.items():
+        by = r.get("by", {})
+        cls, rate = by.get("object_class"), by.get("neo_true_rate")
+        if not cls or not rate:
+            continue
+        bins = bins or [k for k in rate if k != "not a NEO"]
+        cells = [name] + [_pct(cls.get(c, {}).get("recall_clean")) for c in ("mba", "neo")]
+        cells += [_pct(rate.get(b, {}).get("recall_clean")) for b in bins]
+        f = r.get("fast_movers") or {}
+        cells.append(f"{f['gap_points']:+.1f}" if "gap_points" in f else "-")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = ["model", "real MBA recall %", "real NEO recall %"] + [f"NEO {b} deg/day %" for b in bins] + \
+        ["MBA - NEO points"]
+    text = " ".join(fast_mover_lines(summary)).strip()
+    return ("<h2>Fast movers</h2><p class='note'>Recall at each model's threshold against the clean truth, for "
+            "real sheets by the object's class and, for NEOs, by its true rate of motion. " + html.escape(text) +
+            "</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
 def write_report(run, samples: int = 32) -> Path:
     run = Path(run)
     summary = read_json(run / "results.json", "not a zoo run folder (no results.json)")
     results = summary.get("models") or {}
     if not results:
         raise NeoqaError(f"{run / 'results.json'}: holds no models")
-    rank = sorted(results, key=lambda n: (results[n]["test_accuracy"], results[n]["roc_auc"]), reverse=True)
+    rank = ranked(results)
     best = rank[0]
     models = {n: persist.load(run / "models" / n) for n in results}
     explained_name = next((n for n in rank if is_differentiable(models[n][0])), None)
@@ -161,6 +191,7 @@ def write_report(run, samples: int = 32) -> Path:
     why = "" if explained_name == best else (f" (the best model, {html.escape(best)}, is a tree ensemble without "
                                              "gradients; this is the best model that has them)")
     parts.append(triage_html)
+    parts.append(_fast_mover_section(summary))
     parts.append(f"<h2>Explained examples: {html.escape(explained_name)}</h2><p class='note'>The most confident case "
                  f"of each kind on the test split{why}. Red maps are SmoothGrad saliency (|gradient| of the logit with "
                  "respect to the model's standardised inputs, averaged over noisy copies).</p>")

@@ -841,3 +841,19 @@ def test_what_counts_as_written_by_neoqa(tmp_path, zoo_run, small_neowise):
         d.mkdir()
         (d / name).write_text(json.dumps(doc))
         assert not written_by_neoqa(d), name
+
+
+def test_a_model_whose_parts_do_not_fit_is_one_line(capsys, env):
+    """Every class on the allow-list, every file readable, but an attribute replaced by hand: loading
+    scores one blank sheet and refuses the folder in one line, instead of a traceback mid-run."""
+    import skops.io as sio
+
+    from neoqa.persist import load_skops
+
+    ridge = env.copy("ridge")
+    model = load_skops(ridge / "model.skops")
+    model.estimator_.pipeline_ = {"steps": []}
+    sio.dump(model, ridge / "model.skops")
+    out = env.tmp / "s.parquet"
+    refused(capsys, ["score", "--model", ridge, "--data", env.originals["data"], "--out", out],
+            ["ridge", "do not make a working model"], absent=[out])

@@ -117,7 +117,33 @@ def load(folder):
     cal = info.get("calibration")
     if cal and cal.get("method") == "temperature":
         model = Calibrated(model, cal["temperature"])
+    _smoke_test(model, info, folder)
     return model, info
+
+
+def _smoke_test(model, info: dict, folder) -> None:
+    """Score one blank sheet of the model's schema: a folder whose files pass every check but whose
+    parts do not fit together (edited by hand, say) fails here, in one line, not later mid-run."""
+    from .sheets import SheetBatch
+
+    s = info["schema"]
+    C, S, k = s["channels"], s["cutout_size"], 6
+    zeros = np.zeros
+    blank = SheetBatch(sheet_id=np.array(["blank"]), label=np.array([-1], np.int8), k=np.array([k], np.int32),
+                       composite=zeros((1, C, S, S), np.float32),
+                       sheet_scalars=zeros((1, len(s["sheet_scalars"])), np.float32),
+                       cutouts=zeros((k, C, S, S), np.float32), obs_scalars=zeros((k, len(s["obs_scalars"])), np.float32),
+                       ra=zeros(k), dec=zeros(k), mjd=np.arange(k, dtype=np.float64), band=zeros(k, np.int8),
+                       mag=zeros(k, np.float32), sheet_scalar_names=tuple(s["sheet_scalars"]),
+                       obs_scalar_names=tuple(s["obs_scalars"]), meta={"survey": (info.get("training_data") or {})
+                                                                       .get("survey")})
+    try:
+        p = np.asarray(model.predict_proba(blank))
+    except Exception as e:                   # anything at all: the parts do not make a working model
+        raise NeoqaError(f"{folder}: the model's files do not make a working model "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    if p.shape != (1, 2):
+        raise NeoqaError(f"{folder}: the model's files do not make a working model (scores of shape {p.shape})")
 
 
 def load_weights(folder: Path, name: str, params: dict, where) -> object:

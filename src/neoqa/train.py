@@ -12,6 +12,7 @@ from .errors import NeoqaError
 from .calibration import Calibrated, apply_temperature, fit_temperature
 from .metrics import best_threshold
 from .models import make
+from .outputs import check_output
 from .splits import TRAIN, VAL, split_of
 from .store import SheetSet
 
@@ -29,8 +30,6 @@ def labelled_splits(batch):
 
 def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, overwrite: bool = False,
                  inputs=()) -> dict:
-    from .outputs import check_output
-
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
     train, val = labelled_splits(batch)
     model = make(name, random_state=seed)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from neoqa.simulate import geometry as geo
-from neoqa.simulate import orbits, render, thermal
+from neoqa.simulate import orbits, population, render, thermal
 from neoqa.simulate.generator import Frame
 from neoqa.simulate.instruments import NEOSURVEYOR, NEOWISE
 
@@ -36,10 +36,10 @@ def test_neatm_matches_kete(kete):
 
 def test_two_body_propagation_matches_kete(kete):
     rng = np.random.default_rng(1)
-    pos, vel, _, ok = orbits.place_on_sightline(
+    pos, vel, _, w = orbits.place_on_sightline(
         rng, np.tile([0.0, 1.0, 0.0], (200, 1)), geo.lonlat_to_unit(rng.uniform(0, 360, 200), rng.uniform(-20, 20, 200)),
         *orbits.sample_elements(rng, 200, "neo"))
-    pos, vel = pos[ok][:20], vel[ok][:20]
+    pos, vel = pos[w > 0][:20], vel[w > 0][:20]
     dt = 1.7
     mine = orbits.propagate(pos, vel, np.full(len(pos), dt))
     jd = 2460000.5
@@ -89,8 +89,9 @@ def test_main_belt_rates_at_quadrature():
     sun = -obs / np.linalg.norm(obs, axis=1, keepdims=True)
     perp = np.cross([0, 0, 1.0], sun)
     perp /= np.linalg.norm(perp, axis=1, keepdims=True)
-    pos, vel, delta, ok = orbits.place_on_sightline(rng, obs, perp, *orbits.sample_elements(rng, n, "mba"))
-    later = orbits.propagate(pos[ok], vel[ok], np.full(ok.sum(), 1.0))
+    pos, vel, delta, w = orbits.place_on_sightline(rng, obs, perp, *orbits.sample_elements(rng, n, "mba"))
+    ok = rng.choice(n, n // 2, p=w / w.sum())              # resampled by the population's density
+    later = orbits.propagate(pos[ok], vel[ok], np.full(len(ok), 1.0))
     obs1 = geo.earth_position(mjd[ok] + 1.0)
     u0 = (pos[ok] - obs[ok]) / np.linalg.norm(pos[ok] - obs[ok], axis=1, keepdims=True)
     u1 = (later - obs1) / np.linalg.norm(later - obs1, axis=1, keepdims=True)
@@ -181,3 +182,83 @@ def test_object_positions_and_observer_in_every_exposure():
     obs = np.stack([t["observer_x_au"], t["observer_y_au"], t["observer_z_au"]], axis=1)
     km = np.linalg.norm(obs - geo.earth_position(b.mjd), axis=1) * 1.495978707e8
     assert obs.dtype == np.float64 and np.all((km > 6700) & (km < 7100))
+
+
+def _population_in_a_cone(rng, population, observer, direction, cone_deg, n):
+    """Brute force: distances of a population's members (all six elements random) inside a cone."""
+    a, e, i_scale = orbits.sample_elements(rng, n, population)
+    inc = np.minimum(rng.rayleigh(i_scale), np.deg2rad(80.0))
+    M, node, peri = rng.uniform(0, 2 * np.pi, (3, n))
+    E = M.copy()
+    for _ in range(30):
+        E -= (E - e * np.sin(E) - M) / (1 - e * np.cos(E))
+    xo, yo = a * (np.cos(E) - e), a * np.sqrt(1 - e * e) * np.sin(E)
+    cw, sw, cn, sn, ci, si = np.cos(peri), np.sin(peri), np.cos(node), np.sin(node), np.cos(inc), np.sin(inc)
+    p = np.stack([(cn * cw - sn * sw * ci) * xo - (cn * sw + sn * cw * ci) * yo,
+                  (sn * cw + cn * sw * ci) * xo + (cn * cw * ci - sn * sw) * yo,
+                  sw * si * xo + cw * si * yo], -1)
+    v = p - observer
+    s = np.linalg.norm(v, axis=1)
+    return s[(v @ direction) / s > np.cos(np.deg2rad(cone_deg))]
+
+
+@pytest.mark.parametrize("population,lat,n", [("mba", 0.0, 1_000_000), ("neo", 15.0, 2_000_000)])
+def test_sightline_weights_reproduce_the_population_along_the_line(population, lat, n):
+    """place_on_sightline's weighted draws follow the population's spatial density along the sight
+    line: the distances of a brute-force population (random node, perihelion and mean anomaly) inside
+    a 5-degree cone, at 90 deg elongation, in quantiles to a few per cent."""
+    rng = np.random.default_rng(8)
+    observer = np.array([1.0, 0.0, 0.0])
+    d = geo.lonlat_to_unit(np.array([90.0]), np.array([lat]))[0]
+    truth = _population_in_a_cone(rng, population, observer, d, 5.0, n)
+    m = 200_000
+    _, _, delta, w = orbits.place_on_sightline(rng, np.tile(observer, (m, 1)), np.tile(d, (m, 1)),
+                                               *orbits.sample_elements(rng, m, population))
+    order = np.argsort(delta)
+    c = np.cumsum(w[order]) / w.sum()
+    q = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+    assert len(truth) > 2000
+    np.testing.assert_allclose(delta[order][np.searchsorted(c, q)], np.quantile(truth, q), rtol=0.03)
+    # For NEOs the unweighted proposal is visibly different: the weights do the work.
+    if population == "neo":
+        assert np.max(np.abs(np.quantile(delta[w > 0], q) / np.quantile(truth, q) - 1)) > 0.05
+
+
+def test_size_laws_are_the_cited_ones():
+    """NEO sizes: N(>100 m) / N(>1 km) = 10^1.32 (Mainzer et al. 2011: 20,500 and 981); main-belt H:
+    10^0.51 per magnitude brighter than 15 and 10^0.38 fainter (Gladman et al. 2009); truncated draws
+    follow the law above their bound."""
+    neo, mba = population.NEO_SIZES, population.MBA_H
+    share = lambda d: neo.cdf(-np.log(d))                      # noqa: E731  N(>D) / N(>10 m)
+    assert share(0.1) / share(1.0) == pytest.approx(10**1.32, rel=1e-3)
+    assert share(0.1) / share(1.0) == pytest.approx(20500 / 981, rel=0.02)
+    assert mba.cdf(14.0) / mba.cdf(13.0) == pytest.approx(10**0.51, rel=5e-3)
+    assert mba.cdf(19.0) / mba.cdf(18.0) == pytest.approx(10**0.38, rel=5e-3)
+    rng = np.random.default_rng(9)
+    d = np.exp(-neo.sample_below(rng, np.full(200_000, -np.log(0.05))))    # D >= 50 m
+    assert d.min() >= 0.05 - 1e-12
+    for lo, hi in ((0.05, 0.5), (0.2, 1.0), (2.0, 4.0)):
+        expect = (neo.cdf(-np.log(lo)) - neo.cdf(-np.log(hi))) / neo.cdf(-np.log(0.05))
+        assert np.mean((d >= lo) & (d < hi)) == pytest.approx(expect, abs=0.005)
+    h = mba.sample_below(rng, np.full(200_000, 17.0))
+    assert h.max() <= 17.0 and np.mean(h < 15.0) == pytest.approx(mba.cdf(15.0) / mba.cdf(17.0), abs=0.005)
+
+
+def test_population_checks_against_the_sources(large_batch):
+    """Real sheets' objects where the sources put them: NEOs at NEOWISE's geometry mostly sub-2-km,
+    moving fast (0.5-1.4 deg/day the commonest), under 1 AU at the median; main-belt objects at
+    0.17-0.40 deg/day; every object detectable (expected S/N >= 2.5) and no S/N drawn for it.
+    Measured values, and what the issue asked that these do not reach, are in docs/simulator.md."""
+    t = large_batch.truth_sheet
+    real = t["clean_label"] == 1
+    neo, mba = real & (t["object_class"] == 2), real & (t["object_class"] == 1)
+    rate = t["true_rate_deg_per_day"]
+    assert neo.sum() > 100 and mba.sum() > 250
+    assert np.median(t["delta_au"][neo]) < 1.0
+    assert np.mean(t["delta_au"][neo] < 0.6) > 0.15
+    assert np.median(rate[neo]) > 0.5 and np.mean((rate[neo] >= 0.5) & (rate[neo] <= 1.4)) > 0.4
+    assert np.median(t["diameter_km"][neo]) < 2.0 and np.mean(t["diameter_km"][neo] > 10) < 0.1
+    assert np.mean((rate[mba] >= 0.17) & (rate[mba] <= 0.40)) > 0.8
+    assert np.median(rate[neo]) > 1.7 * np.median(rate[mba])
+    has = t["object_class"] > 0
+    assert np.all(t["true_snr"][has] >= 2.5 - 1e-4)

@@ -264,7 +264,7 @@ def write_text(final, text: str, **kw) -> Path:
 
 
 # ------------------------------------------------------------------ names
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")          # fullmatch: "$" would let "id\n" through
 
 
 def safe_name(identifier) -> str:
@@ -272,7 +272,7 @@ def safe_name(identifier) -> str:
     its safe characters, a ``~`` and a hash of the whole id, so distinct ids never share a name
     and no id can reach outside its folder ("..", "/", a leading dot)."""
     s = str(identifier)
-    if _SAFE.match(s) and ".." not in s:
+    if _SAFE.fullmatch(s) and ".." not in s:
         return s
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", s).strip("._")[:60] or "id"
     return f"{stem}~{hashlib.sha256(s.encode('utf-8')).hexdigest()[:12]}"

@@ -10,14 +10,14 @@ class SimConfig:
     survey: str = "neowise"
     positive_fraction: float = 0.23          # the paper: 77% of sheets are false
     label_noise: float = 0.02                # the paper: labels ~98% accurate
-    neo_fraction: float = 0.3                # share of linked objects that are NEOs
+    neo_fraction: float = 0.3                # share of object candidates that are NEOs (over-represented: docs)
     # Candidate kinds before linking and the label rule decide the label.
     scenario_weights: dict = field(default_factory=lambda: {
         "object": 0.28, "two_objects": 0.14, "chance": 0.40, "artifact": 0.18})
-    # Object brightness: expected single-exposure SNR in its brighter band follows
-    # N(>s) ~ s^-1 (a D^-2 size distribution at fixed geometry), so faint dominates.
-    snr_range: tuple = (2.5, 300.0)
-    snr_slope: float = 2.0
+    # Objects are kept when detectable: expected single-exposure S/N at mid-track, in the brighter
+    # band, at least this (fainter ones almost never give the linker 5 detections at S/N 4.5).
+    # Their sizes come from the populations' size laws (simulate/population.py), never from an S/N.
+    min_object_snr: float = 2.5
     fill_probability: float = 0.35           # a chance detection within tolerance of a missed epoch
     # Truth: a detection within the instrument's matching radius of an object whose expected
     # S/N there is at least this holds that object (docs/simulator.md, "Truth").

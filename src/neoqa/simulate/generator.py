@@ -21,7 +21,7 @@ from ..schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_S
 from ..sheets import SheetBatch, composite
 from ..summaries import summarise
 from . import geometry as geo
-from . import kernels, orbits, render, thermal
+from . import kernels, orbits, population, render
 from .config import SimConfig
 from .instruments import Instrument
 
@@ -70,13 +70,6 @@ def _disk(rng, n, radius):
     return r * np.cos(a), r * np.sin(a)
 
 
-def _power_law(rng, n, lo, hi, slope):
-    """Samples with density ~ x^-slope on [lo, hi]."""
-    u = rng.random(n)
-    g = 1.0 - slope
-    return (lo**g + u * (hi**g - lo**g)) ** (1.0 / g)
-
-
 # ------------------------------------------------------------------ 1. geometry
 def _survey_geometry(rng, inst: Instrument, n):
     t0 = rng.uniform(*inst.mjd_range, n)
@@ -121,49 +114,22 @@ def _observer(inst, times, phase0):
 
 # ------------------------------------------------------------------ 2. objects
 def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
-    """Orbits through the line of sight for sheets ``rows``; per-object physics, [n] arrays.
+    """Objects on the sight lines of sheets ``rows`` (``population.draw_objects``), as [n] arrays.
 
-    Rows not asked for, and rows where no orbit of the population fits the sight
+    Rows not asked for, and rows where no detectable member of the population lies on the sight
     line, have ok False and a placeholder orbit that is never rendered.
     """
     m = len(rows)
-    obs_mid, pointing_ecl = obs_mid[rows], pointing_ecl[rows]
-    cls = np.where(rng.random(m) < cfg.neo_fraction, 2, 1)     # 1 mba, 2 neo
-    pos = np.tile([2.5, 0.0, 0.0], (m, 1))
-    vel = np.tile([0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0], (m, 1))
-    delta = np.full(m, 1.5)
-    ok = np.zeros(m, bool)
-    todo = np.arange(m)
-    # Up to 40 tries per row, drawn 8 at a time, keeping each row's first success
-    # (the same distribution as trying one at a time, in a few rounds of draws).
-    tries = 8
-    for _ in range(5):
-        if len(todo) == 0:
-            break
-        rep = np.repeat(todo, tries)
-        a = np.empty(len(rep)); e = np.empty(len(rep)); inc = np.empty(len(rep))
-        for code, pop in ((1, "mba"), (2, "neo")):
-            sel = cls[rep] == code
-            a[sel], e[sel], inc[sel] = orbits.sample_elements(rng, int(sel.sum()), pop)
-        p, v, d, found = orbits.place_on_sightline(rng, obs_mid[rep], pointing_ecl[rep], a, e, inc, tries)
-        hit = todo[found]
-        pos[hit], vel[hit], delta[hit], ok[hit] = p[found], v[found], d[found], True
-        todo = todo[~found]
-    # Physical properties (SETTING distributions; see docs/simulator.md).
-    pv = np.exp(rng.normal(np.log(np.where(cls == 2, 0.14, 0.08)), 0.6, m)).clip(0.02, 0.6)
-    beaming = np.where(cls == 2, rng.normal(1.4, 0.3, m), rng.normal(1.0, 0.15, m)).clip(0.7, 2.8)
-    band_albedo = np.stack([1.6 * pv, 1.6 * pv], -1)
-    f1 = thermal.neatm_flux(pos, obs_mid, np.ones(m), pv, band_albedo, inst.wavelength_nm, beaming=beaming)
-    f1 = np.where(ok[:, None], f1, 1e-9)
-    snr_1km = frame.jy_to_dn(f1) / frame.flux_noise_dn(np.array(inst.depth_5sigma_mag))
-    snr = _power_law(rng, m, *cfg.snr_range, cfg.snr_slope)
-    diameter = np.sqrt(snr / snr_1km.max(-1))                  # flux scales as D^2
+    cls = np.where(rng.random(m) < cfg.neo_fraction, population.NEO, population.MBA)
+    got = population.draw_objects(rng, inst, frame, cls, obs_mid[rows], pointing_ecl[rows], cfg.min_object_snr)
+    pos, ok = got["pos"], got["ok"]
     r = np.linalg.norm(pos, axis=-1)
-    o2o = obs_mid - pos
+    o2o = obs_mid[rows] - pos
     phase = np.rad2deg(np.arccos(np.clip(np.sum(-pos * o2o, -1) / (r * np.linalg.norm(o2o, axis=-1)), -1, 1)))
-    part = {"cls": np.where(ok, cls, 0), "pos": pos, "vel": vel, "ok": ok,
-            "flux_dn": frame.jy_to_dn(f1) * diameter[:, None] ** 2, "diameter": diameter, "pv": pv,
-            "beaming": beaming, "r": r, "delta": delta, "phase": phase, "snr": snr}
+    part = {"cls": np.where(ok, cls, 0), "pos": pos, "vel": got["vel"], "ok": ok,
+            "flux_dn": frame.jy_to_dn(got["flux1_jy"]) * np.nan_to_num(got["diameter"])[:, None] ** 2,
+            "diameter": got["diameter"], "pv": got["pv"], "beaming": got["beaming"], "r": r,
+            "delta": got["delta"], "phase": phase, "snr": got["snr"]}
     full = {"cls": np.zeros(n, np.int64), "ok": np.zeros(n, bool), "pos": np.tile([2.5, 0.0, 0.0], (n, 1)),
             "vel": np.tile([0.0, np.sqrt(orbits.GM_SUN / 2.5), 0.0], (n, 1)), "delta": np.full(n, 1.5),
             "flux_dn": np.zeros((n, 2))}

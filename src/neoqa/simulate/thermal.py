@@ -6,7 +6,10 @@ evaluating thousands of objects at once with a fixed quadrature.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from .geometry import AU_KM
 
@@ -58,34 +61,56 @@ def neatm_flux(sun2obj, sun2obs, diameter_km, vis_albedo, band_albedo, wavelengt
     sun2obj, sun2obs: [n, 3] AU. diameter_km, vis_albedo, beaming: [n].
     band_albedo: [n, n_bands] geometric albedo in each band.
     """
-    obj2obs = sun2obs - sun2obj
+    sun2obj = np.ascontiguousarray(sun2obj, np.float64)
+    n = sun2obj.shape[0]
+    obj2obs = np.asarray(sun2obs, np.float64) - sun2obj
     r = np.linalg.norm(sun2obj, axis=-1)
     delta = np.linalg.norm(obj2obs, axis=-1)
     alpha = np.arccos(np.clip(np.sum(-sun2obj * obj2obs, axis=-1) / (r * delta), -1, 1))
-    q = 0.29 + 0.684 * g                       # phase integral
-    bond = vis_albedo * q
-    t_ss = (SOLAR_CONSTANT * (1 - bond) / (beaming * emissivity * SIGMA_SB * r**2)) ** 0.25
-    # Quadrature over the sunlit hemisphere in (latitude phi, longitude theta from the
-    # sub-solar point); the observer sees longitude theta at cos(theta - alpha).
-    phi = (np.pi / 2) * _NODES                  # [-pi/2, pi/2]
-    wphi = (np.pi / 2) * _WEIGHTS
-    lo = alpha - np.pi / 2                      # visible and sunlit: theta in [alpha - pi/2, pi/2]
-    half = (np.pi / 2 - lo) / 2
-    theta = lo[:, None] + half[:, None] * (_NODES[None, :] + 1)           # [n, q]
-    wtheta = half[:, None] * _WEIGHTS[None, :]
-    cos_t = np.clip(np.cos(theta), 0, None)
-    cos_p = np.cos(phi)
-    T = t_ss[:, None, None] * (cos_t[:, :, None] * cos_p[None, None, :]) ** 0.25   # [n, q, q]
-    geom = (cos_p**2)[None, None, :] * np.cos(theta - alpha[:, None])[:, :, None]
-    w = wtheta[:, :, None] * wphi[None, None, :] * geom
-    radius_au = diameter_km / 2 / AU_KM
-    thermal, reflected = [], []
-    for j, lam in enumerate(wavelengths_nm):
-        integral = np.sum(planck_jy_per_sr(T, lam) * w, axis=(1, 2))
-        thermal.append(emissivity * radius_au**2 / delta**2 * integral)
-        reflected.append((SOLAR_JY_1AU[lam] / r**2) * band_albedo[:, j] * radius_au**2 / delta**2 * hg_phase(alpha, g))
-    thermal, reflected = np.stack(thermal, axis=-1), np.stack(reflected, axis=-1)
+    bond = np.broadcast_to(np.asarray(vis_albedo, np.float64), (n,)) * (0.29 + 0.684 * g)   # phase integral
+    eta = np.broadcast_to(np.asarray(beaming, np.float64), (n,))
+    t_ss = (SOLAR_CONSTANT * (1 - bond) / (eta * emissivity * SIGMA_SB * r**2)) ** 0.25
+    lam = np.asarray(wavelengths_nm, np.float64) * 1e-9
+    integral = _thermal_integral(np.ascontiguousarray(t_ss), np.ascontiguousarray(alpha), lam)     # [n, bands]
+    scale = (np.broadcast_to(np.asarray(diameter_km, np.float64), (n,)) / 2 / AU_KM) ** 2 / delta**2
+    thermal = emissivity * scale[:, None] * integral
+    sun_jy = np.array([SOLAR_JY_1AU[w] for w in wavelengths_nm])
+    reflected = (sun_jy[None, :] / r[:, None] ** 2) * np.asarray(band_albedo) * (scale * hg_phase(alpha, g))[:, None]
     return (thermal, reflected) if parts else thermal + reflected
+
+
+@njit(cache=True)
+def _thermal_integral(t_ss, alpha, lam):
+    """The NEATM's Planck integral (Jy/sr x sr) over the visible, sunlit hemisphere per object and band.
+
+    Quadrature in latitude phi and longitude theta from the sub-solar point; the observer sees
+    longitude theta at cos(theta - alpha), so the visible sunlit part is theta in
+    [alpha - pi/2, pi/2]. Compiled: NumPy paid ~8 us an object for its [n, 8, 8] temporaries,
+    and the population draw evaluates the model for every try."""
+    n, nb = t_ss.shape[0], lam.shape[0]
+    out = np.zeros((n, nb))
+    q = _NODES.shape[0]
+    coef = np.empty(nb)
+    hk = np.empty(nb)
+    for j in range(nb):
+        nu = C_LIGHT / lam[j]
+        coef[j] = 2 * H_PLANCK * nu**3 / C_LIGHT**2 * 1e26
+        hk[j] = H_PLANCK * nu / K_BOLTZ
+    for i in range(n):
+        lo = alpha[i] - np.pi / 2
+        half = (np.pi / 2 - lo) / 2
+        for a in range(q):
+            theta = lo + half * (_NODES[a] + 1)
+            cos_t = max(math.cos(theta), 0.0)
+            wt = half * _WEIGHTS[a] * math.cos(theta - alpha[i])
+            for b in range(q):
+                phi = (np.pi / 2) * _NODES[b]
+                cos_p = math.cos(phi)
+                w = wt * (np.pi / 2) * _WEIGHTS[b] * cos_p * cos_p
+                T = max(t_ss[i] * (cos_t * cos_p) ** 0.25, 1.0)
+                for j in range(nb):
+                    out[i, j] += w * coef[j] / math.expm1(min(hk[j] / T, 700.0))
+    return out
 
 
 def jy_to_mag(flux_jy, zero_point_jy):

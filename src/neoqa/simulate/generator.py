@@ -15,6 +15,8 @@ least ``LABEL_MIN_OBS`` (5) observations hold the same moving object.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
@@ -70,7 +72,7 @@ def _disk(rng, n, radius):
     return r * np.cos(a), r * np.sin(a)
 
 
-# ------------------------------------------------------------------ 1. geometry
+# ------------------------------------------------------------------ helpers of steps 1 and 2
 def _survey_geometry(rng, inst: Instrument, n):
     t0 = rng.uniform(*inst.mjd_range, n)
     earth = geo.earth_position(t0)
@@ -112,7 +114,6 @@ def _observer(inst, times, phase0):
     return geo.observer_position(inst.observer, times, phase0 if inst.observer == "wise" else 0.0)
 
 
-# ------------------------------------------------------------------ 2. objects
 def _objects(rng, inst, cfg, frame, rows, n, pointing_ecl, obs_mid):
     """Objects on the sight lines of sheets ``rows`` (``population.draw_objects``), as [n] arrays.
 
@@ -151,43 +152,149 @@ def _sky_track(obj, si, ei, times, t_mid, obs):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+# ------------------------------------------------------------------ the steps' products
+@dataclass
+class Survey:
+    """Step 1: each candidate's exposures [n, MAX_EPOCHS] (``mask`` says which exist), its
+    pointing, its mid-time and the observatory there (``phase0``: WISE's orbital phase)."""
+    times: np.ndarray
+    mask: np.ndarray
+    pointing_ecl: np.ndarray
+    t_first: np.ndarray
+    t_last: np.ndarray
+    t_mid: np.ndarray
+    phase0: np.ndarray
+    obs_mid: np.ndarray
+
+
+@dataclass
+class Scene:
+    """Step 2: what sits at each exposure, flat over the valid exposures (si, ei).
+
+    The primary source (``kind_p``, at ``anc``; the object where there is one, ``oid_p`` 0 or 1
+    for objects A and B) and the secondary the linker may pad with (``kind_s``, at ``sec``), in the
+    tangent plane (pixels) about ``centre_eq``; ``ax, ay`` [n, E] is object A's track."""
+    scenario: np.ndarray
+    has_obj: np.ndarray
+    objA: dict
+    objB: dict
+    centre_eq: np.ndarray
+    ax: np.ndarray
+    ay: np.ndarray
+    si: np.ndarray
+    ei: np.ndarray
+    dtm: np.ndarray
+    kind_p: np.ndarray
+    oid_p: np.ndarray
+    anc_x: np.ndarray
+    anc_y: np.ndarray
+    kind_s: np.ndarray
+    sec_x: np.ndarray
+    sec_y: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+
+
+@dataclass
+class Exposures:
+    """Step 3: the rendered patches and the primary's measurement. Sources are slots
+    [primary, secondary, bright star, field stars...] in patch pixels (X, Y [M, NS]; F [M, NS, C];
+    W the profile width index); the secondary is rendered only where the pipeline needs it."""
+    img: np.ndarray
+    sky: np.ndarray
+    mp: dict
+    X: np.ndarray
+    Y: np.ndarray
+    F: np.ndarray
+    W: np.ndarray
+    F_sec: np.ndarray
+    star_cat: np.ndarray
+    star_mag: np.ndarray
+    sig_f: np.ndarray
+    noise_est: np.ndarray
+    tables: np.ndarray
+    length: int
+
+
+@dataclass
+class Links:
+    """Step 4: what the pipeline kept and linked, its measurements, the truth of each
+    detection and the linear-motion fit per candidate (``keep``: it becomes a sheet)."""
+    meas: dict
+    kind: np.ndarray
+    oid: np.ndarray
+    oid_linked: np.ndarray
+    true_x: np.ndarray
+    true_y: np.ndarray
+    linked: np.ndarray
+    here: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    pred_x: np.ndarray
+    pred_y: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    k: np.ndarray
+    fit_rate: np.ndarray
+    keep: np.ndarray
+
+
 # ------------------------------------------------------------------ the batch
 def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnostics: dict | None = None
                         ) -> SheetBatch | None:
     """Simulate ``n`` candidate tracklets; return the ones the linker accepts.
 
+    The five steps of the module docstring, in the order they draw random numbers.
     ``diagnostics``, where given, receives arrays the checks of the physics need and the data do
     not hold (the astrometric scatter of genuine detections; the label under the old truth rule);
     it draws no random numbers, so the sheets are the same with or without it."""
     frame = Frame(inst)
-    scale = inst.pixel_scale_arcsec
-    t0, times, mask, pointing_ecl = _survey_geometry(rng, inst, n)
-    E = MAX_EPOCHS
+    survey = _geometry(rng, inst, n)
+    scene = _scene(rng, inst, cfg, frame, survey)
+    exposures = _render(rng, inst, cfg, frame, survey, scene)
+    links = _pipeline(rng, inst, cfg, frame, survey, scene, exposures, diagnostics)
+    if not links.keep.any():
+        return None
+    return _assemble(inst, cfg, frame, survey, scene, exposures, links, diagnostics)
+
+
+# ------------------------------------------------------------------ 1. geometry
+def _geometry(rng, inst: Instrument, n: int) -> Survey:
+    """Exposures and pointing (``_survey_geometry``), the mid-time and the observatory there."""
+    _, times, mask, pointing_ecl = _survey_geometry(rng, inst, n)
     first = np.argmax(mask, axis=1)
     t_first = times[np.arange(n), first]
     t_last = np.max(np.where(mask, times, -np.inf), axis=1)
     t_mid = 0.5 * (t_first + t_last)
     phase0 = rng.uniform(0, 2 * np.pi, n)
-    obs_mid = _observer(inst, t_mid, phase0)
-    scenario = _choice(rng, cfg.scenario_weights, n, SC)
+    return Survey(times, mask, pointing_ecl, t_first, t_last, t_mid, phase0, _observer(inst, t_mid, phase0))
 
+
+# ------------------------------------------------------------------ 2. the scene
+def _scene(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey) -> Scene:
+    """The scenario of each candidate, its objects and their tracks, or the false hypothesis a
+    linker strings false detections along, and what sits at each exposure."""
+    n, E = sv.mask.shape
+    scale = inst.pixel_scale_arcsec
+    scenario = _choice(rng, cfg.scenario_weights, n, SC)
     # Objects: A for 'object' and 'two_objects', B for 'two_objects'.
     has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
-    objA = _objects(rng, inst, cfg, frame, np.flatnonzero(has_obj), n, pointing_ecl, obs_mid)
-    objB = _objects(rng, inst, cfg, frame, np.flatnonzero(scenario == SC["two_objects"]), n, pointing_ecl, obs_mid)
-    scenario = np.where(has_obj & ~objA["ok"], SC["chance"], scenario)   # no orbit fits this sight line
+    objA = _objects(rng, inst, cfg, frame, np.flatnonzero(has_obj), n, sv.pointing_ecl, sv.obs_mid)
+    objB = _objects(rng, inst, cfg, frame, np.flatnonzero(scenario == SC["two_objects"]), n, sv.pointing_ecl,
+                    sv.obs_mid)
+    scenario = np.where(has_obj & ~objA["ok"], SC["chance"], scenario)   # no object on this sight line
     scenario = np.where((scenario == SC["two_objects"]) & ~objB["ok"], SC["object"], scenario)
     has_obj = np.isin(scenario, [SC["object"], SC["two_objects"]])
 
     # Tangent-plane reference: object A at mid-time, else the pointing.
-    centre_eq = geo.ecliptic_to_equatorial(pointing_ecl)
-    mid_dir = geo.ecliptic_to_equatorial(objA["pos"] - obs_mid)
+    centre_eq = geo.ecliptic_to_equatorial(sv.pointing_ecl)
+    mid_dir = geo.ecliptic_to_equatorial(objA["pos"] - sv.obs_mid)
     mid_dir /= np.linalg.norm(mid_dir, axis=-1, keepdims=True)
     centre_eq = np.where(has_obj[:, None], mid_dir, centre_eq)
     ax = np.zeros((n, E)); ay = np.zeros((n, E))                  # object A's track in pixels
-    oi, oe = np.nonzero(mask & has_obj[:, None])
-    seen_from = _observer(inst, times[oi, oe], phase0[oi])
-    dirA = geo.ecliptic_to_equatorial(_sky_track(objA, oi, oe, times, t_mid, seen_from))
+    oi, oe = np.nonzero(sv.mask & has_obj[:, None])
+    seen_from = _observer(inst, sv.times[oi, oe], sv.phase0[oi])
+    dirA = geo.ecliptic_to_equatorial(_sky_track(objA, oi, oe, sv.times, sv.t_mid, seen_from))
     tx, ty = geo.project(dirA[:, None, :], centre_eq[oi], scale)
     ax[oi, oe], ay[oi, oe] = tx[:, 0], ty[:, 0]
 
@@ -195,22 +302,22 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     rmin, rmax = inst.rate_window_deg_per_day
     rate = np.sqrt(rng.uniform(rmin**2, rmax**2, n)) * 3600.0 / scale       # px/day
     pa = rng.uniform(0, 2 * np.pi, n)
-    dt = times - t_mid[:, None]
+    dt = sv.times - sv.t_mid[:, None]
     hx = -np.sin(pa)[:, None] * rate[:, None] * dt
     hy = np.cos(pa)[:, None] * rate[:, None] * dt
     path_x = np.where(has_obj[:, None], ax, hx)
     path_y = np.where(has_obj[:, None], ay, hy)
 
     # Second object: another asteroid whose positions fall near A's track at its epochs.
-    split = rng.integers(2, np.maximum(3, mask.sum(1) - 1))
-    order = np.cumsum(mask, axis=1) - 1
+    split = rng.integers(2, np.maximum(3, sv.mask.sum(1) - 1))
+    order = np.cumsum(sv.mask, axis=1) - 1
     isB = (scenario == SC["two_objects"])[:, None] & (order >= split[:, None])
     tol = inst.link_tolerance_px
     bx0, by0 = _disk(rng, n, 0.7 * tol)
     bdv = rng.normal(0, 0.5, (2, n))                              # px/day relative drift
 
-    # ---- 2. what sits at each exposure (flat list over valid exposures)
-    si, ei = np.nonzero(mask)
+    # What sits at each exposure (flat list over valid exposures).
+    si, ei = np.nonzero(sv.mask)
     M = len(si)
     sc = scenario[si]
     kind_p = np.full(M, EMPTY)
@@ -235,14 +342,19 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     fill = rng.random(M) < cfg.fill_probability
     kind_s = np.where(fill, _choice(rng, cfg.false_kinds, M), EMPTY)
     sx, sy = _disk(rng, M, tol)
-    sec_x, sec_y = px_ + sx, py_ + sy
+    return Scene(scenario, has_obj, objA, objB, centre_eq, ax, ay, si, ei, dtm, kind_p, oid_p, anc_x, anc_y,
+                 kind_s, px_ + sx, py_ + sy, np.rint(anc_x), np.rint(anc_y))   # patch centre: the primary
 
-    # Patch frame: integer centre at the primary anchor.
+
+# ------------------------------------------------------------------ 3. rendering
+def _render(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene) -> Exposures:
+    """Every exposure's patch (sources, the bright star's features, field stars, sky, noise,
+    saturation), its sky level, and the primary measured from it (one compiled pass)."""
+    n = sv.mask.shape[0]
+    si, M, C = sn.si, len(sn.si), 2
+    scale = inst.pixel_scale_arcsec
     P = S + 2 * cfg.margin_px
     half = P // 2
-    cx = np.rint(anc_x)
-    cy = np.rint(anc_y)
-
     # Per-exposure noise (depth varies with background: WISE jitter, NEOS zodiacal level).
     depth_lo, depth_hi = np.array(inst.depth_5sigma_mag), np.array(inst.depth_5sigma_mag_bright)
     zodi = rng.random(n)[si, None]
@@ -250,62 +362,21 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     sig_pix = frame.pixel_noise(depth)                           # [M, C]
     sig_f = frame.flux_noise_dn(depth)                           # [M, C]
 
-    # ---- 3. sources to render: slots [primary, secondary, bright star, field stars...]
     NF = cfg.max_field_stars
     NS = 3 + NF
-    C = 2
     X = np.zeros((M, NS)); Y = np.zeros((M, NS))
     F = np.zeros((M, NS, C)); W = np.zeros((M, NS), np.int64)      # index into WIDTHS
     star_cat = np.zeros((M, NS), bool)                           # catalogued stars (for rejection)
     star_mag = np.full((M, NS), np.nan)
-
-    def place(slot, kinds, xs, ys, oid):
-        X[:, slot], Y[:, slot] = xs - cx + half, ys - cy + half
-        amp = np.zeros((M, C))
-
-        def rows(*names):                # the exposures holding these kinds; draws are for them only
-            r = np.flatnonzero(np.isin(kinds, [KIND[k] for k in names]))
-            return r, len(r)
-
-        r, q = rows("noise")
-        amp[r, rng.integers(0, C, q)] = 3.6 + rng.exponential(0.9, q)
-        r, q = rows("cosmic_ray", "hot_pixel")
-        amp[r, rng.integers(0, C, q)] = 10 ** rng.uniform(np.log10(5), np.log10(150), q)
-        hot = kinds[r] == KIND["hot_pixel"]
-        W[r, slot] = np.where(hot, HOT_PIXEL, COSMIC_RAY)
-        X[r[hot], slot] = np.rint(X[r[hot], slot]); Y[r[hot], slot] = np.rint(Y[r[hot], slot])
-        r, q = rows("latent")                                    # latents: stronger in the short band (SETTING)
-        amp[r] = (4.0 + rng.exponential(2.5, q))[:, None] * np.array([1.0, 0.4])
-        r, q = rows("ghost")                                     # no optical ghosts in W1 (ES)
-        amp[r, 1] = 4.0 + rng.exponential(2.5, q)
-        W[r, slot] = GHOST
-        r, q = rows("star_residual", "diffraction_spike", "halo")
-        a_mod = 4.0 + rng.exponential(2.5, q)
-        stellar = 10 ** (-0.4 * rng.normal(0.05, 0.1, q))      # ch2/ch1 flux ratio of a star
-        amp[r, 0] = a_mod
-        amp[r, 1] = a_mod * stellar * (sig_f[r, 0] / sig_f[r, 1]) * 10 ** (0.4 * (frame.zp[1] - frame.zp[0]))
-        r, q = rows("other_object")
-        a_mod = 4.0 + rng.exponential(2.5, q)
-        amp[r, 1] = a_mod
-        amp[r, 0] = a_mod * 10 ** rng.uniform(-1.2, 0.0, q)
-        flux = amp * sig_f
-        sel = kinds == KIND["object"]
-        if sel.any():
-            lc_amp = rng.uniform(*cfg.lightcurve_amp_mag, n)[si]
-            lc_per = rng.uniform(3, 12, n)[si] / 24
-            lc_ph = rng.uniform(0, 2 * np.pi, n)[si]
-            lc = 10 ** (-0.2 * lc_amp * np.sin(2 * np.pi * times[si, ei] / lc_per + lc_ph))
-            fa = objA["flux_dn"][si] * lc[:, None]
-            fb = objB["flux_dn"][si] * lc[:, None]
-            flux[sel] = np.where((oid == 1)[sel, None], fb[sel], fa[sel])
-        F[:, slot] = flux
-
-    place(0, kind_p, anc_x, anc_y, oid_p)
-    place(1, kind_s, sec_x, sec_y, np.full(M, -1))
+    slots = (X, Y, F, W)
+    _place(rng, cfg, frame, sv, sn, slots, 0, sn.kind_p, sn.anc_x - sn.cx + half, sn.anc_y - sn.cy + half,
+           sn.oid_p, sig_f)
+    _place(rng, cfg, frame, sv, sn, slots, 1, sn.kind_s, sn.sec_x - sn.cx + half, sn.sec_y - sn.cy + half,
+           np.full(M, -1), sig_f)
 
     # Bright star for spikes and halos, placed so the primary detection lies on the feature.
-    spike = kind_p == KIND["diffraction_spike"]
-    bi = np.flatnonzero(spike | (kind_p == KIND["halo"]))
+    spike = sn.kind_p == KIND["diffraction_spike"]
+    bi = np.flatnonzero(spike | (sn.kind_p == KIND["halo"]))
     q = len(bi)
     d = np.full(M, 5.0)                 # star-to-detection distance (a placeholder where no star)
     d[bi] = rng.uniform(3.0, 7.0, q)
@@ -321,7 +392,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     star_mag[bi, 2] = bmag
 
     # Field stars: density by galactic latitude, magnitudes from the counts slope.
-    blat = geo.galactic_latitude(centre_eq)[si]
+    blat = geo.galactic_latitude(sn.centre_eq)[si]
     m_faint = depth_lo[0] + 1.5
     dens = cfg.star_density_pole * (1 + cfg.star_plane_boost * np.exp(-np.abs(blat) / cfg.star_plane_scale_deg))
     area = (P * scale / 3600.0) ** 2
@@ -338,63 +409,113 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     star_cat[r, j] = m1 < depth_lo[0] + 0.5                      # catalogue depth (SETTING)
     star_mag[r, j] = m1
 
-    # Render, add sky and noise, saturate, take the sky and measure the primary (one
-    # compiled pass per exposure). The pipeline's noise estimate is the uncertainty
-    # image's (as WISE frames provide); measurements only where a candidate detection exists.
+    # Render, add sky and noise, saturate, take the sky and measure the primary (one compiled pass
+    # per exposure). The pipeline's noise estimate is the uncertainty image's (as WISE frames
+    # provide); measurements only where a candidate detection exists.
     tables, length = render.lut_tables(np.multiply.outer(WIDTHS, frame.sigma_px))   # table w x C + c
     F_sec = F[:, 1].copy()              # rendered later, only where the primary is missed
     F[:, 1] = 0.0
     f_star = F[:, 2]                    # the bright star's flux (0 where there is none)
     sky_true = inst.gain * sig_pix**2                           # sky-limited: variance = sky / gain
     sat = 10 ** (-0.4 * (np.array(inst.saturation_mag) - frame.zp)) * 0.2
-    f32 = lambda a: np.ascontiguousarray(a, np.float32)       # noqa: E731
     img = _patch_buffer((M, C, P, P))
-    probe = kind_p != EMPTY
-    noise_est = f32(sig_pix)
-    sky, got = kernels.expose(
-        img, probe | (kind_s != EMPTY), f32(X), f32(Y), f32(F), W, tables, length, f32(X[:, 2]), f32(Y[:, 2]),
-        f32(2e-3 * f_star), f32(d), f32(5e-3 / (2 * np.pi * d[:, None]) * f_star),
-        rng.integers(0, 2**63, M), noise_est, f32(sky_true), f32(sat + sky_true),
-        probe, float(np.mean(frame.sigma_px)), render.CENTROID_ITERS, np.asarray(render.REFINE_STEPS))
+    probe = sn.kind_p != EMPTY
+    noise_est = _f32(sig_pix)
+    star = kernels.BrightStar(_f32(X[:, 2]), _f32(Y[:, 2]), _f32(2e-3 * f_star), _f32(d),
+                              _f32(5e-3 / (2 * np.pi * d[:, None]) * f_star))
+    noise = kernels.Noise(rng.integers(0, 2**63, M), noise_est, _f32(sky_true), _f32(sat + sky_true))
+    sky, got = kernels.expose(img, probe | (sn.kind_s != EMPTY), probe,
+                              kernels.Sources(_f32(X), _f32(Y), _f32(F), W), star, noise,
+                              render.psf_setup(tables, length, C, float(np.mean(frame.sigma_px))))
     mp = dict(zip(("x", "y", "flux", "snr", "chi2"), got))
     mp["x"] = np.where(probe, mp["x"], X[:, 0])
     mp["y"] = np.where(probe, mp["y"], Y[:, 0])
+    return Exposures(img, sky, mp, X, Y, F, W, F_sec, star_cat, star_mag, sig_f, noise_est, tables, length)
 
-    # ---- 4. the pipeline: detection cuts, stationary and artifact rejection; the
-    # secondary where the primary is missed; the link and its motion fit.
-    fwhm_px = np.array(inst.fwhm_arcsec).mean() / scale
-    sx_all, sy_all = X[:, 2:], Y[:, 2:]
 
-    def passes(m, kinds):
-        snr = m["snr"].max(1)
-        chi2 = m["chi2"][np.arange(M), m["snr"].argmax(1)]
-        ok = (kinds != EMPTY) & (snr >= inst.detect_snr) & ((chi2 <= inst.chi2_max) | (snr >= inst.chi2_bright_snr))
-        r = np.flatnonzero(ok)               # stationary rejection: a catalogued star within a FWHM
-        dist = np.hypot(sx_all[r] - m["x"][r, None], sy_all[r] - m["y"][r, None])
-        ok[r[np.any(star_cat[r, 2:] & (dist < fwhm_px), axis=1)]] = False
-        r = np.flatnonzero(ok & np.isin(kinds, [KIND["diffraction_spike"], KIND["halo"], KIND["ghost"], KIND["latent"]]))
-        ok[r[rng.random(len(r)) < cfg.flag_probability]] = False        # artifact flags drop them
-        return ok
+def _f32(a):
+    return np.ascontiguousarray(a, np.float32)
 
-    ok_p = passes(mp, kind_p)
+
+def _place(rng, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene, slots, slot, kinds, xs, ys, oid, sig_f):
+    """Put each exposure's source of ``kinds`` in ``slot`` of (X, Y, F, W), at patch position
+    (xs, ys): amplitudes in units of the band's flux noise for false detections, the object's
+    flux (with its light curve) for objects. Draws only for the exposures holding each kind."""
+    X, Y, F, W = slots
+    M, C = len(kinds), F.shape[2]
+    X[:, slot], Y[:, slot] = xs, ys
+    amp = np.zeros((M, C))
+
+    def rows(*names):
+        r = np.flatnonzero(np.isin(kinds, [KIND[k] for k in names]))
+        return r, len(r)
+
+    r, q = rows("noise")
+    amp[r, rng.integers(0, C, q)] = 3.6 + rng.exponential(0.9, q)
+    r, q = rows("cosmic_ray", "hot_pixel")
+    amp[r, rng.integers(0, C, q)] = 10 ** rng.uniform(np.log10(5), np.log10(150), q)
+    hot = kinds[r] == KIND["hot_pixel"]
+    W[r, slot] = np.where(hot, HOT_PIXEL, COSMIC_RAY)
+    X[r[hot], slot] = np.rint(X[r[hot], slot]); Y[r[hot], slot] = np.rint(Y[r[hot], slot])
+    r, q = rows("latent")                                    # latents: stronger in the short band (SETTING)
+    amp[r] = (4.0 + rng.exponential(2.5, q))[:, None] * np.array([1.0, 0.4])
+    r, q = rows("ghost")                                     # no optical ghosts in W1 (ES)
+    amp[r, 1] = 4.0 + rng.exponential(2.5, q)
+    W[r, slot] = GHOST
+    r, q = rows("star_residual", "diffraction_spike", "halo")
+    a_mod = 4.0 + rng.exponential(2.5, q)
+    stellar = 10 ** (-0.4 * rng.normal(0.05, 0.1, q))      # ch2/ch1 flux ratio of a star
+    amp[r, 0] = a_mod
+    amp[r, 1] = a_mod * stellar * (sig_f[r, 0] / sig_f[r, 1]) * 10 ** (0.4 * (frame.zp[1] - frame.zp[0]))
+    r, q = rows("other_object")
+    a_mod = 4.0 + rng.exponential(2.5, q)
+    amp[r, 1] = a_mod
+    amp[r, 0] = a_mod * 10 ** rng.uniform(-1.2, 0.0, q)
+    flux = amp * sig_f
+    sel = kinds == KIND["object"]
+    if sel.any():
+        n, si = sv.mask.shape[0], sn.si
+        lc_amp = rng.uniform(*cfg.lightcurve_amp_mag, n)[si]
+        lc_per = rng.uniform(3, 12, n)[si] / 24
+        lc_ph = rng.uniform(0, 2 * np.pi, n)[si]
+        lc = 10 ** (-0.2 * lc_amp * np.sin(2 * np.pi * sv.times[si, sn.ei] / lc_per + lc_ph))
+        fa = sn.objA["flux_dn"][si] * lc[:, None]
+        fb = sn.objB["flux_dn"][si] * lc[:, None]
+        flux[sel] = np.where((oid == 1)[sel, None], fb[sel], fa[sel])
+    F[:, slot] = flux
+
+
+# ------------------------------------------------------------------ 4. the pipeline
+def _pipeline(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene, ex: Exposures,
+              diagnostics) -> Links:
+    """Detection cuts, stationary and artifact rejection; the secondary where the primary is
+    missed; the truth of each detection; the link and its motion fit."""
+    n = sv.mask.shape[0]
+    M, C = len(sn.si), 2
+    X, Y = ex.X, ex.Y
+    P = S + 2 * cfg.margin_px
+    half = P // 2
+    mp = ex.mp
+    ok_p = _passes(rng, inst, cfg, ex, mp, sn.kind_p)
     # A linker pads only the exposures where the primary was missed: a chance detection
     # within tolerance is there with probability fill_probability.
-    kind_s = np.where(ok_p, EMPTY, kind_s)
+    kind_s = np.where(ok_p, EMPTY, sn.kind_s)
     need = np.flatnonzero(kind_s != EMPTY)
     ms = {"x": X[:, 1].copy(), "y": Y[:, 1].copy(), "flux": np.zeros((M, C)), "snr": np.zeros((M, C)),
           "chi2": np.zeros((M, C))}
     if len(need):
-        kernels.add_points(img, need, f32(X[need, 1:2]), f32(Y[need, 1:2]), f32(F_sec[need, None, :]),
-                           W[need, 1:2, None] * C + np.arange(C), tables, length)
-        got = render.measure(img, X[need, 1], Y[need, 1], frame.sigma_px, sky[need], noise_est[need], rows=need)
+        kernels.add_points(ex.img, need, _f32(X[need, 1:2]), _f32(Y[need, 1:2]), _f32(ex.F_sec[need, None, :]),
+                           ex.W[need, 1:2, None] * C + np.arange(C), ex.tables, ex.length)
+        got = render.measure(ex.img, X[need, 1], Y[need, 1], frame.sigma_px, ex.sky[need], ex.noise_est[need],
+                             rows=need)
         for key in ms:
             ms[key][need] = got[key]
-    ok_s = passes(ms, kind_s)
+    ok_s = _passes(rng, inst, cfg, ex, ms, kind_s)
     use_s = ~ok_p & ok_s
     linked = ok_p | ok_s
     meas = {key: np.where(use_s[:, None] if mp[key].ndim == 2 else use_s, ms[key], mp[key]) for key in mp}
-    kind = np.where(use_s, kind_s, kind_p)
-    oid = np.where(use_s, -1, oid_p)
+    kind = np.where(use_s, kind_s, sn.kind_p)
+    oid = np.where(use_s, -1, sn.oid_p)
     oid = np.where(kind == KIND["object"], oid, -1)
     true_x = np.where(use_s, X[:, 1], X[:, 0])
     true_y = np.where(use_s, Y[:, 1], Y[:, 0])
@@ -403,37 +524,66 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     # o's, or if the detection's measured position lies within the matching radius of o's true
     # position while o's expected S/N there is at least match_min_snr (the linker may have linked
     # a chance detection, but the object is in it). Slot 0 holds the object where there is one.
-    here = kind_p == KIND["object"]
-    exp_snr = np.max(F[:, 0] / sig_f, axis=1)
+    here = sn.kind_p == KIND["object"]
+    exp_snr = np.max(ex.F[:, 0] / ex.sig_f, axis=1)
     miss = np.hypot(meas["x"] - X[:, 0], meas["y"] - Y[:, 0])
     holds = use_s & here & (miss <= inst.match_radius_px) & (exp_snr >= cfg.match_min_snr)
     oid_linked = oid
-    oid = np.where(holds, oid_p, oid)
+    oid = np.where(holds, sn.oid_p, oid)
     if diagnostics is not None:
         genuine = ok_p & here
         diagnostics.update(scatter_px=np.hypot(mp["x"] - X[:, 0], mp["y"] - Y[:, 0])[genuine],
                            scatter_snr=mp["snr"].max(1)[genuine])
 
     # Linear-motion fit per candidate in the tangent plane (pixels), up to two outliers dropped.
-    gx = meas["x"] + cx - half                                    # measured tangent-plane position
-    gy = meas["y"] + cy - half
-    offsets = np.concatenate([[0], np.cumsum(mask.sum(1))])       # rows of each candidate (si is sorted)
-    pred_all_x, pred_all_y, vx, vy = kernels.fit_tracklets(offsets, dtm, gx, gy, linked, 2.5 * tol, 2)
-    k = np.bincount(si, weights=linked, minlength=n).astype(np.int64)
-    fit_rate = np.hypot(vx, vy) * scale / 3600.0
+    gx = meas["x"] + sn.cx - half                                 # measured tangent-plane position
+    gy = meas["y"] + sn.cy - half
+    offsets = np.concatenate([[0], np.cumsum(sv.mask.sum(1))])    # rows of each candidate (si is sorted)
+    pred_x, pred_y, vx, vy = kernels.fit_tracklets(offsets, sn.dtm, gx, gy, linked, 2.5 * inst.link_tolerance_px, 2)
+    k = np.bincount(sn.si, weights=linked, minlength=n).astype(np.int64)
+    fit_rate = np.hypot(vx, vy) * inst.pixel_scale_arcsec / 3600.0
+    rmin, rmax = inst.rate_window_deg_per_day
     keep = (k >= inst.min_links) & (fit_rate >= rmin) & (fit_rate <= rmax)
-    if not keep.any():
-        return None
+    return Links(meas, kind, oid, oid_linked, true_x, true_y, linked, here, gx, gy, pred_x, pred_y, vx, vy, k,
+                 fit_rate, keep)
 
-    # ---- 5. assemble the QA sheets of the accepted candidates
-    fi = np.flatnonzero(linked & keep[si])                        # rows of the flat exposure list
+
+def _passes(rng, inst: Instrument, cfg: SimConfig, ex: Exposures, m: dict, kinds) -> np.ndarray:
+    """The pipeline's cuts on measurements ``m`` of sources ``kinds``: S/N and chi-square,
+    stationary rejection (a catalogued star within a FWHM), the artifact flagger."""
+    M = len(kinds)
+    fwhm_px = np.array(inst.fwhm_arcsec).mean() / inst.pixel_scale_arcsec
+    snr = m["snr"].max(1)
+    chi2 = m["chi2"][np.arange(M), m["snr"].argmax(1)]
+    ok = (kinds != EMPTY) & (snr >= inst.detect_snr) & ((chi2 <= inst.chi2_max) | (snr >= inst.chi2_bright_snr))
+    r = np.flatnonzero(ok)
+    dist = np.hypot(ex.X[r, 2:] - m["x"][r, None], ex.Y[r, 2:] - m["y"][r, None])
+    ok[r[np.any(ex.star_cat[r, 2:] & (dist < fwhm_px), axis=1)]] = False
+    r = np.flatnonzero(ok & np.isin(kinds, [KIND["diffraction_spike"], KIND["halo"], KIND["ghost"], KIND["latent"]]))
+    ok[r[rng.random(len(r)) < cfg.flag_probability]] = False        # artifact flags drop them
+    return ok
+
+
+# ------------------------------------------------------------------ 5. the QA sheet
+def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene, ex: Exposures, lk: Links,
+              diagnostics) -> SheetBatch:
+    """The QA sheets of the accepted candidates: cutouts recentred on the fitted motion, the
+    composite, scalars measured from pixels, astrometry, and the truth kept apart."""
+    n = sv.mask.shape[0]
+    C = 2
+    scale = inst.pixel_scale_arcsec
+    P = S + 2 * cfg.margin_px
+    half = P // 2
+    si, ei, cx, cy = sn.si, sn.ei, sn.cx, sn.cy
+    X, Y, meas, keep = ex.X, ex.Y, lk.meas, lk.keep
+    fi = np.flatnonzero(lk.linked & keep[si])                     # rows of the flat exposure list
     osi = si[fi]
-    pred_x, pred_y = pred_all_x[fi], pred_all_y[fi]
+    pred_x, pred_y = lk.pred_x[fi], lk.pred_y[fi]
     ox = np.clip(np.rint(pred_x - cx[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
     oy = np.clip(np.rint(pred_y - cy[fi]), -cfg.margin_px, cfg.margin_px).astype(np.int64)
     r0 = half + oy - S // 2
     c0 = half + ox - S // 2
-    cut = np.lib.stride_tricks.sliding_window_view(img, (S, S), axis=(2, 3))[fi, :, r0, c0]
+    cut = kernels.cutouts(ex.img, fi, r0, c0, S)
     ccx = cx[fi] + ox                                            # cutout centre in the tangent plane
     ccy = cy[fi] + oy
 
@@ -442,7 +592,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     remap[keep_idx] = np.arange(len(keep_idx))
     sheet_of = remap[osi]
     N = len(keep_idx)
-    kk = k[keep_idx]
+    kk = lk.k[keep_idx]
 
     snr = meas["snr"][fi]
     flux = meas["flux"][fi]
@@ -451,64 +601,64 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
         magerr = np.where(flux > 0, 1.0857 / np.abs(snr), np.nan)
     band = snr.argmax(1)
     chi2 = meas["chi2"][fi, band]
-    resid = np.hypot(gx[fi] - pred_x, gy[fi] - pred_y) * scale
-    sdist = np.hypot(sx_all[fi] - meas["x"][fi, None], sy_all[fi] - meas["y"][fi, None])
-    sdist = np.where(star_cat[fi, 2:], sdist, np.inf)        # the pipeline knows catalogued stars only
+    resid = np.hypot(lk.gx[fi] - pred_x, lk.gy[fi] - pred_y) * scale
+    sdist = np.hypot(X[fi, 2:] - meas["x"][fi, None], Y[fi, 2:] - meas["y"][fi, None])
+    sdist = np.where(ex.star_cat[fi, 2:], sdist, np.inf)     # the pipeline knows catalogued stars only
     nearest = np.argmin(sdist, axis=1)
     dmin = sdist[np.arange(len(fi)), nearest]
     has_star = np.isfinite(dmin)
     star_dist = np.where(has_star, dmin * scale, np.nan)
-    smag = np.where(has_star, star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
+    smag = np.where(has_star, ex.star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
     near_flag = (star_dist < 3 * np.mean(inst.fwhm_arcsec)).astype(np.float32)
-    t_obs = times[osi, ei[fi]]
+    t_obs = sv.times[osi, ei[fi]]
     starts = np.concatenate([[0], np.cumsum(kk)[:-1]])            # rows are sorted by sheet
     t_start = np.minimum.reduceat(t_obs, starts)
     obs_scalars = np.stack([
         (t_obs - t_start[sheet_of]) * 24.0, resid, snr[:, 0], snr[:, 1], mag[:, 0], mag[:, 1],
-        magerr[:, 0], magerr[:, 1], chi2, sky[fi, 0], sky[fi, 1], near_flag, star_dist, smag,
+        magerr[:, 0], magerr[:, 1], chi2, ex.sky[fi, 0], ex.sky[fi, 1], near_flag, star_dist, smag,
     ], axis=1).astype(np.float32)
     assert obs_scalars.shape[1] == len(OBS_SCALARS)
 
     # Astrometry of each detection, from its measured position.
-    det_eq = geo.deproject(gx[fi], gy[fi], centre_eq[osi], scale)
+    det_eq = geo.deproject(lk.gx[fi], lk.gy[fi], sn.centre_eq[osi], scale)
     lon, lat = geo.unit_to_lonlat(det_eq)
 
     # Composite: background-subtracted cutouts averaged in the moving frame.
-    comp = composite(cut, sky[fi], kk)
-    comp_noise = np.sqrt(np.add.reduceat(noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
+    comp = composite(cut, ex.sky[fi], kk)
+    comp_noise = np.sqrt(np.add.reduceat(ex.noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
     centre = np.full(N, S // 2, float)
     cm = render.measure(comp, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0, refine=False)
 
     # Sheet scalars: summaries of the observations (as corrupt.refresh recomputes them),
     # the motion fit, the composite and where the sheet lies on the sky.
     sheet = summarise(dict(zip(OBS_SCALARS, obs_scalars.T)), kk, inst.detect_snr)
-    ecl_lon, ecl_lat = geo.unit_to_lonlat(pointing_ecl[keep_idx])
-    sun = -geo.earth_position(t_mid[keep_idx])
+    _, ecl_lat = geo.unit_to_lonlat(sv.pointing_ecl[keep_idx])
+    sun = -geo.earth_position(sv.t_mid[keep_idx])
     sheet.update({
-        "rate_deg_per_day": fit_rate[keep_idx],
-        "position_angle_deg": np.rad2deg(np.arctan2(-vx[keep_idx], vy[keep_idx])) % 360.0,
+        "rate_deg_per_day": lk.fit_rate[keep_idx],
+        "position_angle_deg": np.rad2deg(np.arctan2(-lk.vx[keep_idx], lk.vy[keep_idx])) % 360.0,
         "composite_snr_ch1": cm["snr"][:, 0], "composite_snr_ch2": cm["snr"][:, 1],
-        "ecliptic_lat_deg": ecl_lat, "galactic_lat_deg": geo.galactic_latitude(centre_eq[keep_idx]),
+        "ecliptic_lat_deg": ecl_lat, "galactic_lat_deg": geo.galactic_latitude(sn.centre_eq[keep_idx]),
         "solar_elongation_deg": np.rad2deg(np.arccos(np.clip(np.sum(
-            sun / np.linalg.norm(sun, axis=-1, keepdims=True) * pointing_ecl[keep_idx], -1), -1, 1))),
+            sun / np.linalg.norm(sun, axis=-1, keepdims=True) * sv.pointing_ecl[keep_idx], -1), -1, 1))),
     })
     sheet_scalars = np.stack([sheet[name] for name in SHEET_SCALARS], axis=1).astype(np.float32)
     assert sheet_scalars.shape[1] == len(SHEET_SCALARS)
 
     # Truth, and the label rule applied to it.
-    okind = kind[fi]
-    ooid = oid[fi]
+    ooid = lk.oid[fi]
     n_obj = _object_count(ooid, sheet_of, N)
     clean = (n_obj >= LABEL_MIN_OBS).astype(np.int8)
     if diagnostics is not None:
-        diagnostics["clean_label_linked_only"] = (_object_count(oid_linked[fi], sheet_of, N) >= LABEL_MIN_OBS
+        diagnostics["clean_label_linked_only"] = (_object_count(lk.oid_linked[fi], sheet_of, N) >= LABEL_MIN_OBS
                                                   ).astype(np.int8)
     ks = keep_idx
-    span_days = np.maximum(t_last - t_first, 1e-6)[ks]
-    true_rate = np.where(has_obj[ks], np.hypot(_endpoint(ax, mask)[ks], _endpoint(ay, mask)[ks])
+    objA, has_obj = sn.objA, sn.has_obj
+    span_days = np.maximum(sv.t_last - sv.t_first, 1e-6)[ks]
+    true_rate = np.where(has_obj[ks], np.hypot(_endpoint(sn.ax, sv.mask)[ks], _endpoint(sn.ay, sv.mask)[ks])
                          / span_days * scale / 3600.0, np.nan)
     truth_sheet = {
-        "clean_label": clean, "scenario": scenario[ks].astype(np.int8),
+        "clean_label": clean, "scenario": sn.scenario[ks].astype(np.int8),
         "object_class": np.where(has_obj[ks], objA["cls"][ks], 0).astype(np.int8),
         "n_object_obs": n_obj.astype(np.int16),
         "diameter_km": _if(has_obj[ks], objA["diameter"][ks]), "albedo": _if(has_obj[ks], objA["pv"][ks]),
@@ -519,11 +669,11 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     # Where each object truly is in every cutout (NaN where it is not in the exposure), and the
     # observatory at each exposure (for checks and for reports from a space-based site).
     centre_x, centre_y = ccx - cx[fi] + half, ccy - cy[fi] + half                  # patch coordinates
-    at = {o: here[fi] & (oid_p[fi] == o) for o in (0, 1)}
-    observer = _observer(inst, t_obs, phase0[osi])
-    truth_obs = {"source_kind": okind.astype(np.int8), "object_id": ooid.astype(np.int16),
-                 "true_x_px": (true_x[fi] - centre_x).astype(np.float32),
-                 "true_y_px": (true_y[fi] - centre_y).astype(np.float32),
+    at = {o: lk.here[fi] & (sn.oid_p[fi] == o) for o in (0, 1)}
+    observer = _observer(inst, t_obs, sv.phase0[osi])
+    truth_obs = {"source_kind": lk.kind[fi].astype(np.int8), "object_id": ooid.astype(np.int16),
+                 "true_x_px": (lk.true_x[fi] - centre_x).astype(np.float32),
+                 "true_y_px": (lk.true_y[fi] - centre_y).astype(np.float32),
                  "object_x_px": _if(at[0], X[fi, 0] - centre_x), "object_y_px": _if(at[0], Y[fi, 0] - centre_y),
                  "object2_x_px": _if(at[1], X[fi, 0] - centre_x), "object2_y_px": _if(at[1], Y[fi, 0] - centre_y),
                  "observer_x_au": observer[:, 0], "observer_y_au": observer[:, 1], "observer_z_au": observer[:, 2]}

@@ -23,6 +23,7 @@ table per width, linear interpolation), so kernels and NumPy code agree.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -269,9 +270,22 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
                                 length, tables, px, py, 0.0)
 
 
+# Grouped arguments of the kernels (numba takes named tuples of arrays as they are).
+# Sources per exposure: x, y [M, NS] patch pixels; flux [M, NS, C] (0 = absent); width [M, NS], an
+# index into the profile tables (laid out [width, channel]; width 0 is the PSF).
+Sources = namedtuple("Sources", "x y flux width")
+# The bright star of spikes and halos: position [M], spike amplitude [M, C], ring radius [M] and
+# amplitude [M, C] (amplitudes 0 where there is none).
+BrightStar = namedtuple("BrightStar", "x y spike_amp ring_r ring_amp")
+# Per-exposure noise: seeds [M] of its stream; pixel noise, true sky and saturation ceiling [M, C].
+Noise = namedtuple("Noise", "seeds sig_pix sky_true ceiling")
+# The profiles and the measurement: tables end to end (each ``length`` long), the PSF's table of
+# each channel, the mean PSF sigma (the centroid's window), centroid iterations, refine offsets.
+Psf = namedtuple("Psf", "tables length psf_tab sigma_mean iters steps")
+
+
 @njit(cache=True, fastmath=FAST)
-def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp, ring_r, ring_amp,
-           seeds, sig_pix, sky_true, ceiling, probe, sigma_mean, iters, steps):
+def expose(img, used, probe, src, star, noise, psf):
     """Render, add sky and noise, saturate, estimate the sky and measure the first source
     of every exposure, one exposure at a time (its patch stays in cache throughout).
 
@@ -279,22 +293,20 @@ def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp,
     buffer, since fresh pages cost more than the rendering). Returns the pipeline sky
     level [M, C], the median of each patch's border pixels (robust to a star), and
     ``measure``'s results (x, y, flux, snr, chi2) for source 0 of the rows ``probe``
-    (zeros elsewhere), measured against that sky with noise ``sig_pix`` (sigma_mean,
-    iters, steps: as for ``measure``).
+    (zeros elsewhere), measured against that sky with noise ``sig_pix``.
 
-    X, Y: [M, NS] source positions (patch pixels); F: [M, NS, C] fluxes (0 = absent);
-    width: [M, NS] each source's profile width, an index into ``tables`` laid out
-    [width, channel] (width 0 is the PSF: spikes and measurement use it); star_*,
-    spike_amp, ring_*: the bright star's spikes and halo ring (amplitudes 0 where there
-    is none); seeds: [M] noise seeds; sig_pix, sky_true, ceiling: [M, C]. Exposures not
-    ``used`` (nothing there for the pipeline to measure) are skipped: their patch is
-    left as it was and their sky is 0.
+    ``src``, ``star``, ``noise``, ``psf``: the named tuples above. Exposures not ``used``
+    (nothing there for the pipeline to measure) are skipped: their patch is left as it was and
+    their sky is 0.
     """
+    X, Y, F, width = src.x, src.y, src.flux, src.width
+    star_x, star_y, spike_amp, ring_r, ring_amp = star.x, star.y, star.spike_amp, star.ring_r, star.ring_amp
+    seeds, sig_pix, sky_true, ceiling = noise.seeds, noise.sig_pix, noise.sky_true, noise.ceiling
+    tables, length, psf_tab, iters, steps = psf.tables, psf.length, psf.psf_tab, psf.iters, psf.steps
     M, NS, C = F.shape
     P = img.shape[-1]
     sky = np.zeros((M, C), np.float32)
     out = (np.zeros(M), np.zeros(M), np.zeros((M, C)), np.zeros((M, C)), np.zeros((M, C)))
-    psf_tab = np.arange(C)              # width 0's table of each channel
     px = np.empty(P, np.float32)
     py = np.empty(P, np.float32)
     fall_x = np.empty(P, np.float32)
@@ -302,7 +314,7 @@ def expose(img, used, X, Y, F, width, tables, length, star_x, star_y, spike_amp,
     border = np.empty(4 * P - 4, np.float32)
     buf = np.empty(4 * P - 4, np.float32)
     scratch = _scratch(C, steps.shape[0])
-    inv2s2, step2 = _centroid_weight(sigma_mean)
+    inv2s2, step2 = _centroid_weight(psf.sigma_mean)
     for m in range(M):
         if not used[m]:
             continue
@@ -505,16 +517,31 @@ def _scratch(C, K):
 
 
 @njit(cache=True, fastmath=FAST)
-def measure(img, rows, x0, y0, sigma_mean, psf_tab, tables, length, sky, noise, iters, steps):
+def measure(img, rows, x0, y0, sky, noise, psf):
     """Centroid and PSF-fit photometry near (x0, y0) in images ``rows``; see ``render.measure``."""
     M = rows.shape[0]
     C = img.shape[1]
     out = (np.empty(M), np.empty(M), np.empty((M, C)), np.empty((M, C)), np.empty((M, C)))
-    scratch = _scratch(C, steps.shape[0])
-    inv2s2, step2 = _centroid_weight(sigma_mean)
+    scratch = _scratch(C, psf.steps.shape[0])
+    inv2s2, step2 = _centroid_weight(psf.sigma_mean)
     for i in range(M):
-        _store(_measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], tables, length, psf_tab, inv2s2, step2,
-                            iters, steps, scratch), out, i)
+        _store(_measure_one(img[rows[i]], x0[i], y0[i], sky[i], noise[i], psf.tables, psf.length, psf.psf_tab,
+                            inv2s2, step2, psf.iters, psf.steps, scratch), out, i)
+    return out
+
+
+# ------------------------------------------------------------------ cutouts
+@njit(cache=True)
+def cutouts(img, rows, r0, c0, size):
+    """The size x size windows img[rows[i], :, r0[i]:, c0[i]:] as a new [len(rows), C, size, size]
+    array (NumPy's fancy indexing of a sliding-window view does the same ~5x slower)."""
+    C = img.shape[1]
+    out = np.empty((rows.shape[0], C, size, size), img.dtype)
+    for i in range(rows.shape[0]):
+        for c in range(C):
+            for y in range(size):
+                for x in range(size):
+                    out[i, c, y, x] = img[rows[i], c, r0[i] + y, c0[i] + x]
     return out
 
 

@@ -118,10 +118,9 @@ def place_on_sightline(rng, observer, direction, a, e, i_scale):
     near = rng.random(n) < 0.5
     ascending = rng.random(n) < 0.5
     u = rng.random(n)
-    pos, vel, delta, weight, inc = _sightline(
+    return _sightline(
         np.ascontiguousarray(observer, np.float64), np.ascontiguousarray(direction, np.float64),
         np.asarray(a, np.float64), np.asarray(e, np.float64), np.asarray(i_scale, np.float64), M, near, ascending, u)
-    return pos, vel, delta, weight
 
 
 @njit(cache=True)
@@ -133,7 +132,6 @@ def _sightline(observer, direction, a, e, i_scale, M, near, ascending, u):
     vel = np.zeros((n, 3))
     delta = np.zeros(n)
     weight = np.zeros(n)
-    incl = np.zeros(n)
     i_max = math.radians(80.0)
     for i in range(n):
         ei = e[i]
@@ -183,5 +181,4 @@ def _sightline(observer, direction, a, e, i_scale, M, near, ascending, u):
         delta[i] = dist
         # |dr/ds| = root / r; the chosen crossing had probability 1/2 where both lie ahead.
         weight[i] = dist * dist / (2 * math.pi**2 * r * root * math.sqrt(gap)) * (2.0 if both else 1.0) * share
-        incl[i] = inc
-    return pos, vel, delta, weight, incl
+    return pos, vel, delta, weight

@@ -56,7 +56,7 @@ class PiecewiseExponential:
     def sample_below(self, rng, u_max):
         """One draw per entry of ``u_max`` from the distribution truncated to u <= u_max."""
         e, k = np.asarray(self.edges, float), np.asarray(self.rates, float)
-        lo, hi = self._count(e[0]), self._count(e[-1])
+        lo = self._count(e[0])
         target = lo + rng.random(np.shape(u_max)) * (self._count(u_max) - lo)
         ln_edges = self._log_counts()
         j = np.clip(np.searchsorted(ln_edges, np.log(target), side="right") - 1, 0, len(k) - 1)

@@ -105,9 +105,14 @@ def measure(img, x0, y0, sigma_psf, sky, noise, iters=CENTROID_ITERS, refine=Tru
     rows = np.arange(img.shape[0]) if rows is None else np.asarray(rows)
     sigma_psf = np.asarray(sigma_psf, np.float64)
     tables, length = lut_tables(sigma_psf)
-    steps = np.asarray(REFINE_STEPS if refine else (), np.float64)
     x, y, flux, snr, chi2 = kernels.measure(
         np.ascontiguousarray(img, np.float32), rows.astype(np.int64), np.asarray(x0, np.float64),
-        np.asarray(y0, np.float64), float(np.mean(sigma_psf)), np.arange(len(sigma_psf)), tables, length,
-        np.ascontiguousarray(sky, np.float64), np.ascontiguousarray(noise, np.float64), iters, steps)
+        np.asarray(y0, np.float64), np.ascontiguousarray(sky, np.float64), np.ascontiguousarray(noise, np.float64),
+        psf_setup(tables, length, len(sigma_psf), float(np.mean(sigma_psf)), iters, refine))
     return {"x": x, "y": y, "flux": flux, "snr": snr, "chi2": chi2}
+
+
+def psf_setup(tables, length, channels, sigma_mean, iters=CENTROID_ITERS, refine=True) -> kernels.Psf:
+    """The kernels' profile and measurement settings; each channel's PSF is table c (width 0)."""
+    return kernels.Psf(tables, int(length), np.arange(channels), float(sigma_mean), int(iters),
+                       np.asarray(REFINE_STEPS if refine else (), np.float64))

@@ -214,3 +214,23 @@ def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half),
                  "--out", str(tmp_path / "bad"), "--unlabelled", str(small_neowise)]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_ranking_suspects_starts_no_processes(monkeypatch):
+    """Confident learning runs in-process: a Pool forked beside live thread pools can deadlock
+    (a CI run once hung there)."""
+    import multiprocessing
+
+    from neoqa.suspects import rank_suspects
+
+    def refuse(*a, **k):
+        raise AssertionError("rank_suspects started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", refuse)
+    rng = np.random.default_rng(0)
+    labels = (rng.random(3000) < 0.25).astype(int)
+    p = np.clip(np.where(labels == 1, 0.9, 0.1) + rng.normal(0, 0.05, 3000), 0.01, 0.99)
+    p[:30] = 1 - p[:30]                                    # 30 labels the scores disagree with
+    got = rank_suspects(labels, p)
+    assert set(got["order"][:30]) == set(range(30))
+    assert got["flagged"][:30].sum() >= 15 and got["flagged"][30:].sum() <= 10

@@ -55,7 +55,11 @@ def rank_suspects(labels, p_real) -> dict:
 
     probs = np.stack([1 - p_real, p_real], axis=1)
     quality = get_label_quality_scores(labels, probs, method="self_confidence")
-    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing.Pool from a process whose thread pools
+    # (torch, LightGBM's OpenMP, numba) may hold a lock at the fork; the child then waits on it
+    # forever (a CI run hung so in test_suspects_find_the_flipped_labels). Two classes gain nothing
+    # from the parallel prune.
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     order = np.lexsort((np.arange(len(labels)), quality))       # ties broken by position: deterministic
     return {"quality": quality, "order": order, "flagged": flagged}
 

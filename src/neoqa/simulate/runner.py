@@ -141,7 +141,9 @@ def simulate(out, n_sheets: int = DEFAULT_SHEETS, seed: int = 0, survey: str = "
         jobs = [(cfg, size, seed, i, i * SHARD_SIZE, str(tmp)) for i, size in enumerate(sizes)]
         bar = tqdm(total=n_sheets, desc=f"simulate {survey}", unit="sheet", disable=not progress)
         if workers > 1 and len(jobs) > 1:
-            ctx = multiprocessing.get_context("fork")
+            # spawn, not fork: a child forked while another thread of this process (torch, OpenMP,
+            # numba, a notebook's) holds a lock waits on it forever. Each worker pays ~1 s of imports.
+            ctx = multiprocessing.get_context("spawn")
             pool = ctx.Pool(min(workers, len(jobs), os.cpu_count() or 1), initializer=_worker_init)
             try:
                 for _, count in pool.imap_unordered(_shard_job, jobs):

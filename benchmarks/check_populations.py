@@ -17,8 +17,7 @@ import numpy as np
 
 from neoqa.schema import SCENARIOS
 from neoqa.simulate import SimConfig, simulate_batch
-
-C_HG = 1329.0
+from neoqa.simulate.thermal import C_HG
 
 
 def auc(score, label):

@@ -493,8 +493,7 @@ def _pipeline(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, s
     n = sv.mask.shape[0]
     M, C = len(sn.si), 2
     X, Y = ex.X, ex.Y
-    P = S + 2 * cfg.margin_px
-    half = P // 2
+    half = ex.img.shape[-1] // 2                                  # the patch's centre pixel
     mp = ex.mp
     ok_p = _passes(rng, inst, cfg, ex, mp, sn.kind_p)
     # A linker pads only the exposures where the primary was missed: a chance detection
@@ -572,8 +571,7 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     n = sv.mask.shape[0]
     C = 2
     scale = inst.pixel_scale_arcsec
-    P = S + 2 * cfg.margin_px
-    half = P // 2
+    half = ex.img.shape[-1] // 2                                  # the patch's centre pixel
     si, ei, cx, cy = sn.si, sn.ei, sn.cx, sn.cy
     X, Y, meas, keep = ex.X, ex.Y, lk.meas, lk.keep
     fi = np.flatnonzero(lk.linked & keep[si])                     # rows of the flat exposure list

@@ -49,13 +49,20 @@ def rows(batch):
             (f"{name}: median true S/N", f"{np.median(t['true_snr'][sel]):.1f}"),
         ]
     measured = batch.sheet_scalar("rate_deg_per_day")
+    pa = batch.sheet_scalar("position_angle_deg")
     for scen in ("chance", "artifact"):
         sel = t["scenario"] == SCENARIOS.index(scen)
-        out.append((f"{scen} sheets: median measured rate (deg/day)", f"{np.median(measured[sel]):.2f}"))
+        lo, med, hi = np.percentile(measured[sel], [10, 50, 90])
+        out.append((f"{scen} sheets: measured rate, 10/50/90% (deg/day)", f"{lo:.2f} / {med:.2f} / {hi:.2f}"))
+        west = np.mean((pa[sel] > 225) & (pa[sel] < 315))
+        out.append((f"{scen} sheets: share moving west (PA 225-315; a uniform disk gives 25%)", f"{west:.0%}"))
+        out.append((f"{scen} sheets: median k", f"{np.median(batch.k[sel]):.0f}"))
     out += [
         ("single-scalar AUC of the measured rate, real vs false", f"{auc(measured, t['clean_label']):.3f}"),
+        ("single-scalar AUC of k, real vs false", f"{auc(batch.k, t['clean_label']):.3f}"),
         ("real sheets (clean)", f"{real.mean():.1%}"),
-        ("median k", f"{np.median(batch.k):.0f}"),
+        ("median k, real sheets", f"{np.median(batch.k[real]):.0f}"),
+        ("share of real sheets with k 8-12", f"{np.mean((batch.k[real] >= 8) & (batch.k[real] <= 12)):.0%}"),
     ]
     return out
 
@@ -67,8 +74,26 @@ def main(argv=None):
     args = ap.parse_args(argv)
     batch = simulate_batch(SimConfig(survey=args.survey), args.sheets, seed=0)
     print(f"| {args.survey}, {args.sheets} sheets, seed 0 | value |\n|---|---|")
-    for key, value in rows(batch):
+    for key, value in rows(batch) + truth_rows(args.survey):
         print(f"| {key} | {value} |")
+
+
+def truth_rows(survey, batches=4):
+    """The share of candidate sheets whose label the matching rule changes (a detection on an
+    object that the linker did not link as the object's): a measure of detections landing on objects."""
+    from neoqa.simulate import instruments
+    from neoqa.simulate.generator import simulate_candidates
+
+    inst, cfg = instruments.get(survey), SimConfig(survey=survey)
+    rng = np.random.default_rng(5)
+    old, new = [], []
+    for _ in range(batches):
+        diag = {}
+        b = simulate_candidates(rng, inst, cfg, 2048, diagnostics=diag)
+        old.append(diag["clean_label_linked_only"])
+        new.append(b.truth_sheet["clean_label"])
+    old, new = np.concatenate(old), np.concatenate(new)
+    return [("sheets whose truth the matching rule changes (false to real)", f"{np.mean(old != new):.2%}")]
 
 
 if __name__ == "__main__":

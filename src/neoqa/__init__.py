@@ -1,3 +1,3 @@
 """neoqa: automatic, explainable vetting of moving-object QA sheets."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

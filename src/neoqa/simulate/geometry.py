@@ -61,6 +61,12 @@ def ecliptic_to_equatorial(v: np.ndarray) -> np.ndarray:
     return np.stack([x, c * y - s * z, s * y + c * z], axis=-1)
 
 
+def equatorial_to_ecliptic(v: np.ndarray) -> np.ndarray:
+    c, s = np.cos(OBLIQUITY), np.sin(OBLIQUITY)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([x, c * y + s * z, -s * y + c * z], axis=-1)
+
+
 def unit_to_lonlat(v: np.ndarray):
     """Unit vectors to (longitude, latitude) in degrees, longitude in [0, 360)."""
     lon = np.rad2deg(np.arctan2(v[..., 1], v[..., 0])) % 360.0

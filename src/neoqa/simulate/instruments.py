@@ -31,9 +31,25 @@ class Instrument:
     link_tolerance_px: float = 1.2  # SETTING: linker's positional tolerance
     # Truth matching: 99% of genuine detections at the detection threshold (S/N 4.5-5.5) lie
     # within this distance of their object's true position (measured: tests/test_physics.py).
-    match_radius_px: float = 1.15
+    match_radius_px: float = 1.20
     rate_window_deg_per_day: tuple = (0.05, 3.5)  # SETTING (not published)
+    # SETTING: the linker chains detections across successive exposures (ES-AllSky IV.3.b: "link
+    # non-stationary detection pairs from successive single-exposure source lists"), bridging at
+    # most this many exposures without a detection.
+    max_gap: int = 2
     depth_jitter_mag: float = 0.15  # SETTING: frame-to-frame background variation
+    # Coverage: WISE, half the 47' frame across the scan (K; EW); NEO Surveyor, half the field (B21).
+    field_halfwidth_deg: tuple = (0.39, 0.39)
+    frame_loss: float = 0.05       # SETTING: exposures lost to frame edges (WISE) or chip gaps (NEOS)
+    # Noise peaks: matched-filter S/N >= detect_snr per pixel^2 per band, measured on white noise
+    # with the pipeline's own sub-pixel PSF fit (benchmarks/measure_noise_peaks.py; tested).
+    noise_peak_density_px2: tuple = (6.1e-6, 5.1e-6)
+    # Other false detections per square degree of one exposure, after the pipeline's artifact
+    # flagging and stationary rejection (SETTINGS: no source gives them; docs/simulator.md).
+    false_density_deg2: dict = field(default_factory=lambda: {
+        "cosmic_ray": 10.0, "hot_pixel": 4.0, "latent": 4.0,
+        "star_residual": 3.0,      # at the galactic poles; rises with the star counts toward the plane
+        "other_object": 6.0})      # on the ecliptic; falls off as exp(-|beta| / 12 deg)
     extra: dict = field(default_factory=dict)
 
 
@@ -75,7 +91,10 @@ NEOSURVEYOR = Instrument(
     mjd_range=(62000.0, 63800.0),              # a nominal 5-year survey from 2028
     detect_snr=4.5,
     link_tolerance_px=1.2,
-    match_radius_px=0.81,                      # measured as for NEOWISE: its PSF is sharper
+    match_radius_px=0.77,                      # measured as for NEOWISE: its PSF is sharper
+    field_halfwidth_deg=(0.85, 3.55),          # 1.7 x 7.1 deg (B21), long axis north (SETTING)
+    frame_loss=0.10,                           # chip gaps (SETTING)
+    noise_peak_density_px2=(1.7e-5, 1.4e-5),   # undersampled PSF: more, sharper peaks
 )
 
 INSTRUMENTS = {"neowise": NEOWISE, "neosurveyor": NEOSURVEYOR}

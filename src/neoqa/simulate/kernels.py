@@ -1,4 +1,4 @@
-"""Compiled kernels: rendering with sky, noise and saturation, the sky estimate,
+"""Compiled kernels: rendering with sky, noise and saturation, noise peaks, the sky estimate,
 pipeline measurement, and the linker's motion fits.
 
 The simulator spends most of its time on small images (a 19 x 19 patch per
@@ -28,7 +28,6 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from ..sorting import insertion_sort
 
 # Floating-point sums may be reordered (so loops vectorise); NaN and inf keep their meaning.
 FAST = {"reassoc", "contract", "arcp"}
@@ -156,70 +155,9 @@ def _profile(tables, start, length, centre, out, scale):
             out[i] = 0
 
 
-# ------------------------------------------------------------------ sky
-@njit(inline="always")
-def _count_le(b, value):
-    c = 0
-    for j in range(b.shape[0]):
-        c += b[j] <= value
-    return c
-
-
-@njit
-def median(b, buf):
-    """The exact median of ``b`` (``buf``: scratch as long as ``b``, at least 9).
-
-    A bracket from nine evenly spaced values, narrowed by bisection with branch-free
-    counting passes until a few values are left to sort: on noisy data, where
-    quickselect mispredicts nearly every branch, this takes 0.33 us for 72 values
-    against 1.3 us for ``np.median``.
-    """
-    n = b.shape[0]
-    k = (n - 1) // 2                      # the lower median's rank
-    if n < 9:
-        buf[:n] = b
-        insertion_sort(buf, n)
-        return np.float64(buf[k]) if n % 2 else 0.5 * (np.float64(buf[k]) + np.float64(buf[k + 1]))
-    for t in range(9):
-        buf[t] = b[(t * n) // 9]
-    insertion_sort(buf, 9)
-    # invariant: below = count(b <= lo) <= k < count(b <= hi) = upto
-    lo, hi = buf[2], buf[6]
-    below, upto = _count_le(b, lo), _count_le(b, hi)
-    if below > k or upto <= k:            # the sample missed: bracket everything
-        lo = hi = b[0]
-        for j in range(n):
-            lo = min(lo, b[j])
-            hi = max(hi, b[j])
-        lo = lo - (hi - lo) - 1
-        below, upto = 0, n
-    for _ in range(40):
-        if upto - below <= 6:
-            break
-        mid = lo + np.float32(0.5) * (hi - lo)
-        if mid <= lo or mid >= hi:        # ties: the bracket cannot shrink further
-            break
-        c = _count_le(b, mid)
-        if c >= k + 1:
-            hi, upto = mid, c
-        else:
-            lo, below = mid, c
-    m = 0
-    above = np.inf                        # the smallest value above the bracket
-    for j in range(n):                    # branch-free: write always, keep if in the bracket
-        v = b[j]
-        buf[m] = v
-        m += (v > lo) & (v <= hi)
-        above = min(above, v if v > hi else np.inf)
-    insertion_sort(buf, m)
-    low = np.float64(buf[k - below])
-    if n % 2:
-        return low
-    high = np.float64(buf[k + 1 - below]) if k + 1 - below < m else np.float64(above)
-    return 0.5 * (low + high)
-
-
 # ------------------------------------------------------------------ exposures
+WINDOW = 7                  # measurement window (pixels): +-3.5 PSF sigma for WISE
+_H = WINDOW // 2
 # Sources are rendered where they add at least this fraction of the pixel noise: what is
 # left out is a thousand times below the noise, and most sources are faint, so this
 # skips most of each source's 13 x 13 pixel 1e-9 support.
@@ -240,6 +178,61 @@ def _add_source(im, x, y, f, start, length, tables, px, py, floor):
         fy = f * py[j]
         for i in range(x0, x1):
             im[j, i] += fy * px[i]
+
+
+@njit(inline="always")
+def _condition(im, x, y, level, snr, noise, start, length, tables, px, py, dx, dy, basis):
+    """Make a noise peak of matched-filter S/N ``snr`` at (x, y): in the measurement's window
+    there, set the noise's component along the PSF to snr x ``noise`` and remove its components
+    along the PSF's two derivatives (Gram-Schmidt), so that the pipeline's matched filter peaks at
+    (x, y) with exactly that height. Conditioning white noise on these projections draws no pixel's
+    noise twice (``basis``: scratch [3, WINDOW, WINDOW])."""
+    P = im.shape[0]
+    ix = int(min(max(np.rint(x), _H), P - 1 - _H)) - _H
+    iy = int(min(max(np.rint(y), _H), P - 1 - _H)) - _H
+    eps = np.float32(0.05)
+    _profile(tables, start, length, x + eps, dx, np.float32(1))
+    _profile(tables, start, length, x - eps, px, np.float32(1))
+    for u in range(P):
+        dx[u] = (dx[u] - px[u]) / (2 * eps)
+    _profile(tables, start, length, y + eps, dy, np.float32(1))
+    _profile(tables, start, length, y - eps, py, np.float32(1))
+    for u in range(P):
+        dy[u] = (dy[u] - py[u]) / (2 * eps)
+    _profile(tables, start, length, x, px, np.float32(1))
+    _profile(tables, start, length, y, py, np.float32(1))
+    for j in range(WINDOW):
+        for i in range(WINDOW):
+            basis[0, j, i] = py[iy + j] * px[ix + i]
+            basis[1, j, i] = py[iy + j] * dx[ix + i]
+            basis[2, j, i] = dy[iy + j] * px[ix + i]
+    for b in range(3):                     # orthonormalise
+        for a in range(b):
+            d = 0.0
+            for j in range(WINDOW):
+                for i in range(WINDOW):
+                    d += basis[a, j, i] * basis[b, j, i]
+            for j in range(WINDOW):
+                for i in range(WINDOW):
+                    basis[b, j, i] -= d * basis[a, j, i]
+        d = 0.0
+        for j in range(WINDOW):
+            for i in range(WINDOW):
+                d += basis[b, j, i] * basis[b, j, i]
+        d = 1.0 / math.sqrt(max(d, 1e-30))
+        for j in range(WINDOW):
+            for i in range(WINDOW):
+                basis[b, j, i] *= d
+    for b in range(3):
+        d = 0.0
+        for j in range(WINDOW):
+            for i in range(WINDOW):
+                d += (im[iy + j, ix + i] - level) * basis[b, j, i]
+        if b == 0:                         # the peak: snr x noise along the normalised PSF
+            d -= snr * noise
+        for j in range(WINDOW):
+            for i in range(WINDOW):
+                im[iy + j, ix + i] -= d * basis[b, j, i]
 
 
 @njit(inline="always")
@@ -272,8 +265,9 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
 
 # Grouped arguments of the kernels (numba takes named tuples of arrays as they are).
 # Sources per exposure: x, y [M, NS] patch pixels; flux [M, NS, C] (0 = absent); width [M, NS], an
-# index into the profile tables (laid out [width, channel]; width 0 is the PSF).
-Sources = namedtuple("Sources", "x y flux width")
+# index into the profile tables (laid out [width, channel]; width 0 is the PSF); peak [M, NS], true
+# for a noise peak: the noise itself, conditioned to peak there, its flux then being its S/N.
+Sources = namedtuple("Sources", "x y flux width peak")
 # The bright star of spikes and halos: position [M], spike amplitude [M, C], ring radius [M] and
 # amplitude [M, C] (amplitudes 0 where there is none).
 BrightStar = namedtuple("BrightStar", "x y spike_amp ring_r ring_amp")
@@ -285,13 +279,13 @@ Psf = namedtuple("Psf", "tables length psf_tab sigma_mean iters steps")
 
 
 @njit(cache=True, fastmath=FAST)
-def expose(img, used, probe, src, star, noise, psf):
+def expose(img, used, probe, src, star, noise, psf, annulus):
     """Render, add sky and noise, saturate, estimate the sky and measure the first source
     of every exposure, one exposure at a time (its patch stays in cache throughout).
 
     Fills ``img`` [M, C, P, P] (any prior content is overwritten: callers reuse one
     buffer, since fresh pages cost more than the rendering). Returns the pipeline sky
-    level [M, C], the median of each patch's border pixels (robust to a star), and
+    level [M, C] (the true sky with the error of a median over ``annulus`` pixels), and
     ``measure``'s results (x, y, flux, snr, chi2) for source 0 of the rows ``probe``
     (zeros elsewhere), measured against that sky with noise ``sig_pix``.
 
@@ -299,7 +293,7 @@ def expose(img, used, probe, src, star, noise, psf):
     (nothing there for the pipeline to measure) are skipped: their patch is left as it was and
     their sky is 0.
     """
-    X, Y, F, width = src.x, src.y, src.flux, src.width
+    X, Y, F, width, peak = src.x, src.y, src.flux, src.width, src.peak
     star_x, star_y, spike_amp, ring_r, ring_amp = star.x, star.y, star.spike_amp, star.ring_r, star.ring_amp
     seeds, sig_pix, sky_true, ceiling = noise.seeds, noise.sig_pix, noise.sky_true, noise.ceiling
     tables, length, psf_tab, iters, steps = psf.tables, psf.length, psf.psf_tab, psf.iters, psf.steps
@@ -311,8 +305,7 @@ def expose(img, used, probe, src, star, noise, psf):
     py = np.empty(P, np.float32)
     fall_x = np.empty(P, np.float32)
     fall_y = np.empty(P, np.float32)
-    border = np.empty(4 * P - 4, np.float32)
-    buf = np.empty(4 * P - 4, np.float32)
+    basis = np.empty((3, WINDOW, WINDOW), np.float32)
     scratch = _scratch(C, steps.shape[0])
     inv2s2, step2 = _centroid_weight(psf.sigma_mean)
     for m in range(M):
@@ -327,7 +320,11 @@ def expose(img, used, probe, src, star, noise, psf):
                     state, g = _normal(state)
                     im[y, x] = s_sky + s_pix * np.float32(g)
             for s in range(NS):
-                if F[m, s, c] != 0:
+                if peak[m, s] and F[m, s, c] != 0:
+                    _condition(im, X[m, s], Y[m, s], s_sky, F[m, s, c], s_pix, c * length, length, tables, px, py,
+                               fall_x, fall_y, basis)
+            for s in range(NS):
+                if F[m, s, c] != 0 and not peak[m, s]:
                     _add_source(im, X[m, s], Y[m, s], F[m, s, c], (width[m, s] * C + c) * length, length, tables,
                                 px, py, SOURCE_FLOOR * s_pix)
             a = spike_amp[m, c]
@@ -350,16 +347,10 @@ def expose(img, used, probe, src, star, noise, psf):
             for y in range(P):            # saturation
                 for x in range(P):
                     im[y, x] = min(im[y, x], top)
-            n = 0
-            for x in range(P):
-                border[n] = im[0, x]
-                border[n + 1] = im[P - 1, x]
-                n += 2
-            for y in range(1, P - 1):
-                border[n] = im[y, 0]
-                border[n + 1] = im[y, P - 1]
-                n += 2
-            sky[m, c] = median(border, buf)
+            # the pipeline's sky: a robust level from a large annulus around the detection (its
+            # error, that of a median of ``annulus`` pixels: 1.2533 sigma / sqrt(n))
+            state, g = _normal(state)
+            sky[m, c] = s_sky + np.float32(1.2533 * s_pix * g / math.sqrt(annulus))
         if probe[m]:
             _store(_measure_one(img[m], X[m, 0], Y[m, 0], sky[m], sig_pix[m], tables, length, psf_tab, inv2s2,
                                 step2, iters, steps, scratch), out, m)
@@ -367,8 +358,6 @@ def expose(img, used, probe, src, star, noise, psf):
 
 
 # ------------------------------------------------------------------ measurement
-WINDOW = 7                  # measurement window (pixels): +-3.5 PSF sigma for WISE
-_H = WINDOW // 2
 
 
 @njit(inline="always")

@@ -110,7 +110,7 @@ def draw_diameter(rng, cls, d_det, pv):
     return np.where(cls == NEO, neo, thermal.C_HG / np.sqrt(pv) * 10 ** (-h / 5))
 
 
-def _resample(rng, weight, tries):
+def resample(rng, weight, tries):
     """Per group of ``tries`` consecutive rows, the index of one row drawn in proportion to weight
     (-1 where a group has no weight)."""
     w = weight.reshape(-1, tries)
@@ -145,7 +145,7 @@ def draw_objects(rng, inst, frame, cls, observer, direction, min_snr, geometry_t
             a[sel], e[sel], i_scale[sel] = orbits.sample_elements(rng, int(sel.sum()), pop)
         pos, vel, delta, w = orbits.place_on_sightline(rng, observer[rep], direction[rep], a, e, i_scale)
         group = np.repeat(np.arange(len(todo)), size_tries)
-        picks = np.stack([_resample(rng, w, geometry_tries) for _ in range(size_tries)], 1).reshape(-1)
+        picks = np.stack([resample(rng, w, geometry_tries) for _ in range(size_tries)], 1).reshape(-1)
         live = picks >= 0
         group, picks = group[live], picks[live]
         # Stage 2: physical properties and detectability of the resampled tries.
@@ -159,7 +159,7 @@ def draw_objects(rng, inst, frame, cls, observer, direction, min_snr, geometry_t
         share = detectable_share(c, d_det, pv)
         full = np.zeros(len(todo) * size_tries)
         full[np.flatnonzero(live)] = share
-        chosen = _resample(rng, full, size_tries)
+        chosen = resample(rng, full, size_tries)
         found = chosen >= 0
         # Map each found group's chosen slot to its stage-2 row.
         slot_row = np.full(len(todo) * size_tries, -1)

@@ -113,3 +113,26 @@ def test_artifact_tracklets_pass_a_bright_star(false_tracklets):
     # the pipeline knows the star: its distance is measured for most of their detections
     star_dist = b.obs_scalar("star_dist_arcsec")
     assert np.mean(np.isfinite(star_dist[art[sheet]])) > 0.5
+
+
+def test_mixtures_are_two_objects_each_with_its_own_motion():
+    """A mixture's second object is a member of the populations with its own orbit: it crosses the
+    first's track, appears in the cutouts of the exposures near the crossing, and moves relative to
+    the first (the cutouts follow the first object's fitted line)."""
+    inst = instruments.get("neowise")
+    rng = np.random.default_rng(6)
+    b = gen.simulate_candidates(rng, inst, SimConfig(scenario_weights={"two_objects": 1.0}), 2048)
+    t = b.truth_obs
+    sheet = b.obs_sheet_index()
+    assert np.all(b.truth_sheet["scenario"] == SCENARIOS.index("two_objects"))
+    seen = np.isfinite(t["object2_x_px"])
+    per_sheet = np.bincount(sheet[seen], minlength=len(b))
+    assert np.mean(per_sheet >= 1) > 0.5                  # it crosses the track in most sheets
+    moving = []
+    for i in np.flatnonzero(per_sheet >= 2):
+        rows = np.flatnonzero((sheet == i) & seen)
+        moving.append(np.ptp(np.hypot(t["object2_x_px"][rows], t["object2_y_px"][rows])) > 1.0)
+    assert len(moving) > 20 and np.mean(moving) > 0.8
+    # where the linker took the second object's detection, the observation holds it
+    took = t["object_id"] == 1
+    assert took.any() and np.all(seen[took])

@@ -86,13 +86,9 @@ def test_fast_mover_check_fails_when_neos_are_lost():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 13 item 3: chance tracklets still move fast (uniform in the rate "
-                   "window's velocity disk), so models still learn that fast movers are false (0.5.0, gbdt: "
-                   "NEO recall 89.7% against 91.7% for the main belt, 86.7% above 1 deg/day); strict, so "
-                   "fixing it fails this marker")
 def test_best_model_keeps_fast_neos_on_the_default_benchmark(tmp_path):
     """The default benchmark, the best model of the zoo (gbdt), recall for real NEOs within a point of
-    the main belt's."""
+    the main belt's (0.6.0: 99.5% against 99.9%; docs/models.md, "Fast movers")."""
     from neoqa.simulate import DEFAULT_SHEETS, simulate
     from neoqa.zoo import run_zoo
 

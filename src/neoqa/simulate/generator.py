@@ -207,7 +207,7 @@ def simulate_candidates(rng, inst: Instrument, cfg: SimConfig, n: int, diagnosti
     survey = _geometry(rng, inst, n)
     scene = _scene(rng, inst, cfg, frame, survey)
     exposures = _render(rng, inst, cfg, frame, survey, scene)
-    links = _pipeline(rng, inst, cfg, frame, survey, scene, exposures, diagnostics)
+    links = _pipeline(inst, cfg, frame, survey, scene, exposures, diagnostics)
     if not links.keep.any():
         return None
     return _assemble(inst, cfg, frame, survey, scene, exposures, links, diagnostics)
@@ -637,7 +637,7 @@ def _place(rng, frame: Frame, sn: Scene, slots, slot, kinds, xs, ys, oid, sig_f,
 
 
 # ------------------------------------------------------------------ 4. the pipeline
-def _pipeline(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene, ex: Exposures,
+def _pipeline(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Scene, ex: Exposures,
               diagnostics) -> Links:
     """Detection cuts, stationary and artifact rejection; the linker's choice within tolerance of
     its prediction, its longest chain; the truth of each detection; the motion fit."""

@@ -234,18 +234,41 @@ def hypothesis_weights(cand, vx, vy, dt, avail, cov, k_rad, sin_hw, neos, box, l
     (``linker.accept_probability`` over ``hypothesis_p``, computed in one pass) and, where its star
     was proposed near the hypothesis at a random slot within ``reach`` (> 0), the importance weight
     reach^2 / (slots whose hypothesis point lies within reach of the star) that turns the proposal
-    into a star uniform on the sky."""
+    into a star uniform on the sky.
+
+    Without a star every exposure of a candidate has the same probability, and the automaton skips
+    the slots that are not exposures, so the acceptance depends only on how many exposures cover
+    the hypothesis: it is read from the candidate's table of the automaton after 0..E exposures
+    (the same arithmetic in the same order, so the same numbers)."""
     N = cand.shape[0]
-    E = dt.shape[1]
+    n, E = dt.shape
     S = 2 + (min_links - 1) * (max_gap + 1)
     out = np.empty(N)
     comp = np.zeros(5)
     alpha = np.empty(S)
     new = np.empty(S)
+    table = np.full((n, E + 1), -1.0)
     for i in range(N):
         c = cand[i]
         base = lam_field[c] * math.pi * tol * tol
         p_base = -math.expm1(-base)
+        plain = reach[i] <= 0 and not (star[i, 2] > 0 or star[i, 4] > 0 or star[i, 7] > 0 or star[i, 10] > 0)
+        if plain:
+            if table[c, 0] < 0:
+                alpha[:] = 0.0
+                alpha[0] = 1.0
+                table[c, 0] = alpha[S - 1]
+                for e in range(E):
+                    _step(alpha, new, p_base, min_links, max_gap)
+                    alpha[:] = new
+                    table[c, e + 1] = alpha[S - 1]
+            count = 0
+            for e in range(E):
+                if _exposure_p(i, c, e, vx[i] * dt[c, e], vy[i] * dt[c, e], avail, cov, k_rad, sin_hw, neos, box,
+                               base, p_base, star, tol, r_in, lam_spike, lam_halo, blob_r, comp) >= 0:
+                    count += 1
+            out[i] = table[c, count]
+            continue
         alpha[:] = 0.0
         alpha[0] = 1.0
         near = 0

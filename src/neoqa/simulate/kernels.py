@@ -263,6 +263,23 @@ def add_points(img, rows, X, Y, F, tab, tables, length):
                                 length, tables, px, py, 0.0)
 
 
+# Pixels farther than this from a spike arm's line or a halo ring get less than 1e-20 of the
+# feature's amplitude (its profiles are Gaussians of width about a pixel): below any pixel's precision.
+FEATURE_REACH = 12.0
+
+
+@njit(inline="always")
+def _ring_meets_patch(sx, sy, radius, P):
+    """Whether a ring of ``radius`` about (sx, sy) comes within FEATURE_REACH of the patch [0, P-1]^2."""
+    dx = max(0.0 - sx, 0.0, sx - (P - 1))
+    dy = max(0.0 - sy, 0.0, sy - (P - 1))
+    near = math.sqrt(dx * dx + dy * dy)
+    fx = max(abs(sx), abs(sx - (P - 1)))
+    fy = max(abs(sy), abs(sy - (P - 1)))
+    far = math.sqrt(fx * fx + fy * fy)
+    return near <= radius + FEATURE_REACH and far >= radius - FEATURE_REACH
+
+
 # Grouped arguments of the kernels (numba takes named tuples of arrays as they are).
 # Sources per exposure: x, y [M, NS] patch pixels; flux [M, NS, C] (0 = absent); width [M, NS], an
 # index into the profile tables (laid out [width, channel]; width 0 is the PSF); peak [M, NS], true
@@ -328,7 +345,12 @@ def expose(img, used, probe, src, star, noise, psf, annulus):
                     _add_source(im, X[m, s], Y[m, s], F[m, s, c], (width[m, s] * C + c) * length, length, tables,
                                 px, py, SOURCE_FLOOR * s_pix)
             a = spike_amp[m, c]
-            if a != 0:       # a cross of spikes along the pixel axes, falling as distance^-1.5
+            # Features whose light on the patch is far below a float32 pixel's precision are not
+            # added (the pixels would not change): a spike cross whose arms miss the patch, a halo
+            # ring that does not come within FEATURE_REACH of it.
+            if a != 0 and (-FEATURE_REACH <= star_y[m] <= P - 1 + FEATURE_REACH
+                           or -FEATURE_REACH <= star_x[m] <= P - 1 + FEATURE_REACH):
+                # a cross of spikes along the pixel axes, falling as distance^-1.5
                 _profile(tables, c * length, length, star_x[m], px, np.float32(1))
                 _profile(tables, c * length, length, star_y[m], py, np.float32(1))
                 for u in range(P):
@@ -338,7 +360,8 @@ def expose(img, used, probe, src, star, noise, psf, annulus):
                     for x in range(P):
                         im[y, x] += a * (py[y] * fall_x[x] + fall_y[y] * px[x])
             a = ring_amp[m, c]
-            if a != 0:       # halo: a ring Gaussian in radius, one pixel wide
+            if a != 0 and _ring_meets_patch(star_x[m], star_y[m], ring_r[m], P):
+                # halo: a ring Gaussian in radius, one pixel wide
                 for y in range(P):
                     for x in range(P):
                         r = math.sqrt((x - star_x[m]) ** 2 + (y - star_y[m]) ** 2)

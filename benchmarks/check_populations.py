@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from neoqa.schema import SCENARIOS
+from neoqa.data.schema import SCENARIOS
 from neoqa.simulate import SimConfig, simulate_batch
 from neoqa.simulate.thermal import C_HG
 

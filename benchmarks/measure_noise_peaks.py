@@ -20,7 +20,7 @@ def main(argv=None):
     for inst in instruments.INSTRUMENTS.values():
         got = measure_noise_peak_density(inst, args.size, args.images, seed=1)
         # the smooth-field (Euler characteristic) density at the threshold, for comparison
-        from neoqa.simulate.generator import Frame
+        from neoqa.simulate.photometry import Frame
         u = inst.detect_snr
         ec = [1 / (2 * s * s) * u * np.exp(-u * u / 2) / (2 * np.pi) ** 1.5 for s in Frame(inst).sigma_px]
         print(f"{inst.name}: measured {', '.join(f'{g:.2e}' for g in got)} per px^2 per band "

@@ -43,7 +43,7 @@ def small_neowise(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_batch(small_neowise):
-    from neoqa.store import SheetSet
+    from neoqa.data.store import SheetSet
 
     return SheetSet(small_neowise).read()
 

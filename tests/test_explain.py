@@ -5,14 +5,14 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from neoqa import explain
+from neoqa.explain import saliency as explain
 from neoqa.cli import main
-from neoqa.differentiable import inputs_for
+from neoqa.models.torch_forward import inputs_for
 from neoqa.models import fixed
 from neoqa.models.fixed import FixedLengthModel
 from neoqa.models.multi import MultiLengthModel
 from neoqa.models.sets import SetModel
-from neoqa.train import fit_and_save, labelled_splits
+from neoqa.train.fit import fit_and_save, labelled_splits
 
 
 @pytest.fixture(scope="module")

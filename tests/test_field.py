@@ -4,8 +4,10 @@ linker makes of them."""
 import numpy as np
 import pytest
 
-from neoqa.schema import SCENARIOS, SOURCE_CODE
-from neoqa.simulate import SimConfig, field, instruments
+from neoqa.data.schema import SCENARIOS, SOURCE_CODE
+from neoqa.simulate import SimConfig
+from neoqa.simulate import field
+from neoqa.simulate import instruments
 from neoqa.simulate import generator as gen
 
 

@@ -10,8 +10,8 @@ import pytest
 from astropy.io import fits
 
 from neoqa.errors import NeoqaError
-from neoqa.ingest import export, ingest
-from neoqa.store import SheetSet, write_shard
+from neoqa.ingest.layout import export, ingest
+from neoqa.data.store import SheetSet, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_real_data_without_truth_or_dataset_json(tmp_path, exported):
     out = ingest(d, tmp_path / "ds", survey="neowise")
     b = SheetSet(out).read()
     assert b.truth_sheet is None and len(b) == 40
-    from neoqa.info import summarize
+    from neoqa.data.info import summarize
 
     assert summarize(SheetSet(out))["label_noise_rate"] is None
 

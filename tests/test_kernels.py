@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from neoqa.sheets import SheetBatch, composite
+from neoqa.data.sheets import SheetBatch, composite
 from neoqa.simulate import kernels
 
 
@@ -28,7 +28,8 @@ def test_ziggurat_normals_are_standard_normal():
 def _expose_noise_peaks(snr, seed=1, m=2000, sky_level=100.0):
     """Patches holding one noise peak of matched-filter S/N ``snr`` in the first band each."""
     from neoqa.simulate import render
-    from neoqa.simulate.generator import WIDTHS, Frame
+    from neoqa.simulate.generator import WIDTHS
+    from neoqa.simulate.photometry import Frame
     from neoqa.simulate.instruments import NEOWISE
 
     frame = Frame(NEOWISE)

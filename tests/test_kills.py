@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neoqa import persist
-from neoqa.store import SheetSet
+from neoqa.models import persistence as persist
+from neoqa.data.store import SheetSet
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 RNG = np.random.default_rng(20261201)

@@ -9,12 +9,13 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from neoqa import features, persist
+from neoqa.features import views as features
+from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
 from neoqa.models import MODELS, make
 from neoqa.models import fixed
 from neoqa.models.sets import SetModel
-from neoqa.train import fit_and_save, labelled_splits
+from neoqa.train.fit import fit_and_save, labelled_splits
 
 
 @parametrize_with_checks([
@@ -79,7 +80,7 @@ def test_saved_model_predicts_identically_in_a_fresh_process(name, tmp_path, sma
     fit_and_save(name, small_batch, tmp_path / "m", progress=False)
     model, info = persist.load(tmp_path / "m")
     here = model.predict_proba(small_batch)[:, 1]
-    code = ("import sys, json, numpy as np; from neoqa import persist; from neoqa.store import SheetSet;"
+    code = ("import sys, json, numpy as np; from neoqa.models import persistence as persist; from neoqa.data.store import SheetSet;"
             "m, i = persist.load(sys.argv[1]); b = SheetSet(sys.argv[2]).read();"
             "print(json.dumps(m.predict_proba(b)[:, 1].tolist()))")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(small_neowise)], capture_output=True,
@@ -149,7 +150,7 @@ def test_padded_view_matches_the_sheets(small_batch):
 
 
 def test_splits_are_a_function_of_the_id():
-    from neoqa.splits import split_of
+    from neoqa.data.splits import split_of
 
     ids = [f"NW{i:09d}" for i in range(5000)]
     a = split_of(ids)

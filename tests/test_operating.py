@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from neoqa.cli import main
-from neoqa.operating import fpr_at_recall, precision_threshold, recall_threshold
-from neoqa.splits import TEST, split_of
+from neoqa.evaluate.thresholds import fpr_at_recall, precision_threshold, recall_threshold
+from neoqa.data.splits import TEST, split_of
 
 
 def test_recall_threshold_keeps_the_recall():

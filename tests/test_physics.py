@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 
 from neoqa.simulate import geometry as geo
-from neoqa.simulate import orbits, population, render, thermal
-from neoqa.simulate.generator import Frame
+from neoqa.simulate import orbits
+from neoqa.simulate import population
+from neoqa.simulate import render
+from neoqa.simulate import thermal
+from neoqa.simulate.photometry import Frame
 from neoqa.simulate.instruments import NEOSURVEYOR, NEOWISE
 
 
@@ -124,7 +127,8 @@ def test_snr_five_at_published_depth(inst):
 
 # ------------------------------------------------------------------ truth that agrees with the pixels
 def _candidates(survey, batches=3, seed=5, **settings):
-    from neoqa.simulate import SimConfig, instruments
+    from neoqa.simulate import SimConfig
+    from neoqa.simulate import instruments
     from neoqa.simulate.generator import simulate_candidates
 
     inst = instruments.get(survey)
@@ -177,7 +181,7 @@ def test_truth_counts_detections_that_hold_the_object():
 
 
 def test_object_positions_and_observer_in_every_exposure():
-    from neoqa.schema import SCENARIOS
+    from neoqa.data.schema import SCENARIOS
 
     _, runs = _candidates("neowise", batches=1, scenario_weights={"object": 0.3, "chance": 0.7})
     b = runs[0][0]

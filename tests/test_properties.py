@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neoqa import features
+from neoqa.features import views as features
 from neoqa.errors import NeoqaError
 from neoqa.outputs import confined, safe_name
-from neoqa.store import SheetSet, write_shard
+from neoqa.data.store import SheetSet, write_shard
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ids = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from neoqa.report import write_report
+from neoqa.runs.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

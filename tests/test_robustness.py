@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from neoqa import corrupt as cr
+from neoqa.shift import corrupt as cr
 from neoqa.errors import NeoqaError
-from neoqa.schema import LABEL_MIN_OBS
+from neoqa.data.schema import LABEL_MIN_OBS
 
 
 def _close(a, b):
@@ -120,7 +120,7 @@ def test_unknown_corruption(small_batch):
 
 def test_robustness_cli(tmp_path, small_neowise, zoo_run):
     from neoqa.cli import main
-    from neoqa.evaluate import evaluate_path
+    from neoqa.evaluate.evaluation import evaluate_path
 
     out = tmp_path / "rob"
     model = zoo_run / "models" / "ridge"
@@ -143,7 +143,7 @@ def test_robustness_cli(tmp_path, small_neowise, zoo_run):
 @pytest.mark.parametrize("name", ["basic_sneon", "ridge"])
 def test_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run, name):
     """Sheets left with fewer than 5 observations cannot be real: every model says so outright."""
-    from neoqa import persist
+    from neoqa.models import persistence as persist
 
     model, _ = persist.load(zoo_run / "models" / name)
     out = cr.corrupt(small_batch, "dropped", 0.5)
@@ -156,7 +156,7 @@ def test_models_apply_the_label_rule_to_short_sheets(small_batch, zoo_run, name)
 def test_robustness_skips_what_the_data_cannot_support(tmp_path, small_batch, zoo_run):
     """Data without a recorded PSF (real data often) skips the PSF corruption, or refuses if asked for it."""
     from neoqa.cli import main
-    from neoqa.store import write_dataset
+    from neoqa.data.store import write_dataset
 
     meta = {k: v for k, v in small_batch.meta.items() if k != "psf_fwhm_arcsec"}
     data = write_dataset(tmp_path / "nopsf", [dataclasses.replace(small_batch, meta=meta)])

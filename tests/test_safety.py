@@ -28,7 +28,7 @@ BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")        # a tqdm progress line (close
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory, zoo_run):
     """A tiny dataset, its export, and the zoo run's saved ridge and Basic SNEON models."""
-    from neoqa.ingest import export
+    from neoqa.ingest.layout import export
     from neoqa.simulate import simulate
 
     root = tmp_path_factory.mktemp("orig")
@@ -353,7 +353,7 @@ def test_bad_shards_and_manifests(capsys, env, case):
 
 
 def test_ids_duplicated_across_shards_are_refused(capsys, env):
-    from neoqa.store import read_shard, write_dataset
+    from neoqa.data.store import read_shard, write_dataset
 
     batch = read_shard(env.shard(env.originals["data"]))
     data = env.tmp / "two"
@@ -379,7 +379,7 @@ def test_every_verb_names_the_bad_file(capsys, env):
 
 
 def test_an_empty_dataset_is_one_line(capsys, env):
-    from neoqa.store import read_shard, write_shard
+    from neoqa.data.store import read_shard, write_shard
 
     empty = write_shard(env.tmp / "empty.h5", read_shard(env.shard(env.originals["data"])).select([]))
     refused(capsys, ["info", empty], ["empty.h5", "no sheets"])
@@ -404,7 +404,7 @@ def _attack_model(folder: Path, marker: Path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from neoqa.persist import load_skops
+    from neoqa.models.persistence import load_skops
 
     model = load_skops(folder / "model.skops")
     payload = f"open({str(marker)!r}, 'w').write('pwned')"
@@ -661,7 +661,7 @@ def test_safe_names_are_plain_unique_and_keep_plain_ids():
 
 
 def test_explain_all_names_files_safely(capsys, env):
-    from neoqa.store import read_shard, write_shard
+    from neoqa.data.store import read_shard, write_shard
 
     b = read_shard(env.shard(env.originals["data"])).select(np.arange(2))
     b.sheet_id = np.array(["../../escape", "ok-1"])
@@ -675,8 +675,8 @@ def test_explain_all_names_files_safely(capsys, env):
 
 
 def test_export_then_ingest_keeps_hostile_ids(env):
-    from neoqa.ingest import export, ingest
-    from neoqa.store import SheetSet, read_shard, write_shard
+    from neoqa.ingest.layout import export, ingest
+    from neoqa.data.store import SheetSet, read_shard, write_shard
 
     b = read_shard(env.shard(env.originals["data"])).select(np.arange(3))
     b.sheet_id = np.array(["../../up", "a/b", "plain"])
@@ -795,7 +795,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(capsys, small_disk):
 def test_a_disk_that_fills_while_writing_does_not_crash(small_disk, monkeypatch, small_batch):
     """The check passes (another writer took the space after it): the shard is built in memory and
     the plain write fails cleanly; HDF5 writing to a full disk itself used to segfault."""
-    from neoqa import store
+    from neoqa.data import store
     from neoqa.errors import NeoqaError
 
     monkeypatch.setattr(store, "_check_space", lambda path, batch: True)
@@ -848,7 +848,7 @@ def test_a_model_whose_parts_do_not_fit_is_one_line(capsys, env):
     scores one blank sheet and refuses the folder in one line, instead of a traceback mid-run."""
     import skops.io as sio
 
-    from neoqa.persist import load_skops
+    from neoqa.models.persistence import load_skops
 
     ridge = env.copy("ridge")
     model = load_skops(ridge / "model.skops")

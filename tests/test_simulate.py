@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from neoqa.schema import SCENARIOS, SOURCE_CODE, SOURCE_KINDS
+from neoqa.data.schema import SCENARIOS, SOURCE_CODE, SOURCE_KINDS
 from neoqa.simulate import SimConfig, simulate, simulate_batch
 from neoqa.simulate import runner
 

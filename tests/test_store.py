@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from neoqa.errors import NeoqaError
-from neoqa.simulate import runner, simulate
-from neoqa.store import SheetSet, read_shard, write_shard
+from neoqa.simulate import simulate
+from neoqa.simulate import runner
+from neoqa.data.store import SheetSet, read_shard, write_shard
 
 
 def test_open_reads_what_was_written(small_neowise, small_batch):

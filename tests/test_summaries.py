@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from neoqa.schema import OBS_SCALARS
-from neoqa.summaries import summarise
+from neoqa.data.schema import OBS_SCALARS
+from neoqa.data.summaries import summarise
 
 
 def _padded(v, k):
@@ -58,5 +58,5 @@ def test_every_module_imports_on_its_own():
     import subprocess
     import sys
 
-    for module in ("neoqa.summaries", "neoqa.corrupt", "neoqa.sorting", "neoqa.simulate.kernels"):
+    for module in ("neoqa.data.summaries", "neoqa.shift.corrupt", "neoqa.sorting", "neoqa.simulate.kernels"):
         subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

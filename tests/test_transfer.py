@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from neoqa import online, persist, transfer
+from neoqa.shift import online
+from neoqa.models import persistence as persist
+from neoqa.shift import transfer
 from neoqa.cli import main
-from neoqa.splits import TRAIN, fold_of, split_of
-from neoqa.store import SheetSet
+from neoqa.data.splits import TRAIN, fold_of, split_of
+from neoqa.data.store import SheetSet
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowi
                                                   small_batch):
     first, second = tmp_path / "u1", tmp_path / "u2"
     half = tmp_path / "half"
-    from neoqa.store import write_dataset
+    from neoqa.data.store import write_dataset
 
     write_dataset(half, [neos_batch.select(np.arange(300))])
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(first),
@@ -173,7 +175,7 @@ def test_pruned_labels_feed_training_and_triage(tmp_path, small_neowise, small_b
     assert np.mean(kept.label != kept.truth_sheet["clean_label"]) < wrong_before / 2
     assert SheetSet(pruned).meta["provenance"]["pruned"]["removed"] == len(flagged)
     # thresholds set on the labels less the flagged sheets
-    from neoqa.operating import _scored
+    from neoqa.evaluate.thresholds import scored as _scored
 
     model = tmp_path / "m"
     assert main(["train", "--model", "ridge", "--data", str(pruned), "--out", str(model)]) == 0
@@ -199,9 +201,9 @@ def test_bad_label_counts_are_one_line_errors(tmp_path, zoo_run, small_neos, cap
 
 
 def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_neos, neos_batch, small_neowise):
-    from neoqa import features
+    from neoqa.features import views as features
     from neoqa.models.sets import _norm_of
-    from neoqa.store import write_dataset
+    from neoqa.data.store import write_dataset
 
     half = write_dataset(tmp_path / "half", [neos_batch.select(np.arange(200))])
     out = tmp_path / "u"
@@ -221,7 +223,7 @@ def test_ranking_suspects_starts_no_processes(monkeypatch):
     (a CI run once hung there)."""
     import multiprocessing
 
-    from neoqa.suspects import rank_suspects
+    from neoqa.shift.suspects import rank_suspects
 
     def refuse(*a, **k):
         raise AssertionError("rank_suspects started a process pool")

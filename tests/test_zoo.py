@@ -71,7 +71,7 @@ def test_zoo_reports_recall_by_class_and_neo_rate(zoo_run):
 
 
 def test_fast_mover_check_fails_when_neos_are_lost():
-    from neoqa.evaluate import fast_movers
+    from neoqa.evaluate.evaluation import fast_movers
 
     res = {"by": {"object_class": {"mba": {"recall_clean": 0.99}, "neo": {"recall_clean": 0.97}},
                   "neo_true_rate": {"0.5-1": {"recall_clean": 0.99, "real_clean": 30},
@@ -90,7 +90,7 @@ def test_best_model_keeps_fast_neos_on_the_default_benchmark(tmp_path):
     """The default benchmark, the best model of the zoo (gbdt), recall for real NEOs within a point of
     the main belt's (0.6.0: 99.5% against 99.9%; docs/models.md, "Fast movers")."""
     from neoqa.simulate import DEFAULT_SHEETS, simulate
-    from neoqa.zoo import run_zoo
+    from neoqa.runs.zoo import run_zoo
 
     data = simulate(tmp_path / "default", DEFAULT_SHEETS, seed=0, workers=2, progress=False)
     summary = run_zoo(data, tmp_path / "zoo", models=["gbdt"], progress=False)

@@ -11,11 +11,11 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import NeoqaError
+from neoqa.errors import NeoqaError
 
 
 def _simulate(a):
-    from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
+    from neoqa.simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
 
     out = Path(a.out) if a.out else DEFAULT_PATH
     settings = {}
@@ -29,8 +29,8 @@ def _simulate(a):
 
 
 def _info_print(path, as_json):
-    from .info import format_text, summarize
-    from .store import SheetSet
+    from neoqa.data.info import format_text, summarize
+    from neoqa.data.store import SheetSet
 
     s = summarize(SheetSet(path))
     print(json.dumps(s, indent=1) if as_json else format_text(s))
@@ -41,35 +41,35 @@ def _info(a):
 
 
 def _export(a):
-    from .ingest import export
+    from neoqa.ingest.layout import export
 
     export(a.path, a.to, overwrite=a.overwrite)
     print(f"wrote {a.to}")
 
 
 def _ingest(a):
-    from .ingest import ingest
+    from neoqa.ingest.layout import ingest
 
     ingest(a.dir, a.out, survey=a.survey, overwrite=a.overwrite)
     _info_print(a.out, as_json=False)
 
 
 def _show(a):
-    from .show import show_sheet
+    from neoqa.explain.sheet import show_sheet
 
     out = show_sheet(a.path, a.sheet, a.out, overwrite=a.overwrite)
     print(f"wrote {out}")
 
 
 def _train(a):
-    from .train import train_path
+    from neoqa.train.fit import train_path
 
     train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
     print(f"wrote {a.out}")
 
 
 def _evaluate(a):
-    from .evaluate import evaluate_path
+    from neoqa.evaluate.evaluation import evaluate_path
 
     res = evaluate_path(a.model, a.data)
     if a.json:
@@ -81,20 +81,20 @@ def _evaluate(a):
 
 
 def _zoo(a):
-    from .zoo import run_zoo
+    from neoqa.runs.zoo import run_zoo
 
     run_zoo(a.data, a.out, models=a.models, seed=a.seed, overwrite=a.overwrite)
     print((Path(a.out) / "results.md").read_text())
 
 
 def _score(a):
-    from .score import score
+    from neoqa.decide.score import score
 
     print(f"wrote {score(a.model, a.data, a.out, overwrite=a.overwrite)}")
 
 
 def _explain(a):
-    from . import explain
+    from neoqa.explain import saliency as explain
 
     if a.weights:
         print(f"wrote {explain.draw_linear_weights(a.model, a.out, overwrite=a.overwrite)}")
@@ -112,13 +112,13 @@ def _explain(a):
 
 
 def _report(a):
-    from .report import write_report
+    from neoqa.runs.report import write_report
 
     print(f"wrote {write_report(a.run, samples=a.samples)}")
 
 
 def _threshold(a):
-    from .operating import operating_point
+    from neoqa.evaluate.thresholds import operating_point
 
     res = operating_point(a.model, a.data, a.recall, n_boot=a.bootstrap, seed=a.seed, save=a.save, labels=a.labels)
     if a.json:
@@ -138,7 +138,7 @@ def _threshold(a):
 
 
 def _triage(a):
-    from .operating import triage
+    from neoqa.decide.triage import triage
 
     res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels,
                  overwrite=a.overwrite)
@@ -160,7 +160,7 @@ def _triage(a):
 
 
 def _robustness(a):
-    from .robustness import run_robustness
+    from neoqa.shift.robustness import run_robustness
 
     run_robustness(a.model, a.data, a.out, corruptions=a.corruptions, seed=a.seed, max_sheets=a.sheets,
                    overwrite=a.overwrite)
@@ -169,7 +169,7 @@ def _robustness(a):
 
 
 def _finetune(a):
-    from .transfer import finetune_path
+    from neoqa.shift.transfer import finetune_path
 
     print(f"wrote {finetune_path(a.model, a.data, _labels(a.labels), a.out, seed=a.seed, adapt=not a.keep_normalisation, overwrite=a.overwrite)}")
 
@@ -188,7 +188,7 @@ def _labels(value):
 
 
 def _learning_curve(a):
-    from .transfer import learning_curve
+    from neoqa.shift.transfer import learning_curve
 
     learning_curve(a.model, a.data, a.out, labels=[_labels(v) for v in a.labels], seeds=range(a.seeds),
                    overwrite=a.overwrite)
@@ -197,7 +197,7 @@ def _learning_curve(a):
 
 
 def _update(a):
-    from .online import update_path
+    from neoqa.shift.online import update_path
 
     state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed,
                         unlabelled=a.unlabelled, overwrite=a.overwrite)
@@ -206,7 +206,7 @@ def _update(a):
 
 
 def _stream(a):
-    from .online import stream
+    from neoqa.shift.online import stream
 
     stream(a.model, a.data, a.old_data, a.out, batches=a.batches, batch_size=a.batch_size, size=a.replay_size,
            seed=a.seed, overwrite=a.overwrite)
@@ -215,7 +215,7 @@ def _stream(a):
 
 
 def _suspects(a):
-    from .suspects import find_suspects
+    from neoqa.shift.suspects import find_suspects
 
     s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed, prune=a.prune, overwrite=a.overwrite)
     print(f"wrote {a.out}: {s['sheets']:,} labelled sheets ranked, {s['flagged']:,} flagged by confident learning")
@@ -231,25 +231,10 @@ def _suspects(a):
 
 
 def _main_job(a):
-    """The README's first command: the default benchmark (cached), the zoo, the table."""
-    from .simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
-    from .store import SheetSet
-    from .zoo import run_zoo
+    """The README's first command: the default benchmark (cached), the zoo, the table, the report."""
+    from neoqa.runs.main import main_job
 
-    path = DEFAULT_PATH
-    try:
-        SheetSet(path)
-        print(f"using the cached default benchmark at {path}")
-    except NeoqaError:                    # absent or unreadable: the main job's own cache is rebuilt
-        simulate(path, DEFAULT_SHEETS, seed=0, survey="neowise", workers=a.workers, overwrite=True)
-    _info_print(path, as_json=False)
-    out = Path(a.out)
-    run_zoo(path, out, seed=0, overwrite=True)  # the main job replaces its own previous run
-    print((out / "results.md").read_text())
-    print(f"figures: {out / 'roc.png'}, {out / 'confusion.png'}, {out / 'accuracy_by_k.png'}")
-    from .report import write_report
-
-    print(f"report: {write_report(out)}")
+    main_job(a.out, workers=a.workers)
 
 
 # ------------------------------------------------------------------ argument types

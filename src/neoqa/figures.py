@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
-from .errors import NeoqaError
-from .outputs import FIGURE_MARK, atomic_output
+from neoqa import __version__
+from neoqa.errors import NeoqaError
+from neoqa.outputs import FIGURE_MARK, atomic_output
 
 
 def pyplot():

@@ -27,7 +27,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from .errors import NeoqaError
+from neoqa.errors import NeoqaError
 
 MARKER = ".neoqa-output.json"
 # Files that also prove a folder is neoqa's (datasets, models and zoo runs written before the
@@ -133,7 +133,7 @@ SUSPECTS_HEADER = "rank,sheet_id,label,p_real_cross_validated"
 
 def file_mark() -> dict:
     """Key-value metadata that marks a table or a JSON summary as neoqa's."""
-    from . import __version__
+    from neoqa import __version__
 
     return {"neoqa_version": __version__}
 
@@ -153,7 +153,7 @@ def atomic_output(final, *, overwrite: bool = False, inputs=(), folder: bool = F
     ``folder=True`` yields an existing empty folder (a marker naming ``kind`` is added to it);
     otherwise a file path whose parent exists.
     """
-    from . import __version__
+    from neoqa import __version__
 
     final = check_output(final, overwrite=overwrite, inputs=inputs, folder=folder)
     try:
@@ -288,3 +288,21 @@ def confined(folder, relative, where: str) -> Path:
     if path.resolve() != folder.resolve() and folder.resolve() not in path.resolve().parents:
         raise NeoqaError(f"{where}: path {rel!r} leads outside {folder}")
     return path
+
+
+def read_json(path: Path, missing: str | None = None) -> dict:
+    """A JSON file as a dict; a missing or malformed file is one clear line.
+
+    ``missing`` is the message for an absent file; without it an absent file gives {}.
+    """
+    if not path.exists():
+        if missing is None:
+            return {}
+        raise NeoqaError(f"{path.parent}: {missing}")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise NeoqaError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(value, dict):
+        raise NeoqaError(f"{path}: expected a JSON object")
+    return value

@@ -1,5 +1,5 @@
 """The model registry: one name per model; the CLI, configs and reports use the names."""
 
-from .registry import MODELS, make
+from neoqa.models.registry import MODELS, make
 
 __all__ = ["MODELS", "make"]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..calibration import _logit, apply_temperature, fit_temperature
+from neoqa.models.calibration import _logit, apply_temperature, fit_temperature
 
 
 class EnsembleModel(ClassifierMixin, BaseEstimator):
@@ -20,7 +20,7 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         self.progress = progress
 
     def fit(self, batch, y=None, val=None):
-        from .registry import make
+        from neoqa.models.registry import make
 
         if val is None or len(val) == 0:
             raise ValueError("the ensemble calibrates its members on a validation split")
@@ -49,7 +49,7 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
 
     # Each member is saved in a sub-folder the way it would be saved alone.
     def save_weights(self, folder):
-        from ..persist import _jsonable, save_weights
+        from neoqa.models.persistence import _jsonable, save_weights
 
         meta = []
         for i, (name, m, t) in enumerate(zip(self.members, self.members_, self.temperatures_)):
@@ -60,10 +60,10 @@ class EnsembleModel(ClassifierMixin, BaseEstimator):
         (folder / "members.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     def load_weights(self, folder):
-        from ..errors import NeoqaError
-        from ..outputs import confined
-        from ..persist import load_weights
-        from .registry import MODELS
+        from neoqa.errors import NeoqaError
+        from neoqa.outputs import confined
+        from neoqa.models.persistence import load_weights
+        from neoqa.models.registry import MODELS
 
         path = folder / "members.json"
         if not path.is_file():

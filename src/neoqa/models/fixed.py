@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from .. import features
+from neoqa.features import views as features
 
 
 class PipelineClassifier(ClassifierMixin, BaseEstimator):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from .. import features
-from .fixed import FixedLengthModel, count_parameters
+from neoqa.features import views as features
+from neoqa.models.fixed import FixedLengthModel, count_parameters
 
 
 class MultiLengthModel(ClassifierMixin, BaseEstimator):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..errors import NeoqaError
-from . import fixed
-from .ensemble import EnsembleModel
-from .fixed import FixedLengthModel, SummaryModel
-from .multi import MultiLengthModel
-from .sets import SetModel
+from neoqa.errors import NeoqaError
+from neoqa.models import fixed
+from neoqa.models.ensemble import EnsembleModel
+from neoqa.models.fixed import FixedLengthModel, SummaryModel
+from neoqa.models.multi import MultiLengthModel
+from neoqa.models.sets import SetModel
 
 
 def _ridge(rs):

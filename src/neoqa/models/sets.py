@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 from tqdm import tqdm
 
-from .. import features
+from neoqa.features import views as features
 
 ORDER_STAT = 5          # the label rule's "at least 5 observations"
 MISSING_CONFIDENCE = -20.0
@@ -369,7 +369,7 @@ class SetModel(ClassifierMixin, BaseEstimator):
         """Weights from ``folder`` (constructor parameters are set by the caller first)."""
         from safetensors import SafetensorError, safe_open
 
-        from ..errors import NeoqaError
+        from neoqa.errors import NeoqaError
 
         path = folder / "weights.safetensors"
         if not path.is_file():

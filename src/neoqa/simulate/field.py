@@ -21,9 +21,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ..schema import SOURCE_CODE
-from . import render
-from .linker import _step
+from neoqa.data.schema import SOURCE_CODE
+from neoqa.simulate import render
+from neoqa.simulate.linker import _step
 
 DEG2_PER_PX2 = 1.0 / 3600.0**2                     # times scale^2 (arcsec^2 per px)
 FIELD_KINDS = ("noise", "cosmic_ray", "hot_pixel", "latent", "star_residual", "other_object")
@@ -364,7 +364,7 @@ def measure_noise_peak_density(inst, size=2048, images=4, seed=0):
     ``Instrument.noise_peak_density_px2`` (benchmarks/measure_noise_peaks.py)."""
     from scipy import ndimage, signal
 
-    from .generator import Frame
+    from neoqa.simulate.photometry import Frame
 
     rng = np.random.default_rng(seed)
     steps = np.asarray(render.REFINE_STEPS)

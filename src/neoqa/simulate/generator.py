@@ -20,13 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
-from ..sheets import SheetBatch, composite
-from ..summaries import summarise
-from . import field, kernels, linker, orbits, population, render
-from . import geometry as geo
-from .config import SimConfig
-from .instruments import Instrument
+from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
+from neoqa.data.sheets import SheetBatch, composite
+from neoqa.data.summaries import summarise
+from neoqa.simulate import field
+from neoqa.simulate import kernels
+from neoqa.simulate import linker
+from neoqa.simulate import orbits
+from neoqa.simulate import population
+from neoqa.simulate import render
+from neoqa.simulate import geometry as geo
+from neoqa.simulate.config import SimConfig
+from neoqa.simulate.instruments import Instrument
 
 S = CUTOUT_SIZE
 KIND = SOURCE_CODE
@@ -45,26 +50,6 @@ N_EXTRA = 2
 SEARCH = 2.0           # the linker looks for a chain's next detection within this many tolerances
 MAX_DROPS = 3          # detections the motion fit may drop as beyond tolerance
 FIELD_CODES = np.array([KIND[k] for k in field.FIELD_KINDS])
-
-
-class Frame:
-    """Per-band photometric constants of an instrument (DN units)."""
-
-    def __init__(self, inst: Instrument):
-        self.inst = inst
-        self.sigma_px = np.array(inst.fwhm_arcsec) / inst.pixel_scale_arcsec * render.FWHM_TO_SIGMA
-        self.sum_sq = np.array([render.psf_sum_sq(s) for s in self.sigma_px])
-        self.zp = np.array(inst.magzp)
-
-    def jy_to_dn(self, flux_jy):
-        return flux_jy / np.array(self.inst.zero_point_jy) * 10 ** (0.4 * self.zp)
-
-    def flux_noise_dn(self, depth_mag):
-        """PSF-fit flux error (DN) for a 5-sigma depth (mag)."""
-        return 10 ** (-0.4 * (depth_mag - self.zp)) / 5.0
-
-    def pixel_noise(self, depth_mag):
-        return self.flux_noise_dn(depth_mag) * np.sqrt(self.sum_sq)
 
 
 def _choice(rng, weights: dict, n, names):

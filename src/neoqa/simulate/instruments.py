@@ -101,7 +101,7 @@ INSTRUMENTS = {"neowise": NEOWISE, "neosurveyor": NEOSURVEYOR}
 
 
 def get(name: str) -> Instrument:
-    from ..errors import NeoqaError
+    from neoqa.errors import NeoqaError
 
     try:
         return INSTRUMENTS[name]

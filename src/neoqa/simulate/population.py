@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import orbits, thermal
+from neoqa.simulate import orbits
+from neoqa.simulate import thermal
 
 LN10 = np.log(10.0)
 MBA, NEO = 1, 2

@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import erf
 
-from . import kernels
-from .kernels import LUT_REACH, LUT_STEP
+from neoqa.simulate import kernels
+from neoqa.simulate.kernels import LUT_REACH, LUT_STEP
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import __version__
-from ..errors import NeoqaError
-from ..sheets import SheetBatch
-from ..outputs import atomic_output
-from ..store import shard_name, write_manifest, write_shard_file
-from . import instruments
-from .config import SimConfig
-from .generator import simulate_candidates
+from neoqa import __version__
+from neoqa.errors import NeoqaError
+from neoqa.data.sheets import SheetBatch
+from neoqa.outputs import atomic_output
+from neoqa.data.store import shard_name, write_manifest, write_shard_file
+from neoqa.simulate import instruments
+from neoqa.simulate.config import SimConfig
+from neoqa.simulate.generator import simulate_candidates
 
 DEFAULT_SHEETS = 40_000
 DEFAULT_PATH = Path("data") / "neowise-default"
@@ -159,7 +159,7 @@ def simulate(out, n_sheets: int = DEFAULT_SHEETS, seed: int = 0, survey: str = "
                 bar.update(_shard_job(job)[1])
         bar.close()
         meta = dataset_meta(inst, cfg, seed)
-        from ..schema import CUTOUT_SIZE, OBS_SCALARS, SHEET_SCALARS
+        from neoqa.data.schema import CUTOUT_SIZE, OBS_SCALARS, SHEET_SCALARS
         meta.update({"cutout_size": CUTOUT_SIZE, "sheet_scalars": list(SHEET_SCALARS),
                      "obs_scalars": list(OBS_SCALARS), "has_truth": True})
         write_manifest(tmp, meta, sizes)

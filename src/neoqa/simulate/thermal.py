@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .geometry import AU_KM
+from neoqa.simulate.geometry import AU_KM
 
 SIGMA_SB = 5.670374419e-8     # W m^-2 K^-4
 SOLAR_CONSTANT = 1361.0       # W m^-2 at 1 AU

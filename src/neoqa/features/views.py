@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LABEL_MIN_OBS
-from .sheets import SheetBatch
+from neoqa.data.schema import LABEL_MIN_OBS
+from neoqa.data.sheets import SheetBatch
 
 
 def fixed_length(batch: SheetBatch) -> np.ndarray:

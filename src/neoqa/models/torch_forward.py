@@ -23,12 +23,12 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 
-from . import features
-from .calibration import unwrap
-from .errors import NeoqaError
-from .models.fixed import FixedLengthModel, PipelineClassifier, SummaryModel
-from .models.multi import MultiLengthModel
-from .models.sets import SetModel
+from neoqa.features import views as features
+from neoqa.models.calibration import unwrap
+from neoqa.errors import NeoqaError
+from neoqa.models.fixed import FixedLengthModel, PipelineClassifier, SummaryModel
+from neoqa.models.multi import MultiLengthModel
+from neoqa.models.sets import SetModel
 
 INPUT_NAMES = ("obs_images", "obs_scalars", "composite", "sheet_scalars")
 

@@ -26,11 +26,12 @@ import pyarrow.parquet as pq
 from astropy.io import fits
 from tqdm import tqdm
 
-from .errors import NeoqaError
-from .schema import TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
-from .outputs import atomic_output, check_output, confined, safe_name
-from .sheets import SheetBatch
-from .store import OPTIONAL_META_KEYS, SheetSet, check_finite, read_json, write_dataset
+from neoqa.errors import NeoqaError
+from neoqa.data.schema import TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from neoqa.outputs import atomic_output, check_output, confined, safe_name
+from neoqa.data.sheets import SheetBatch
+from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
+from neoqa.outputs import read_json
 
 SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
@@ -168,7 +169,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False) -> P
     truth_s, truth_o = _read_truth(folder, sid, order)
     full_meta = {
         "survey": survey or meta.get("survey") or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
-        "provenance": meta.get("provenance") or {"generator": "neoqa.ingest", "source": str(folder)},
+        "provenance": meta.get("provenance") or {"generator": "neoqa.ingest.layout", "source": str(folder)},
         **{key: meta[key] for key in OPTIONAL_META_KEYS if meta.get(key) is not None},
     }
     batch = SheetBatch(sheet_id=sid, label=label.astype(np.int8), k=k, composite=composites,

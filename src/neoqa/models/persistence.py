@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .calibration import Calibrated
-from .errors import NeoqaError
-from .schema import schema_dict, schema_fingerprint
-from .outputs import atomic_output
-from .store import read_json
+from neoqa import __version__
+from neoqa.models.calibration import Calibrated
+from neoqa.errors import NeoqaError
+from neoqa.data.schema import schema_dict, schema_fingerprint
+from neoqa.outputs import atomic_output
+from neoqa.outputs import read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"
@@ -103,7 +103,7 @@ def save_weights(model, folder: Path) -> None:
 
 def load(folder):
     """(model, info) from a model folder."""
-    from .models import registry
+    from neoqa.models import registry
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -124,7 +124,7 @@ def load(folder):
 def _smoke_test(model, info: dict, folder) -> None:
     """Score one blank sheet of the model's schema: a folder whose files pass every check but whose
     parts do not fit together (edited by hand, say) fails here, in one line, not later mid-run."""
-    from .sheets import SheetBatch
+    from neoqa.data.sheets import SheetBatch
 
     s = info["schema"]
     C, S, k = s["channels"], s["cutout_size"], 6
@@ -148,7 +148,7 @@ def _smoke_test(model, info: dict, folder) -> None:
 
 def load_weights(folder: Path, name: str, params: dict, where) -> object:
     """The fitted model of registry name ``name`` from the weights in ``folder``."""
-    from .models import registry
+    from neoqa.models import registry
 
     skops_path = folder / SKOPS_FILE
     if skops_path.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .store import SheetSet
+from neoqa.data.store import SheetSet
 
 
 def summarize(sheets: SheetSet) -> dict:

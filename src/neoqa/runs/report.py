@@ -9,14 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, explain, figures, persist
-from .errors import NeoqaError
-from .operating import bucket_report, buckets, triage_thresholds
-from .splits import TEST, VAL, labelled, split_of
-from .differentiable import is_differentiable
-from .outputs import FIGURE_MARK, atomic_output, safe_name, write_text
-from .store import SheetSet, read_json
-from .zoo import _fmt, fast_mover_lines, ranked
+from neoqa import __version__
+from neoqa.explain import saliency as explain
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.errors import NeoqaError
+from neoqa.decide.triage import bucket_report, buckets, triage_thresholds
+from neoqa.data.splits import TEST, VAL, labelled, split_of
+from neoqa.models.torch_forward import is_differentiable
+from neoqa.outputs import FIGURE_MARK, atomic_output, safe_name, write_text
+from neoqa.data.store import SheetSet
+from neoqa.outputs import read_json
+from neoqa.runs.zoo import _fmt, fast_mover_lines, ranked
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
            ("reliability.png", "Reliability (calibration) on the test split"),

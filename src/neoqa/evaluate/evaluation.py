@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 
-from . import persist
-from .errors import NeoqaError
-from .schema import OBJECT_CLASSES
-from .metrics import classification_metrics
-from .operating import fpr_at_recall
-from .splits import TEST, TRAIN, labelled
-from .store import SheetSet
+from neoqa.models import persistence as persist
+from neoqa.errors import NeoqaError
+from neoqa.data.schema import OBJECT_CLASSES
+from neoqa.evaluate.metrics import classification_metrics
+from neoqa.evaluate.thresholds import fpr_at_recall
+from neoqa.data.splits import TEST, TRAIN, labelled
+from neoqa.data.store import SheetSet
 
 PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheets
     "ridge": {"test_accuracy": 0.946, "overfit": 0.03, "npv": 0.96, "tnr": 0.95, "ppv": 0.84, "tpr": 0.88},

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import figures, persist
-from .corrupt import CORRUPTIONS, corrupt
-from .errors import NeoqaError
-from .metrics import rates_against_truth
-from .splits import TEST, labelled_rows
-from .outputs import atomic_output, check_output, write_text
-from .store import SheetSet
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.shift.corrupt import CORRUPTIONS, corrupt
+from neoqa.errors import NeoqaError
+from neoqa.evaluate.metrics import rates_against_truth
+from neoqa.data.splits import TEST, labelled_rows
+from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.data.store import SheetSet
 
 COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
            "tpr_clean", "tnr_clean", "roc_auc_clean")

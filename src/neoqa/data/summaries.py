@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .schema import N_CHANNELS
-from .sorting import insertion_sort
+from neoqa.data.schema import N_CHANNELS
+from neoqa.sorting import insertion_sort
 
 # The statistics of one column over one sheet (the order of ``_segment_stats``'s output).
 MEDIAN, MAX, MIN, MEAN, STD, RMS, FRAC_GE = range(7)

@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import figures, persist
-from .calibration import same_calibration, unwrap
-from .errors import NeoqaError
-from .metrics import rates_against_truth
-from .sheets import SheetBatch
-from .splits import TEST, TRAIN, labelled, labelled_rows
-from .outputs import atomic_output, check_output, confined, write_text
-from .store import SheetSet, write_dataset
-from .transfer import finetunable
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.models.calibration import same_calibration, unwrap
+from neoqa.errors import NeoqaError
+from neoqa.evaluate.metrics import rates_against_truth
+from neoqa.data.sheets import SheetBatch
+from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows
+from neoqa.outputs import atomic_output, check_output, confined, write_text
+from neoqa.data.store import SheetSet, write_dataset
+from neoqa.shift.transfer import finetunable
 
 REPLAY_DIR = "replay"
 REPLAY_SIZE = 2000
@@ -98,7 +99,7 @@ def _survey(batch: SheetBatch) -> str:
 def _plain(batch: SheetBatch) -> SheetBatch:
     """Without simulation truth: a buffer may mix simulated and real sheets."""
     return dataclasses.replace(batch, truth_sheet=None, truth_obs=None,
-                               meta={**batch.meta, "provenance": {"generator": "neoqa.online"}})
+                               meta={**batch.meta, "provenance": {"generator": "neoqa.shift.online"}})
 
 
 def labelled_sheets(batch: SheetBatch) -> SheetBatch:

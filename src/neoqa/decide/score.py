@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from . import persist
-from .outputs import atomic_output, check_output, file_mark
-from .store import SheetSet
+from neoqa.models import persistence as persist
+from neoqa.outputs import atomic_output, check_output, file_mark
+from neoqa.data.store import SheetSet
 
 BATCH = 4096
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import figures, persist
-from .differentiable import INPUT_NAMES, inputs_for, linear_weights
-from .errors import NeoqaError
-from .outputs import atomic_output, check_output, safe_name
-from .show import find_sheet
-from .store import SheetSet
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.models.torch_forward import INPUT_NAMES, inputs_for, linear_weights
+from neoqa.errors import NeoqaError
+from neoqa.outputs import atomic_output, check_output, safe_name
+from neoqa.explain.sheet import find_sheet
+from neoqa.data.store import SheetSet
 
 MAX_ROWS = 10
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures
-from .errors import NeoqaError
-from .schema import OBJECT_CLASSES, SCENARIOS, SOURCE_KINDS
-from .store import SheetSet
+from neoqa import figures
+from neoqa.errors import NeoqaError
+from neoqa.data.schema import OBJECT_CLASSES, SCENARIOS, SOURCE_KINDS
+from neoqa.data.store import SheetSet
 
 MAX_COLUMNS = 12
 KEY_SCALARS = ("k", "rate_deg_per_day", "position_angle_deg", "fit_rms_arcsec", "snr_median_ch1",
@@ -32,7 +32,7 @@ def find_sheet(path, sheet_id):
 
 
 def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
-    from .outputs import check_output
+    from neoqa.outputs import check_output
 
     figures.check_format(out)
     check_output(out, overwrite=overwrite, inputs=(path,))

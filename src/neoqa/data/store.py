@@ -15,10 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import NeoqaError
-from .outputs import atomic_output, confined
-from .schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
-from .sheets import OBS_ARRAYS, SHEET_ARRAYS, SheetBatch
+from neoqa.errors import NeoqaError
+from neoqa.outputs import atomic_output, confined, read_json
+from neoqa.data.schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from neoqa.data.sheets import OBS_ARRAYS, SHEET_ARRAYS, SheetBatch
 
 MANIFEST = "manifest.json"
 # Dataset meta keys every shard and manifest carry.
@@ -201,24 +201,6 @@ class SheetSet:
 
     def read(self) -> SheetBatch:
         return SheetBatch.concat(list(self.iter_shards()))
-
-
-def read_json(path: Path, missing: str | None = None) -> dict:
-    """A JSON file as a dict; a missing or malformed file is one clear line.
-
-    ``missing`` is the message for an absent file; without it an absent file gives {}.
-    """
-    if not path.exists():
-        if missing is None:
-            return {}
-        raise NeoqaError(f"{path.parent}: {missing}")
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise NeoqaError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(value, dict):
-        raise NeoqaError(f"{path}: expected a JSON object")
-    return value
 
 
 def _open_folder(path: Path):

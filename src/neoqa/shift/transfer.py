@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import figures, persist
-from .calibration import same_calibration, unwrap
-from .errors import NeoqaError
-from .metrics import rates_against_truth
-from .models import make
-from .models.fixed import leaf_size
-from .splits import TEST, TRAIN, labelled, labelled_rows, split_of
-from .outputs import atomic_output, check_output, write_text
-from .store import SheetSet
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.models.calibration import same_calibration, unwrap
+from neoqa.errors import NeoqaError
+from neoqa.evaluate.metrics import rates_against_truth
+from neoqa.models import make
+from neoqa.models.fixed import leaf_size
+from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows, split_of
+from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.data.store import SheetSet
 
 SCRATCH_THRESHOLD = 0.5
 

@@ -38,13 +38,6 @@ def classification_metrics(y, p, threshold: float) -> dict:
     }
 
 
-def best_threshold(y, p) -> float:
-    """The probability cut that maximises accuracy (on validation data)."""
-    grid = np.linspace(0.05, 0.95, 91)
-    acc = [np.mean((p >= t) == (y == 1)) for t in grid]
-    return float(grid[int(np.argmax(acc))])
-
-
 RATES = ("accuracy", "tpr", "tnr", "roc_auc")
 
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import persist
-from .errors import NeoqaError
-from .calibration import Calibrated, apply_temperature, fit_temperature
-from .metrics import best_threshold
-from .models import make
-from .outputs import check_output
-from .splits import TRAIN, VAL, split_of
-from .store import SheetSet
+from neoqa.models import persistence as persist
+from neoqa.errors import NeoqaError
+from neoqa.models.calibration import Calibrated, apply_temperature, best_threshold, fit_temperature
+from neoqa.models import make
+from neoqa.outputs import check_output
+from neoqa.data.splits import TRAIN, VAL, split_of
+from neoqa.data.store import SheetSet
 
 
 def labelled_splits(batch):

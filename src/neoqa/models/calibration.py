@@ -1,8 +1,10 @@
-"""Probability calibration: temperature scaling fitted on the validation split.
+"""What a model is saved with besides its weights: a temperature fitted on the validation split and
+the decision threshold.
 
 A fitted model is wrapped as ``Calibrated(base, temperature)``: p' = sigmoid(logit(p) / T).
 One parameter cannot overfit the validation split, it keeps the ranking (so ROC and
-thresholds move together), and it is stored in ``model.json``.
+thresholds move together), and it is stored in ``model.json`` with the threshold that maximises
+validation accuracy (``best_threshold``).
 """
 
 from __future__ import annotations
@@ -59,3 +61,10 @@ def unwrap(model):
 def same_calibration(model, base):
     """``base`` with ``model``'s temperature (if it has one): a fine-tuned or updated network keeps its parent's."""
     return Calibrated(base, model.temperature) if isinstance(model, Calibrated) else base
+
+
+def best_threshold(y, p) -> float:
+    """The probability cut that maximises accuracy (on validation data)."""
+    grid = np.linspace(0.05, 0.95, 91)
+    acc = [np.mean((p >= t) == (y == 1)) for t in grid]
+    return float(grid[int(np.argmax(acc))])

@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import figures
-from .errors import NeoqaError
-from .splits import fold_of
-from .outputs import SUSPECTS_HEADER, atomic_output, check_output, file_mark, write_text
-from .store import SheetSet, write_dataset
+from neoqa import figures
+from neoqa.errors import NeoqaError
+from neoqa.data.splits import fold_of
+from neoqa.outputs import SUSPECTS_HEADER, atomic_output, check_output, file_mark, write_text
+from neoqa.data.store import SheetSet, write_dataset
 
 FOLDS = 5
 
 
 def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> np.ndarray:
     """P(real) of each sheet from a model trained on the other folds."""
-    from .models import make
+    from neoqa.models import make
 
     fold = fold_of(batch.sheet_id, folds)
     p = np.full(len(batch), np.nan)
@@ -88,7 +88,7 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     Every output (the table, its .json summary and .png beside it, the pruned dataset) is checked
     before any work; the table is written last, so a complete table means a complete run.
     """
-    from .models import make
+    from neoqa.models import make
 
     out = Path(out)
     if folds < 2:
@@ -133,19 +133,6 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
             w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",
                         int(r["flagged"][i])] + ([int(wrong[i])] if wrong is not None else []))
     return summary
-
-
-def read_flagged(path) -> set:
-    """The sheet ids a suspects table flags."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise NeoqaError(f"{path}: cannot read the suspects table ({e.strerror})") from None
-    if not rows or not {"sheet_id", "flagged"} <= set(rows[0]):
-        raise NeoqaError(f"{path}: not a suspects table (needs columns sheet_id and flagged)")
-    return {r["sheet_id"] for r in rows if r["flagged"] == "1"}
 
 
 def plot(wrong, order, flagged, path, **save) -> None:

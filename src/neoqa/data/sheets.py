@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy import sparse
 
-from .errors import NeoqaError
-from .schema import OBS_SCALARS, SHEET_SCALARS
+from neoqa.errors import NeoqaError
+from neoqa.data.schema import OBS_SCALARS, SHEET_SCALARS
 
 # Per-sheet and per-observation arrays (first axis = sheet or observation); the
 # HDF5 layout and the FITS/table export are both written from these lists.

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import figures, persist
-from .evaluate import PAPER, evaluate, fast_movers
-from .models import MODELS
-from .outputs import atomic_output, check_output, write_text
-from .store import SheetSet
-from .train import fit_and_save
+from neoqa import figures
+from neoqa.models import persistence as persist
+from neoqa.evaluate.evaluation import PAPER, evaluate, fast_movers
+from neoqa.models import MODELS
+from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.data.store import SheetSet
+from neoqa.train.fit import fit_and_save
 
 TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
               "roc_auc", "pr_auc", "ece", "fpr_at_recall_0.99", "fpr_at_recall_0.995", "params", "fit_seconds",
@@ -25,7 +26,7 @@ TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit
 def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
     """Every model (or ``models``) trained, saved under ``out/models`` and evaluated; the folder
     ``out`` appears complete, tables and figures included, or not at all."""
-    from .models import make
+    from neoqa.models import make
 
     out = Path(out)
     names = list(models or MODELS)

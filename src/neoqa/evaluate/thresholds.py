@@ -1,0 +1,100 @@
+"""Operating points: thresholds chosen for a target recall (or precision) on validation data, with
+bootstrap intervals, and the rates they give."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from neoqa.models import persistence as persist
+from neoqa.data.labels import labels_from
+from neoqa.errors import NeoqaError
+from neoqa.data.splits import TEST, VAL, split_of
+from neoqa.outputs import atomic_output
+from neoqa.data.store import SheetSet
+
+def check_rate(name: str, value) -> float:
+    """A recall or precision target: a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise NeoqaError(f"--{name} must be in (0, 1], not {value!r}")
+    return float(value)
+
+
+def recall_threshold(y, p, recall: float) -> float:
+    """The largest threshold t whose decisions p >= t keep at least ``recall`` of the positives."""
+    pos = np.sort(np.asarray(p)[np.asarray(y) == 1])
+    if len(pos) == 0:
+        raise NeoqaError("no real sheets to set a recall threshold on")
+    m = math.ceil(recall * len(pos) - 1e-9)
+    return float(pos[len(pos) - m]) if m > 0 else float("inf")
+
+
+def precision_threshold(y, p, precision: float) -> float:
+    """The smallest threshold whose accepted sheets (p >= t) reach ``precision`` (inf if none)."""
+    order = np.argsort(-np.asarray(p), kind="stable")
+    ys, ps = np.asarray(y)[order], np.asarray(p)[order]
+    prec = np.cumsum(ys == 1) / np.arange(1, len(ys) + 1)
+    ends = np.r_[ps[1:] != ps[:-1], True]          # tied scores are accepted together
+    ok = np.flatnonzero(ends & (prec >= precision))
+    return float(ps[ok[-1]]) if len(ok) else float("inf")
+
+
+def rates(y, p, t) -> dict:
+    y, d = np.asarray(y) == 1, np.asarray(p) >= t
+    return {"recall": float(d[y].mean()) if y.any() else float("nan"),
+            "fpr": float(d[~y].mean()) if (~y).any() else float("nan")}
+
+
+def fpr_at_recall(y, p, recall: float) -> float:
+    return rates(y, p, recall_threshold(y, p, recall))["fpr"]
+
+
+def _bootstrap(fn, arrays, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    size = len(arrays[0])
+    vals = [fn(*(a[idx] for a in arrays)) for idx in (rng.integers(0, size, size) for _ in range(n))]
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+
+
+def scored(model_dir, data, labels="noisy"):
+    """Model, info, sheets, scores, splits and the labels to set thresholds with.
+
+    ``labels="clean"`` uses the simulation truth instead of the (2% noisy) labels: what a survey
+    gets once its label set is cleaned. ``labels`` may also name a suspects table
+    (``neoqa suspects``): the labels, less the sheets it flags.
+    """
+    model, info = persist.load(model_dir)
+    batch = SheetSet(data).read()
+    persist.check_schema(info, batch, str(data))
+    y = labels_from(batch, labels, str(data))
+    p = model.predict_proba(batch)[:, 1]
+    return model, info, batch, p, split_of(batch.sheet_id), y
+
+
+def operating_point(model_dir, data, recall: float, n_boot: int = 1000, seed: int = 0, save: bool = False,
+                    labels: str = "noisy") -> dict:
+    check_rate("recall", recall)
+    if n_boot < 1:
+        raise NeoqaError(f"--bootstrap must be at least 1 (got {n_boot})")
+    _, info, batch, p, split, y = scored(model_dir, data, labels)
+    val = (split == VAL) & (y >= 0)
+    test = (split == TEST) & (y >= 0)
+    yv, pv = y[val], p[val]
+    t = recall_threshold(yv, pv, recall)
+    out = {"target_recall": recall, "labels": labels, "threshold": t,
+           "threshold_ci95": _bootstrap(lambda a, q: recall_threshold(a, q, recall), (yv, pv), n_boot, seed),
+           "validation": rates(yv, pv, t),
+           "test": rates(batch.label[test], p[test], t),
+           "test_fpr_ci95": _bootstrap(lambda a, q: rates(a, q, t)["fpr"], (y[test], p[test]), n_boot, seed)}
+    if batch.truth_sheet is not None:
+        out["test_clean"] = rates(batch.truth_sheet["clean_label"][test], p[test], t)
+    if save:
+        path = Path(model_dir) / persist.MODEL_JSON
+        info["threshold"] = t
+        info["threshold_target_recall"] = recall
+        with atomic_output(path, overwrite=True) as tmp:      # --save asks to replace it
+            tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return out

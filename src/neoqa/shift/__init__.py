@@ -1,0 +1,1 @@
+"""Distribution shift: sensor corruptions, transfer to a new survey, online learning, suspect labels."""

@@ -1,0 +1,1 @@
+"""Training: the deterministic split, the fit, the validation threshold and temperature, saving."""

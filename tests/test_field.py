@@ -5,10 +5,7 @@ import numpy as np
 import pytest
 
 from neoqa.data.schema import SCENARIOS, SOURCE_CODE
-from neoqa.simulate import SimConfig
-from neoqa.simulate import field
-from neoqa.simulate import instruments
-from neoqa.simulate import generator as gen
+from neoqa.simulate import SimConfig, field, instruments, generator as gen
 
 
 def test_noise_peak_heights_follow_the_smooth_field_tail():

@@ -12,8 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from neoqa.features import views as features
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
-from neoqa.models import MODELS, make
-from neoqa.models import fixed
+from neoqa.models import MODELS, make, fixed
 from neoqa.models.sets import SetModel
 from neoqa.train.fit import fit_and_save, labelled_splits
 

@@ -3,11 +3,7 @@
 import numpy as np
 import pytest
 
-from neoqa.simulate import geometry as geo
-from neoqa.simulate import orbits
-from neoqa.simulate import population
-from neoqa.simulate import render
-from neoqa.simulate import thermal
+from neoqa.simulate import geometry as geo, orbits, population, render, thermal
 from neoqa.simulate.photometry import Frame
 from neoqa.simulate.instruments import NEOSURVEYOR, NEOWISE
 
@@ -127,8 +123,7 @@ def test_snr_five_at_published_depth(inst):
 
 # ------------------------------------------------------------------ truth that agrees with the pixels
 def _candidates(survey, batches=3, seed=5, **settings):
-    from neoqa.simulate import SimConfig
-    from neoqa.simulate import instruments
+    from neoqa.simulate import SimConfig, instruments
     from neoqa.simulate.generator import simulate_candidates
 
     inst = instruments.get(survey)

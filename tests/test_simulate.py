@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from neoqa.data.schema import SCENARIOS, SOURCE_CODE, SOURCE_KINDS
-from neoqa.simulate import SimConfig, simulate, simulate_batch
-from neoqa.simulate import runner
+from neoqa.simulate import SimConfig, simulate, simulate_batch, runner
 
 
 def _digest(folder):

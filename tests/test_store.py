@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from neoqa.errors import NeoqaError
-from neoqa.simulate import simulate
-from neoqa.simulate import runner
+from neoqa.simulate import simulate, runner
 from neoqa.data.store import SheetSet, read_shard, write_shard
 
 

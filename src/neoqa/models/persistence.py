@@ -25,8 +25,7 @@ from neoqa import __version__
 from neoqa.models.calibration import Calibrated
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import schema_dict, schema_fingerprint
-from neoqa.outputs import atomic_output
-from neoqa.outputs import read_json
+from neoqa.outputs import atomic_output, read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"

@@ -23,14 +23,9 @@ import numpy as np
 from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
 from neoqa.data.sheets import SheetBatch, composite
 from neoqa.data.summaries import summarise
-from neoqa.simulate import field
-from neoqa.simulate import kernels
-from neoqa.simulate import linker
-from neoqa.simulate import orbits
-from neoqa.simulate import population
-from neoqa.simulate import render
-from neoqa.simulate import geometry as geo
+from neoqa.simulate import field, kernels, linker, orbits, population, render, geometry as geo
 from neoqa.simulate.config import SimConfig
+from neoqa.simulate.photometry import Frame
 from neoqa.simulate.instruments import Instrument
 
 S = CUTOUT_SIZE

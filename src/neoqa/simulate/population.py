@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neoqa.simulate import orbits
-from neoqa.simulate import thermal
+from neoqa.simulate import orbits, thermal
 
 LN10 = np.log(10.0)
 MBA, NEO = 1, 2

@@ -11,7 +11,7 @@ from neoqa.models.torch_forward import inputs_for
 from neoqa.models import fixed
 from neoqa.models.fixed import FixedLengthModel
 from neoqa.models.multi import MultiLengthModel
-from neoqa.models.sets import SetModel
+from neoqa.models.sets.model import SetModel
 from neoqa.train.fit import fit_and_save, labelled_splits
 
 
@@ -29,7 +29,7 @@ def _models():
         "mlp": FixedLengthModel(fixed.mlp_pipeline(0, width=20)),
         "multi": MultiLengthModel(per_k=fixed.ridge_pipeline(0), fallback=fixed.ridge_pipeline(0), min_sheets=50,
                                   keep_if_better=False),
-        "sneon": SetModel(encoder="resnet", epochs=2, progress=False),
+        "sneon": SetModel(encoder="resnet", epochs=2),
     }
 
 
@@ -77,9 +77,10 @@ def test_saliency_covers_every_input(fitted, data):
 def test_model_randomisation_changes_the_saliency(fitted, data):
     """Adebayo et al.: a trained model's saliency must differ from a randomised copy's."""
     trained = fitted["sneon"]
-    random = SetModel(encoder="resnet", epochs=2, progress=False, random_state=123).fit(data[0].select(np.arange(5)))
+    random = SetModel(encoder="resnet", epochs=2, random_state=123).fit(data[0].select(np.arange(5)))
     random.norm_ = trained.norm_                       # same inputs, randomised weights
-    random.net_ = random._build(**trained.shape_)
+    random.shape_ = trained.shape_
+    random.net_ = random._build()                      # fresh weights of its own seed
     corr = []
     for i in range(6):
         sheet = data[1].select([i])
@@ -104,7 +105,7 @@ def test_explain_cli(tmp_path, small_neowise, small_batch):
 
 def test_trees_are_refused_with_a_clear_message(data):
     from neoqa.errors import NeoqaError
-    from neoqa.models import make
+    from neoqa.models.registry import make
 
     gbdt = make("gbdt").fit(data[0])
     with pytest.raises(NeoqaError, match="no gradients"):

@@ -12,8 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from neoqa.features import views as features
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
-from neoqa.models import MODELS, make, fixed
-from neoqa.models.sets import SetModel
+from neoqa.models import fixed, registry
+from neoqa.models.registry import make
+from neoqa.models.sets.model import SetModel
 from neoqa.train.fit import fit_and_save, labelled_splits
 
 
@@ -50,17 +51,15 @@ def _fast(name):
         model.set_params(per_k__pipeline__clf__hidden_layer_sizes=(20,), per_k__pipeline__clf__alpha=1.0,
                          per_k__pipeline__clf__early_stopping=False)
     if isinstance(model, SetModel):
-        model.set_params(progress=False, epochs=12)
-    if name == "ensemble":
-        model.set_params(progress=False)
+        model.set_params(epochs=12)
     return model
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", registry.names())
 def test_every_model_beats_the_majority_baseline(name, small_batch, splits):
     train, val = splits
     model = _fast(name)
-    model.fit(train, val=val) if getattr(model, "uses_validation", False) else model.fit(train)
+    model.fit(train, validation=val)
     test = val
     p = model.predict_proba(test)
     assert p.shape == (len(test), 2) and np.allclose(p.sum(1), 1) and np.all((p >= 0) & (p <= 1))
@@ -72,10 +71,8 @@ def test_every_model_beats_the_majority_baseline(name, small_batch, splits):
 
 @pytest.mark.parametrize("name", ["ridge", "multi_linear", "basic_sneon", "set_transformer", "gbdt", "ensemble"])
 def test_saved_model_predicts_identically_in_a_fresh_process(name, tmp_path, small_neowise, small_batch, monkeypatch):
-    from neoqa.models import registry
-
     fast = _fast(name)
-    monkeypatch.setitem(registry.MODELS, name, lambda rs: fast)
+    monkeypatch.setitem(registry._FACTORIES, name, lambda rs: fast)
     fit_and_save(name, small_batch, tmp_path / "m", progress=False)
     model, info = persist.load(tmp_path / "m")
     here = model.predict_proba(small_batch)[:, 1]
@@ -116,7 +113,7 @@ def test_untrusted_types_are_refused(tmp_path, small_batch):
 @pytest.mark.parametrize("encoder, pooling", [("resnet", "fifth"), ("mlp", "soft"), ("mlp", "transformer")])
 def test_set_models_ignore_order_and_padding(splits, encoder, pooling):
     train, val = splits
-    model = SetModel(encoder=encoder, pooling=pooling, epochs=1, progress=False).fit(train.select(np.arange(200)))
+    model = SetModel(encoder=encoder, pooling=pooling, epochs=1).fit(train.select(np.arange(200)))
     d = model._tensors(val.select(np.arange(16)))
     img, sc, mask, fx = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"], np.arange(16))
     model.net_.eval()
@@ -157,3 +154,52 @@ def test_splits_are_a_function_of_the_id():
     np.testing.assert_array_equal(a, b)
     frac = np.bincount(a) / len(a)
     assert np.allclose(frac, [0.7, 0.15, 0.15], atol=0.02)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_model_copies_and_pickles_calibrated_or_not(name, splits):
+    """A fitted model, bare and temperature-scaled, survives copy.deepcopy and an in-memory pickle
+    round trip with identical predictions: what sending it to another process needs (files a user
+    hands in are still never unpickled)."""
+    import copy
+    import pickle
+
+    from neoqa.models.calibration import Calibrated
+
+    train, val = splits
+    model = _fast(name).fit(train.select(np.arange(600)), validation=val)
+    expect = model.predict_proba(val)
+    for m in (model, Calibrated(model, 1.7)):
+        want = m.predict_proba(val)
+        for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+            np.testing.assert_array_equal(twin.predict_proba(val), want)
+    np.testing.assert_array_equal(model.predict_proba(val), expect)       # the original is untouched
+
+
+def test_registration_checks_the_contract():
+    """A model whose fit has another signature, or that declares a capability it lacks, is refused
+    when registered, not found out by a caller later."""
+    from neoqa.models.base import Model
+
+    class OldFit(Model):
+        def __init__(self, random_state=0):
+            self.random_state = random_state
+
+        def fit(self, batch, y=None, val=None):
+            return self
+
+    class Boasts(Model):
+        capabilities = frozenset({"finetune"})
+
+        def __init__(self, random_state=0):
+            self.random_state = random_state
+
+        def fit(self, batch, y=None, *, validation=None, progress=False):
+            return self
+
+    for cls, match in ((OldFit, "fit must be"), (Boasts, "no finetune")):
+        with pytest.raises(TypeError, match=match):
+            registry.register("ridge")(lambda rs, cls=cls: cls(rs))
+    with pytest.raises(ValueError, match="no place"):
+        registry.register("my_model")(lambda rs: None)
+    assert registry.names()[:3] == ("ridge", "quadratic", "rbf")

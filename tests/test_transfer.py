@@ -8,6 +8,7 @@ import pytest
 
 from neoqa.shift import online
 from neoqa.models import persistence as persist
+from neoqa.models.calibration import unwrap
 from neoqa.shift import transfer
 from neoqa.cli import main
 from neoqa.data.splits import TRAIN, fold_of, split_of
@@ -64,7 +65,7 @@ def test_finetune_refuses_models_that_cannot(tmp_path, zoo_run, small_neos):
 
 
 def test_gbdt_finetune_adds_trees(small_batch, neos_batch):
-    from neoqa.models import make
+    from neoqa.models.registry import make
 
     model = make("gbdt").set_params(estimator__pipeline__clf__n_estimators=50).fit(small_batch)
     before = model.estimator_.pipeline_.steps[-1][1].booster_.num_trees()
@@ -123,9 +124,9 @@ def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowi
     # NEO Surveyor's, which got statistics of their own
     model, _ = persist.load(second)
     parent, _ = persist.load(zoo_run / "models" / "basic_sneon")
-    base = model.base if hasattr(model, "base") else model
+    base = unwrap(model)
     assert base.knows_survey("neosurveyor") and base.knows_survey("neowise")
-    np.testing.assert_array_equal(base.norm_["img_scale"], (parent.base if hasattr(parent, "base") else parent).norm_["img_scale"])
+    np.testing.assert_array_equal(base.norm_["img_scale"], unwrap(parent).norm_["img_scale"])
     assert not np.allclose(base.survey_norms_["neosurveyor"]["img_scale"], base.norm_["img_scale"])
     model.predict_proba(small_batch.select(np.arange(5)))
 
@@ -202,7 +203,7 @@ def test_bad_label_counts_are_one_line_errors(tmp_path, zoo_run, small_neos, cap
 
 def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_neos, neos_batch, small_neowise):
     from neoqa.features import views as features
-    from neoqa.models.sets import _norm_of
+    from neoqa.models.sets.model import _norm_of
     from neoqa.data.store import write_dataset
 
     half = write_dataset(tmp_path / "half", [neos_batch.select(np.arange(200))])
@@ -210,7 +211,7 @@ def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(out),
                  "--unlabelled", str(small_neos)]) == 0
     base = persist.load(out)[0]
-    base = base.base if hasattr(base, "base") else base
+    base = unwrap(base)
     want = _norm_of(features.flat_sets(neos_batch))["img_scale"]
     np.testing.assert_allclose(base.survey_norms_["neosurveyor"]["img_scale"], want, rtol=1e-6)
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from neoqa.models.base import Model
+
 EPS = 1e-7
 
 
@@ -39,19 +41,37 @@ def fit_temperature(y, p) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
 
 
-class Calibrated:
-    """A fitted model whose probabilities are temperature-scaled; everything else is the base model's."""
+class Calibrated(Model):
+    """A fitted model whose probabilities are temperature-scaled. It keeps the contract itself
+    (``predict_proba``, ``n_parameters``, ``capabilities``: its base's) and forwards nothing else,
+    so it copies and pickles like any object; what only the base can do is done on ``base``
+    (``unwrap``)."""
 
-    def __init__(self, base, temperature: float):
+    def __init__(self, base=None, temperature: float = 1.0):
         self.base = base
-        self.temperature = float(temperature)
+        self.temperature = temperature
+
+    @property
+    def capabilities(self) -> frozenset:
+        return self.base.capabilities
+
+    @property
+    def classes_(self):
+        return self.base.classes_
+
+    @property
+    def view(self):
+        return self.base.view
+
+    def fit(self, batch, y=None, *, validation=None, progress=False):
+        raise TypeError("a Calibrated model is fitted already; fit its base and calibrate again")
 
     def predict_proba(self, batch):
-        p = apply_temperature(self.base.predict_proba(batch)[:, 1], self.temperature)
+        p = apply_temperature(self.base.predict_proba(batch)[:, 1], float(self.temperature))
         return np.stack([1 - p, p], axis=1)
 
-    def __getattr__(self, name):
-        return getattr(self.base, name)
+    def n_parameters(self) -> int:
+        return self.base.n_parameters()
 
 
 def unwrap(model):

@@ -1,5 +1,7 @@
 """Models of the fixed-length view (composite image + sheet scalars): real scikit-learn
-pipelines (imputer, scaler, estimator) behind a thin adapter that builds the view."""
+pipelines (imputer, scaler, estimator) behind a thin adapter that builds the view; and the
+gradient-boosted trees of the engineered summary view. Registers ridge, quadratic, rbf, rff, mlp
+(the paper's) and gbdt."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from neoqa.features import views as features
+from neoqa.models import torch_forward
+from neoqa.models.base import Model, labels_of
+from neoqa.models.registry import register
 
 
 class PipelineClassifier(ClassifierMixin, BaseEstimator):
@@ -111,32 +116,44 @@ def mlp_pipeline(random_state=0, depth=7, width=100, alpha=1e-3, max_iter=300, e
         n_iter_no_change=10, random_state=random_state))]))
 
 
-class FixedLengthModel(ClassifierMixin, BaseEstimator):
+class FixedLengthModel(Model):
     """A scikit-learn pipeline applied to the fixed-length view of a SheetBatch."""
 
     view = "fixed"
+    capabilities = frozenset({"torch_forward", "linear_weights"})
 
-    def __init__(self, estimator=None):
+    def __init__(self, estimator=None, random_state=None):
         self.estimator = estimator
+        self.random_state = random_state
 
     @staticmethod
     def _view(batch):
         return features.fixed_length(batch)
 
-    def fit(self, batch, y=None):
-        y = batch.label if y is None else y
-        self.estimator_ = clone(self.estimator).fit(self._view(batch), y)
+    def fit(self, batch, y=None, *, validation=None, progress=False):
+        self.estimator_ = seeded(self.estimator, self.random_state).fit(self._view(batch), labels_of(batch, y))
         self.classes_ = self.estimator_.classes_
         return self
 
     def predict_proba(self, batch):
         return features.apply_label_rule(batch, self.estimator_.predict_proba(self._view(batch)))
 
-    def predict(self, batch):
-        return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]
-
     def n_parameters(self) -> int:
         return count_parameters(self.estimator_)
+
+    def torch_inputs(self, sheet):
+        return torch_forward.fixed_inputs(self.estimator_, sheet)
+
+    def linear_weights(self):
+        return torch_forward.pipeline_linear_weights(self.estimator_)
+
+
+def seeded(estimator, random_state):
+    """A fresh copy of ``estimator`` with every seed in it set to ``random_state`` (None: as it is)."""
+    est = clone(estimator)
+    if random_state is not None:
+        est.set_params(**{k: random_state for k in est.get_params(deep=True) if k.endswith("random_state")})
+    return est
 
 
 def count_parameters(est) -> int:
@@ -180,26 +197,66 @@ def leaf_size(n_sheets: int) -> int:
 
 
 class SummaryModel(FixedLengthModel):
-    """A scikit-learn pipeline on the engineered summary view (``features.summary``)."""
+    """A scikit-learn pipeline on the engineered summary view (``features.summary``): trees, so no
+    gradients to explain, but more of them can be grown on new data."""
 
     view = "summary"
+    capabilities = frozenset({"finetune"})
 
     @staticmethod
     def _view(batch):
         return features.summary(batch)
 
-    def finetune(self, batch, trees=100, lr=0.03, seed=0, **_):
+    def fit(self, batch, y=None, *, validation=None, progress=False):
+        y = labels_of(batch, y)
+        est = seeded(self.estimator, self.random_state)
+        leaf = est.get_params().get("pipeline__clf__min_child_samples")
+        if leaf is not None:           # a leaf may hold fewer sheets when few are labelled
+            est.set_params(pipeline__clf__min_child_samples=min(leaf, leaf_size(len(y))))
+        self.estimator_ = est.fit(self._view(batch), y)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def finetune(self, batch, *, trees=100, lr=0.03, seed=0, **_):
         """Continued boosting on ``batch`` (or a list of batches): ``trees`` more trees fitted to the
         new sheets' residuals on top of the existing ensemble (LightGBM's init_model)."""
-        from sklearn.base import clone as sk_clone
-
         parts = batch if isinstance(batch, (list, tuple)) else [batch]
         X = np.concatenate([self._view(b) for b in parts])
         y = np.concatenate([b.label for b in parts])
         steps = self.estimator_.pipeline_.steps
         old = steps[-1][1]
-        new = sk_clone(old).set_params(n_estimators=trees, learning_rate=lr, random_state=seed,
-                                       min_child_samples=leaf_size(len(y)))
+        new = clone(old).set_params(n_estimators=trees, learning_rate=lr, random_state=seed,
+                                    min_child_samples=leaf_size(len(y)))
         new.fit(X, y, init_model=old.booster_)
         steps[-1] = (steps[-1][0], new)
         return self
+
+
+@register("ridge")
+def _make_ridge(rs):
+    return FixedLengthModel(ridge_pipeline(rs), random_state=rs)
+
+
+@register("quadratic")
+def _make_quadratic(rs):
+    return FixedLengthModel(kernel_pipeline("poly", rs, degree=2, coef0=1.0), random_state=rs)
+
+
+@register("rbf")
+def _make_rbf(rs):
+    return FixedLengthModel(kernel_pipeline("rbf", rs), random_state=rs)
+
+
+@register("rff")
+def _make_rff(rs):
+    return FixedLengthModel(rff_pipeline(rs), random_state=rs)
+
+
+@register("mlp")
+def _make_mlp(rs):
+    return FixedLengthModel(mlp_pipeline(rs), random_state=rs)
+
+
+@register("gbdt")
+def _make_gbdt(rs):
+    return SummaryModel(gbdt_pipeline(rs), random_state=rs)

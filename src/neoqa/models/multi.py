@@ -6,24 +6,29 @@ nothing when its slice of the data is small."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 
 from neoqa.features import views as features
-from neoqa.models.fixed import FixedLengthModel, count_parameters
+from neoqa.models import fixed, torch_forward
+from neoqa.models.base import Model, labels_of
+from neoqa.models.fixed import FixedLengthModel, count_parameters, seeded
+from neoqa.models.registry import register
 
 
-class MultiLengthModel(ClassifierMixin, BaseEstimator):
+class MultiLengthModel(Model):
     view = "per_length"
+    capabilities = frozenset({"torch_forward"})
 
-    def __init__(self, per_k=None, fallback=None, min_sheets=800, keep_if_better=True):
+    def __init__(self, per_k=None, fallback=None, min_sheets=800, keep_if_better=True, random_state=None):
         self.per_k = per_k
         self.fallback = fallback
         self.min_sheets = min_sheets
         self.keep_if_better = keep_if_better
+        self.random_state = random_state
 
-    def fit(self, batch, y=None):
-        y = batch.label if y is None else np.asarray(y)
-        self.fallback_ = FixedLengthModel(clone(self.fallback)).fit(batch, y)
+    def fit(self, batch, y=None, *, validation=None, progress=False):
+        y = labels_of(batch, y)
+        self.fallback_ = FixedLengthModel(self.fallback, random_state=self.random_state).fit(batch, y)
         base = self.fallback_.predict_proba(batch)[:, 1]
         self.models_ = {}
         ks, counts = np.unique(batch.k, return_counts=True)
@@ -32,7 +37,7 @@ class MultiLengthModel(ClassifierMixin, BaseEstimator):
             if n < self.min_sheets or np.bincount(y[idx], minlength=2).min() < 10:
                 continue                  # too few sheets (or of one class) for a model of its own
             X = np.concatenate([X, base[idx, None]], axis=1)
-            model = clone(self.per_k)
+            model = seeded(self.per_k, self.random_state)
             if not self.keep_if_better or self._beats_fallback(model, X, y[idx], base[idx]):
                 self.models_[int(k)] = model.fit(X, y[idx])
         self.classes_ = self.fallback_.classes_
@@ -63,8 +68,18 @@ class MultiLengthModel(ClassifierMixin, BaseEstimator):
                 proba[idx] = model.predict_proba(X)
         return features.apply_label_rule(batch, proba)
 
-    def predict(self, batch):
-        return self.classes_[np.argmax(self.predict_proba(batch), axis=1)]
-
     def n_parameters(self) -> int:
         return self.fallback_.n_parameters() + sum(count_parameters(m) for m in self.models_.values())
+
+    def torch_inputs(self, sheet):
+        return torch_forward.per_length_inputs(self.fallback_.estimator_, self.models_.get(int(sheet.k[0])), sheet)
+
+
+@register("multi_linear")
+def _make_multi_linear(rs):
+    return MultiLengthModel(per_k=fixed.ridge_pipeline(rs), fallback=fixed.ridge_pipeline(rs), random_state=rs)
+
+
+@register("multi_mlp")
+def _make_multi_mlp(rs):
+    return MultiLengthModel(per_k=fixed.mlp_pipeline(rs, depth=3), fallback=fixed.mlp_pipeline(rs), random_state=rs)

@@ -25,10 +25,13 @@ from neoqa import __version__
 from neoqa.models.calibration import Calibrated
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import schema_dict, schema_fingerprint
-from neoqa.outputs import atomic_output, read_json
+from neoqa.models import registry
+from neoqa.models.base import capabilities
+from neoqa.outputs import atomic_output, confined, read_json
 
 MODEL_JSON = "model.json"
 SKOPS_FILE = "model.skops"
+MEMBERS_JSON = "members.json"
 # skops node kinds that hold data only; FunctionNode, MethodNode, PartialNode, ReduceNode and
 # OperatorFuncNode (which name callables) are never accepted.
 DATA_NODES = {"ObjectNode", "DictNode", "ListNode", "TupleNode", "JsonNode", "TypeNode", "DTypeNode",
@@ -91,10 +94,21 @@ def save(model, folder, name: str, threshold: float, train_batch, extra: dict | 
 
 
 def save_weights(model, folder: Path) -> None:
-    """A fitted model's weights into ``folder``: its own safetensors writer, else a skops file."""
+    """A fitted model's weights into ``folder``: each part of a composite model in a sub-folder
+    of its own (as it would be saved alone) with ``members.json``; a model with weights of its own
+    (safetensors) by itself; anything else as a skops file."""
     import skops.io as sio
 
-    if hasattr(model, "save_weights"):
+    caps = capabilities(model)
+    if "composite" in caps:
+        meta = []
+        for i, (name, part, extra) in enumerate(model.parts()):
+            sub = folder / f"member-{i}-{name}"
+            sub.mkdir()
+            save_weights(part, sub)
+            meta.append({"name": name, "folder": sub.name, "params": _jsonable(part.get_params(deep=False)), **extra})
+        (folder / MEMBERS_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+    elif "own_weights" in caps:
         model.save_weights(folder)
     else:
         sio.dump(model, folder / SKOPS_FILE)
@@ -102,15 +116,13 @@ def save_weights(model, folder: Path) -> None:
 
 def load(folder):
     """(model, info) from a model folder."""
-    from neoqa.models import registry
-
     folder = Path(folder)
     if not folder.is_dir():
         raise NeoqaError(f"{folder}: no such model folder")
     path = folder / MODEL_JSON
     info = read_json(path, f"not a neoqa model folder (no {MODEL_JSON})")
     check_info(path, info)
-    if info["model"] not in registry.MODELS:
+    if info["model"] not in registry.names():
         raise NeoqaError(f"{path}: unknown model {info['model']!r}")
     model = load_weights(folder, info["model"], info["params"], path)
     cal = info.get("calibration")
@@ -147,17 +159,48 @@ def _smoke_test(model, info: dict, folder) -> None:
 
 def load_weights(folder: Path, name: str, params: dict, where) -> object:
     """The fitted model of registry name ``name`` from the weights in ``folder``."""
-    from neoqa.models import registry
-
     skops_path = folder / SKOPS_FILE
     if skops_path.is_file():
         return load_skops(skops_path)
     model = registry.make(name)
-    if not hasattr(model, "load_weights"):
+    caps = capabilities(model)
+    if not caps & {"composite", "own_weights"}:
         raise NeoqaError(f"{folder}: weights file {SKOPS_FILE} is missing")
     model.set_params(**checked_params(model, params, where))
+    if "composite" in caps:
+        return model.from_parts(_load_parts(folder))
     model.load_weights(folder)
     return model
+
+
+def _load_parts(folder: Path) -> list:
+    """A composite model's parts from ``members.json``: every entry checked, every sub-folder inside
+    ``folder``, every part a registered model that is not itself composite."""
+    path = folder / MEMBERS_JSON
+    if not path.is_file():
+        raise NeoqaError(f"{folder}: {MEMBERS_JSON} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise NeoqaError(f"{path}: not valid JSON") from None
+    if not isinstance(meta, list) or not meta:
+        raise NeoqaError(f"{path}: expected a non-empty list of members")
+    parts = []
+    for i, e in enumerate(meta):
+        where = f"{path}: member {i}"
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), t) for k, t in
+                                              (("name", str), ("folder", str), ("params", dict))):
+            raise NeoqaError(f"{where}: fields 'name', 'folder' and 'params' are missing or of the wrong type")
+        if e["name"] not in registry.names() or "composite" in capabilities(registry.make(e["name"])):
+            raise NeoqaError(f"{where}: unknown member model {e['name']!r}")
+        t = e.get("temperature")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not np.isfinite(t) or t <= 0:
+            raise NeoqaError(f"{where}: field 'temperature' must be a positive number")
+        sub = confined(folder, e["folder"], where)
+        if not sub.is_dir():
+            raise NeoqaError(f"{where}: folder {e['folder']!r} is missing")
+        parts.append((e["name"], load_weights(sub, e["name"], e["params"], where), {"temperature": float(t)}))
+    return parts
 
 
 def check_info(path, info: dict) -> None:

@@ -9,7 +9,8 @@ observations).
 
 The scikit-learn pipelines are translated exactly (imputer, scaler, Nystroem kernel
 map, random Fourier features, calibrated ridge ensemble, MLP); tests check the
-translation reproduces ``predict_proba``.
+translation reproduces ``predict_proba``. A model with the ``torch_forward`` capability builds
+its ``SheetInputs`` with the helpers here; ``inputs_for`` asks any model for them.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 
-from neoqa.features import views as features
-from neoqa.models.calibration import unwrap
 from neoqa.errors import NeoqaError
-from neoqa.models.fixed import FixedLengthModel, PipelineClassifier, SummaryModel
-from neoqa.models.multi import MultiLengthModel
-from neoqa.models.sets import SetModel
+from neoqa.features import views as features
+from neoqa.models.base import capabilities
+from neoqa.models.calibration import unwrap
 
 INPUT_NAMES = ("obs_images", "obs_scalars", "composite", "sheet_scalars")
 
@@ -51,7 +50,7 @@ def _t(a):
 class _PipelineFn:
     """f(z) for a fitted PipelineClassifier, z = the scaler's output (standardised features)."""
 
-    def __init__(self, clf: PipelineClassifier):
+    def __init__(self, clf):
         steps = clf.pipeline_.steps
         names = [n for n, _ in steps]
         if names[:2] != ["impute", "scale"]:
@@ -123,9 +122,8 @@ def _obs_inputs_raw(sheet):
 
 
 def is_differentiable(model) -> bool:
-    """Gradient explanations exist for every model but the tree ensembles."""
-    model = unwrap(model)
-    return isinstance(model, (FixedLengthModel, SetModel, MultiLengthModel)) and not isinstance(model, SummaryModel)
+    """Whether gradient explanations exist for ``model`` (every model but the tree ensembles)."""
+    return "torch_forward" in capabilities(model)
 
 
 def inputs_for(model, sheet) -> SheetInputs:
@@ -134,80 +132,89 @@ def inputs_for(model, sheet) -> SheetInputs:
     The logit is the base model's: temperature scaling divides it by a constant, which
     rescales every attribution alike and changes none of the pictures.
     """
-    model = unwrap(model)
     if len(sheet) != 1:
         raise ValueError("inputs_for takes exactly one sheet")
     if not is_differentiable(model):
-        raise NeoqaError(f"explain: {type(model).__name__} has no gradients to explain (it holds trees)")
+        raise NeoqaError("explain: this model has no gradients to explain (it holds trees)")
+    return unwrap(model).torch_inputs(sheet)
+
+
+def fixed_inputs(estimator, sheet) -> SheetInputs:
+    """A fixed-length pipeline (``estimator``, a fitted PipelineClassifier) on one sheet."""
     C, S = sheet.composite.shape[1], sheet.composite.shape[-1]
+    fn = _PipelineFn(estimator)
+    comp, ss = _fixed_inputs(fn, sheet, C * S * S)
+    order, img, sc = _obs_inputs_raw(sheet)
+    sc = np.nan_to_num(sc)
+    # observations are inputs the model does not read: standardise them by their own spread
+    img = (img - img.mean()) / (img.std() + 1e-6)
+
+    def forward(obs_images, obs_scalars, composite, sheet_scalars):
+        return fn(torch.cat([composite.flatten(1), sheet_scalars], dim=1)) + 0.0 * (
+            obs_images.sum() + obs_scalars.sum())
+
+    return SheetInputs((_t(img), _t(sc), comp, ss), forward, order)
+
+
+def set_inputs(net, tensors, sheet) -> SheetInputs:
+    """A set network ``net`` on one sheet whose normalised flat tensors are ``tensors``."""
+    C, S = sheet.composite.shape[1], sheet.composite.shape[-1]
+    d = tensors
+    img, sc, mask, fx = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"], np.array([0]))
     n_comp = C * S * S
-    if isinstance(model, FixedLengthModel):
-        fn = _PipelineFn(model.estimator_)
-        comp, ss = _fixed_inputs(fn, sheet, n_comp)
-        order, img, sc = _obs_inputs_raw(sheet)
-        sc = np.nan_to_num(sc)
-        # observations are inputs the model does not read: standardise them by their own spread
-        img = (img - img.mean()) / (img.std() + 1e-6)
+    comp, ss = fx[:, :n_comp].reshape(1, C, S, S), fx[:, n_comp:]
+    net = net.eval()
 
-        def forward(obs_images, obs_scalars, composite, sheet_scalars):
-            return fn(torch.cat([composite.flatten(1), sheet_scalars], dim=1)) + 0.0 * (
-                obs_images.sum() + obs_scalars.sum())
+    def forward(obs_images, obs_scalars, composite, sheet_scalars):
+        m = mask.expand(obs_images.shape[0], -1)
+        return net(obs_images, obs_scalars, m, torch.cat([composite.flatten(1), sheet_scalars], dim=1))
 
-        return SheetInputs((_t(img), _t(sc), comp, ss), forward, order)
-    if isinstance(model, SetModel):
-        d = model._tensors(sheet)
-        img, sc, mask, fx = features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"], np.array([0]))
-        comp, ss = fx[:, :n_comp].reshape(1, C, S, S), fx[:, n_comp:]
-        net = model.net_.eval()
-
-        def forward(obs_images, obs_scalars, composite, sheet_scalars):
-            m = mask.expand(obs_images.shape[0], -1)
-            return net(obs_images, obs_scalars, m, torch.cat([composite.flatten(1), sheet_scalars], dim=1))
-
-        with torch.no_grad():
-            conf = net.confidences(img, sc, mask)[0].numpy()
-        order = features.time_order(sheet)
-        return SheetInputs((img.clone(), sc.clone(), comp.clone(), ss.clone()), forward, order, conf)
-    if isinstance(model, MultiLengthModel):
-        fall = _PipelineFn(model.fallback_.estimator_)
-        comp, ss = _fixed_inputs(fall, sheet, n_comp)
-        k = int(sheet.k[0])
-        order, img, sc = _obs_inputs_raw(sheet)
-        sub = model.models_.get(k)
-        if sub is None:                       # routed to the fixed-length fallback
-            def forward(obs_images, obs_scalars, composite, sheet_scalars):
-                return fall(torch.cat([composite.flatten(1), sheet_scalars], dim=1)) + 0.0 * (
-                    obs_images.sum() + obs_scalars.sum())
-            img = (img - img.mean()) / (img.std() + 1e-6)
-            return SheetInputs((_t(img), _t(np.nan_to_num(sc)), comp, ss), forward, order)
-        fn = _PipelineFn(sub)
-        # The per-k model standardises the concatenated observations plus the fallback score.
-        width = img.shape[2] * img.shape[3] * img.shape[4] + sc.shape[2]
-        raw = np.concatenate([np.concatenate([img[0].reshape(k, -1), sc[0]], axis=1).reshape(-1), [0.0]])
-        z = fn.standardise(raw[None])[0]
-        zo = z[:-1].reshape(k, width)
-        n_img = width - sc.shape[2]
-        img_z = zo[:, :n_img].reshape(img.shape[1:])[None]
-        sc_z = zo[:, n_img:][None]
-
-        def forward(obs_images, obs_scalars, composite, sheet_scalars):
-            B = obs_images.shape[0]
-            p_fall = torch.sigmoid(fall(torch.cat([composite.flatten(1), sheet_scalars], dim=1)))
-            p_z = (p_fall - float(fn.mean[-1])) / float(fn.scale[-1])
-            obs = torch.cat([obs_images.reshape(B, k, -1), obs_scalars], dim=2).reshape(B, -1)
-            return fn(torch.cat([obs, p_z[:, None]], dim=1))
-
-        return SheetInputs((_t(img_z), _t(sc_z), comp, ss), forward, order)
-    raise NeoqaError(f"explain: model type {type(model).__name__} is not supported")
+    with torch.no_grad():
+        conf = net.confidences(img, sc, mask)[0].numpy()
+    order = features.time_order(sheet)
+    return SheetInputs((img.clone(), sc.clone(), comp.clone(), ss.clone()), forward, order, conf)
 
 
-def linear_weights(model) -> dict | None:
-    """Effective weights of a linear model in standardised units: composite [C,S,S] and sheet scalars."""
-    model = unwrap(model)
-    if not isinstance(model, FixedLengthModel):
-        return None
-    steps = model.estimator_.pipeline_.steps
+def per_length_inputs(fallback, sub, sheet) -> SheetInputs:
+    """A per-length model on one sheet: its k's pipeline ``sub`` (None: routed to ``fallback``,
+    the fixed-length pipeline whose score the per-k pipeline also reads)."""
+    if sub is None:
+        return fixed_inputs(fallback, sheet)
+    C, S = sheet.composite.shape[1], sheet.composite.shape[-1]
+    fall = _PipelineFn(fallback)
+    comp, ss = _fixed_inputs(fall, sheet, C * S * S)
+    k = int(sheet.k[0])
+    order, img, sc = _obs_inputs_raw(sheet)
+    fn = _PipelineFn(sub)
+    # The per-k model standardises the concatenated observations plus the fallback score.
+    width = img.shape[2] * img.shape[3] * img.shape[4] + sc.shape[2]
+    raw = np.concatenate([np.concatenate([img[0].reshape(k, -1), sc[0]], axis=1).reshape(-1), [0.0]])
+    z = fn.standardise(raw[None])[0]
+    zo = z[:-1].reshape(k, width)
+    n_img = width - sc.shape[2]
+    img_z = zo[:, :n_img].reshape(img.shape[1:])[None]
+    sc_z = zo[:, n_img:][None]
+
+    def forward(obs_images, obs_scalars, composite, sheet_scalars):
+        B = obs_images.shape[0]
+        p_fall = torch.sigmoid(fall(torch.cat([composite.flatten(1), sheet_scalars], dim=1)))
+        p_z = (p_fall - float(fn.mean[-1])) / float(fn.scale[-1])
+        obs = torch.cat([obs_images.reshape(B, k, -1), obs_scalars], dim=2).reshape(B, -1)
+        return fn(torch.cat([obs, p_z[:, None]], dim=1))
+
+    return SheetInputs((_t(img_z), _t(sc_z), comp, ss), forward, order)
+
+
+def pipeline_linear_weights(estimator) -> dict | None:
+    """Effective weights of a fitted calibrated-ridge pipeline in standardised units (composite
+    [C,S,S] then sheet scalars), or None where the pipeline is not linear."""
+    steps = estimator.pipeline_.steps
     if len(steps) != 3 or not isinstance(steps[-1][1], CalibratedClassifierCV):
         return None
     coef = np.mean([np.ravel(cc.estimator.coef_) for cc in steps[-1][1].calibrated_classifiers_], axis=0)
     return {"coef": coef}
+
+
+def linear_weights(model) -> dict | None:
+    """A model's linear weights where it has them (the ``linear_weights`` capability), else None."""
+    return unwrap(model).linear_weights() if "linear_weights" in capabilities(model) else None

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from neoqa import figures
 from neoqa.models import persistence as persist
 from neoqa.evaluate.evaluation import PAPER, evaluate, fast_movers
-from neoqa.models import MODELS
+from neoqa.models import registry
+from neoqa.models.registry import make
 from neoqa.outputs import atomic_output, check_output, write_text
 from neoqa.data.store import SheetSet
 from neoqa.train.fit import fit_and_save
@@ -26,10 +27,8 @@ TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit
 def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
     """Every model (or ``models``) trained, saved under ``out/models`` and evaluated; the folder
     ``out`` appears complete, tables and figures included, or not at all."""
-    from neoqa.models import make
-
     out = Path(out)
-    names = list(models or MODELS)
+    names = list(models or registry.names())
     for name in names:
         make(name)                               # an unknown name fails before anything is read
     check_output(out, overwrite=overwrite, inputs=(data,), folder=True)

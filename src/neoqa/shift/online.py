@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
+from neoqa.models.base import capabilities
 from neoqa.models.calibration import same_calibration, unwrap
 from neoqa.errors import NeoqaError
 from neoqa.evaluate.metrics import rates_against_truth
@@ -121,7 +122,7 @@ def update(model, name: str, batch: SheetBatch, replay: Replay | None, size: int
     parts = [new] + (list(replay.parts.values()) if replay is not None else [])
     if unlabelled is not None and _survey(unlabelled) != _survey(batch):
         raise NeoqaError(f"the unlabelled sheets are of survey {_survey(unlabelled)!r}, the batch of {_survey(batch)!r}")
-    if hasattr(base, "adapt_normalisation") and not base.knows_survey(batch.meta.get("survey")):
+    if "adapt_inputs" in capabilities(base) and not base.knows_survey(batch.meta.get("survey")):
         base.adapt_normalisation(unlabelled if unlabelled is not None else batch)
     base.finetune(parts, seed=seed, **finetune)
     return base, (replay.add(new, size, seed) if replay is not None else None)

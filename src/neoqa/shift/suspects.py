@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.errors import NeoqaError
+from neoqa.models.base import capabilities
+from neoqa.models.registry import make
 from neoqa.data.splits import fold_of
 from neoqa.outputs import SUSPECTS_HEADER, atomic_output, check_output, file_mark, write_text
 from neoqa.data.store import SheetSet, write_dataset
@@ -28,18 +30,14 @@ FOLDS = 5
 
 def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> np.ndarray:
     """P(real) of each sheet from a model trained on the other folds."""
-    from neoqa.models import make
-
     fold = fold_of(batch.sheet_id, folds)
     p = np.full(len(batch), np.nan)
     for f in tqdm(range(folds), desc=f"cross-validated {name}", unit="fold", disable=not progress):
         model = make(name, random_state=seed)
-        if hasattr(model, "progress"):
-            model.progress = False
         train = np.flatnonzero(fold != f)
-        if getattr(model, "uses_validation", False):     # early stopping on another training fold, never on f
+        if "validation" in capabilities(model):          # early stopping on another training fold, never on f
             v = (f + 1) % folds
-            model.fit(batch.select(train[fold[train] != v]), val=batch.select(np.flatnonzero(fold == v)))
+            model.fit(batch.select(train[fold[train] != v]), validation=batch.select(np.flatnonzero(fold == v)))
         else:
             model.fit(batch.select(train))
         held = np.flatnonzero(fold == f)
@@ -88,8 +86,6 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     Every output (the table, its .json summary and .png beside it, the pruned dataset) is checked
     before any work; the table is written last, so a complete table means a complete run.
     """
-    from neoqa.models import make
-
     out = Path(out)
     if folds < 2:
         raise NeoqaError(f"cross-validation needs at least 2 folds, not {folds}")

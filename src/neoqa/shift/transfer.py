@@ -23,8 +23,8 @@ from neoqa.models import persistence as persist
 from neoqa.models.calibration import same_calibration, unwrap
 from neoqa.errors import NeoqaError
 from neoqa.evaluate.metrics import rates_against_truth
-from neoqa.models import make
-from neoqa.models.fixed import leaf_size
+from neoqa.models.base import capabilities
+from neoqa.models.registry import make
 from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows, split_of
 from neoqa.outputs import atomic_output, check_output, write_text
 from neoqa.data.store import SheetSet
@@ -56,7 +56,7 @@ def unlabelled_pool(batch):
 
 def finetunable(model, name: str):
     base = unwrap(model)
-    if not hasattr(base, "finetune"):
+    if "finetune" not in capabilities(base):
         raise NeoqaError(f"model {name!r} cannot be fine-tuned; the set models and gbdt can")
     return base
 
@@ -65,7 +65,7 @@ def finetune(model, name: str, new_batch, n: int | None, seed: int = 0, adapt: b
     """(a fine-tuned copy of ``model``, the labelled sheets it saw)."""
     base = copy.deepcopy(finetunable(model, name))
     picked = pick_labelled(new_batch, n, seed)
-    kwargs = {"unlabelled": unlabelled_pool(new_batch)} if adapt and hasattr(base, "adapt_normalisation") else {}
+    kwargs = {"unlabelled": unlabelled_pool(new_batch)} if adapt and "adapt_inputs" in capabilities(base) else {}
     return base.finetune(picked, seed=seed, **kwargs), picked
 
 
@@ -73,10 +73,8 @@ def from_scratch(name: str, new_batch, picked, seed: int = 0):
     """The same model trained on only ``picked`` (set models: the same normalisation, optimiser
     and number of steps as fine-tuning, from random weights)."""
     model = make(name, random_state=seed)
-    if hasattr(model, "initialise"):
+    if "adapt_inputs" in capabilities(model):
         return model.initialise(unlabelled_pool(new_batch)).finetune(picked, lr=1e-3, anchor=0.0, seed=seed)
-    if name == "gbdt":    # leaves may hold fewer sheets when few are labelled
-        model.set_params(estimator__pipeline__clf__min_child_samples=leaf_size(len(picked)))
     return model.fit(picked)
 
 
@@ -113,7 +111,7 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
               "trained_on": (info.get("training_data") or {}).get("survey"), "test_sheets": len(test),
               "zero_shot": _score(model, test, info["threshold"]), "rows": []}
     base, thr = unwrap(model), info["threshold"]
-    if hasattr(base, "adapt_normalisation"):     # no labels at all: only the new data's input statistics
+    if "adapt_inputs" in capabilities(base):     # no labels at all: only the new data's input statistics
         adapted = copy.deepcopy(base).adapt_normalisation(unlabelled_pool(batch))
         result["zero_shot_adapted"] = _score(same_calibration(model, adapted), test, thr)
     jobs = [(n, s) for n in labels for s in seeds]

@@ -10,7 +10,7 @@ import numpy as np
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
 from neoqa.models.calibration import Calibrated, apply_temperature, best_threshold, fit_temperature
-from neoqa.models import make
+from neoqa.models.registry import make
 from neoqa.outputs import check_output
 from neoqa.data.splits import TRAIN, VAL, split_of
 from neoqa.data.store import SheetSet
@@ -32,10 +32,8 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
     train, val = labelled_splits(batch)
     model = make(name, random_state=seed)
-    if hasattr(model, "progress"):
-        model.progress = progress
     t0 = time.perf_counter()
-    model.fit(train, val=val) if getattr(model, "uses_validation", False) else model.fit(train)
+    model.fit(train, validation=val, progress=progress)
     fit_seconds = time.perf_counter() - t0
     threshold, temperature = 0.5, 1.0
     if len(val) and len(np.unique(val.label)) == 2:

@@ -1,0 +1,110 @@
+"""The one training loop of the set networks, shared by fitting (epochs, early stopping on a
+validation split), fine-tuning and online updates (a number of steps, an optional pull towards
+the starting weights), and the one inference loop. Every minibatch is moved to the model's device
+here; nothing else in the set models touches devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from neoqa.features import views as features
+from neoqa.models.sets.networks import ORDER_STAT
+
+
+def pick_device(wanted: str = "cpu") -> torch.device:
+    """``cpu`` (the default), ``cuda`` (an error if there is none) or ``auto`` (CUDA when present)."""
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but PyTorch sees no CUDA device")
+    if wanted not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {wanted!r} (cpu, cuda or auto)")
+    return torch.device(wanted)
+
+
+def loader(data: dict, target: torch.Tensor, generator: torch.Generator, batch_size: int):
+    """Padded minibatches (images, scalars, mask, fixed, target) of flat set tensors, shuffled by a
+    seeded generator."""
+    def collate(items):
+        idx = np.array([int(i) for i, _ in items])
+        return features.padded_batch(data["images"], data["scalars"], data["offsets"], data["fixed"], idx,
+                                     min_k=ORDER_STAT) + (torch.stack([t for _, t in items]),)
+
+    ids = torch.utils.data.TensorDataset(torch.arange(len(target)), target)
+    return torch.utils.data.DataLoader(ids, batch_size=batch_size, shuffle=True, generator=generator,
+                                       collate_fn=collate)
+
+
+def step(net, minibatch, opt, loss_fn, device, penalty=None) -> float:
+    """One optimiser step on a minibatch; ``penalty()`` adds to the loss. Returns the loss."""
+    img, sc, mask, fx, yb = (t.to(device) for t in minibatch)
+    opt.zero_grad()
+    loss = loss_fn(net(img, sc, mask, fx), yb)
+    if penalty is not None:
+        loss = loss + penalty()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def train_epochs(net, batches, opt, sched, loss_fn, device, *, epochs: int, patience: int, validate=None,
+                 progress: bool = False, desc: str = "train") -> list:
+    """Epochs over ``batches`` with a learning-rate schedule; after each, the validation loss
+    (``validate()``, else the epoch's training loss) decides early stopping, and the best weights
+    are restored at the end. Returns the history."""
+    best, best_state, bad = np.inf, None, 0
+    history = []
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
+    for epoch in bar:
+        net.train()
+        total, seen = 0.0, 0
+        for minibatch in batches:
+            total += step(net, minibatch, opt, loss_fn, device) * len(minibatch[-1])
+            seen += len(minibatch[-1])
+        sched.step()
+        vloss = validate() if validate is not None else total / seen
+        history.append({"epoch": epoch, "train_loss": total / seen, "val_loss": vloss})
+        bar.set_postfix(train=f"{total / seen:.4f}", val=f"{vloss:.4f}")
+        if vloss < best - 1e-4:
+            best, bad = vloss, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return history
+
+
+def train_steps(net, batches, opt, loss_fn, device, *, steps: int, anchor: float = 0.0, skip_lone: bool = True) -> None:
+    """``steps`` optimiser steps, cycling over ``batches``; ``anchor`` > 0 pulls the weights towards
+    where they started (L2-SP); a lone-sheet remainder is skipped (batch norm needs two samples)."""
+    start = [p.detach().clone() for p in net.parameters()]
+    penalty = (lambda: anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(net.parameters(), start))) if anchor \
+        else None
+    net.train()
+    done = 0
+    while done < steps:
+        for minibatch in batches:
+            if len(minibatch[-1]) < 2 and skip_lone:
+                continue
+            step(net, minibatch, opt, loss_fn, device, penalty)
+            done += 1
+            if done >= steps:
+                break
+    net.eval()
+
+
+@torch.no_grad()
+def logits(net, data: dict, device, chunk: int = 1024) -> torch.Tensor:
+    """The network's logits for every sheet of flat set tensors ``data`` (on the CPU)."""
+    net.eval()
+    n = len(data["fixed"])
+    out = [net(*(t.to(device) for t in features.padded_batch(data["images"], data["scalars"], data["offsets"],
+                                                               data["fixed"], np.arange(s, min(s + chunk, n)),
+                                                               min_k=ORDER_STAT))).cpu()
+           for s in range(0, n, chunk)]
+    return torch.cat(out) if out else torch.zeros(0)

@@ -6,6 +6,7 @@ Evaluation never imports training code: it reads a saved model and the data.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,7 +31,31 @@ PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheet
 }
 
 
-def evaluate(model, info: dict, batch, where="data") -> dict:
+@dataclass
+class Scores:
+    """The test split's labels, scores and lengths, for curves and figures."""
+    label: np.ndarray
+    p: np.ndarray
+    k: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    """A model's evaluation on the test split: the table's ``metrics`` (a dict keyed as the tables
+    are), accuracy by k and the breakdowns (``by``: rate, true S/N, object class, NEO rate), the
+    fast-mover check where truth is known, and the ``scores`` behind the curves."""
+    metrics: dict
+    accuracy_by_k: dict
+    by: dict
+    scores: Scores
+    fast_movers: dict | None = field(default=None)
+
+    def as_dict(self) -> dict:
+        """Everything but the scores, as the JSON outputs hold it."""
+        return {**self.metrics, "accuracy_by_k": self.accuracy_by_k, "by": self.by, "fast_movers": self.fast_movers}
+
+
+def evaluate(model, info: dict, batch, where="data") -> Evaluation:
     persist.check_schema(info, batch, where)
     test, train = labelled(batch, TEST), labelled(batch, TRAIN)
     if len(test) == 0 or len(np.unique(test.label)) < 2:
@@ -56,13 +81,11 @@ def evaluate(model, info: dict, batch, where="data") -> dict:
     if test.truth_sheet is not None:
         clean = test.truth_sheet["clean_label"]
         out["test_accuracy_clean"] = float(np.mean(decided == (clean == 1)))
-    ks = np.unique(test.k)
-    out["accuracy_by_k"] = {str(int(k)): {"sheets": int((test.k == k).sum()),
-                                          "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
-                            for k in ks}
-    out["by"] = breakdowns(test, decided)
-    out["_scores"] = {"label": test.label, "p": p_test, "k": test.k}
-    return out
+    by_k = {str(int(k)): {"sheets": int((test.k == k).sum()),
+                          "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
+            for k in np.unique(test.k)}
+    by = breakdowns(test, decided)
+    return Evaluation(out, by_k, by, Scores(test.label, p_test, test.k), fast_movers({"by": by}))
 
 
 RATE_BINS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6, np.inf)
@@ -133,7 +156,4 @@ def _order(label: str):
 def evaluate_path(model_dir, data) -> dict:
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
-    res = evaluate(model, info, ds.read(), where=str(data))
-    res.pop("_scores")
-    res["model"] = info["model"]
-    return res
+    return {**evaluate(model, info, ds.read(), where=str(data)).as_dict(), "model": info["model"]}

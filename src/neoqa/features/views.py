@@ -20,12 +20,6 @@ def fixed_length(batch: SheetBatch) -> np.ndarray:
     return np.concatenate([comp, batch.sheet_scalars], axis=1).astype(np.float32)
 
 
-def fixed_length_names(batch: SheetBatch) -> list[str]:
-    C, S = batch.composite.shape[1], batch.composite.shape[-1]
-    pix = [f"composite_c{c}_y{y}_x{x}" for c in range(C) for y in range(S) for x in range(S)]
-    return pix + list(batch.sheet_scalar_names)
-
-
 def apply_label_rule(batch: SheetBatch, proba: np.ndarray) -> np.ndarray:
     """Sheets with fewer than 5 observations cannot be real (the label rule): P(real) = 0, whatever
     a model learnt. The linker never makes one, so training never shows one to extrapolate from."""

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
-from neoqa.evaluate.evaluation import PAPER, evaluate, fast_movers
+from neoqa.evaluate.evaluation import PAPER, evaluate
 from neoqa.models import registry
 from neoqa.models.registry import make
 from neoqa.outputs import atomic_output, check_output, write_text
@@ -40,9 +40,8 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
             fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress)
             model, info = persist.load(tmp / "models" / name)          # what is scored is what was saved
             res = evaluate(model, info, batch, where=str(data))
-            scores[name] = res.pop("_scores")
-            res["fast_movers"] = fast_movers(res)
-            results[name] = res
+            scores[name] = res.scores
+            results[name] = res.as_dict()
         best = ranked(results)[0]
         summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
                    "best_model": best, "fast_movers": {"model": best, **(results[best]["fast_movers"] or {})},
@@ -120,7 +119,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 5.2), constrained_layout=True)
     for name in names:
         s = scores[name]
-        fpr, tpr, _ = roc_curve(s["label"], s["p"])
+        fpr, tpr, _ = roc_curve(s.label, s.p)
         ax.plot(fpr, tpr, label=f"{name} (AUC {results[name]['roc_auc']:.3f})")
     # Vetting runs at low false-positive rates, so the rate is drawn on a log axis.
     ax.set_xscale("log"); ax.set_xlim(1e-3, 1); ax.set_ylim(0.4, 1.0)
@@ -162,9 +161,9 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     edges = np.linspace(0, 1, 11)
     for name in names:
         s = scores[name]
-        idx = np.clip(np.digitize(s["p"], edges) - 1, 0, 9)
+        idx = np.clip(np.digitize(s.p, edges) - 1, 0, 9)
         have = [b for b in range(10) if (idx == b).sum() >= 10]
-        ax.plot([s["p"][idx == b].mean() for b in have], [(s["label"][idx == b] == 1).mean() for b in have],
+        ax.plot([s.p[idx == b].mean() for b in have], [(s.label[idx == b] == 1).mean() for b in have],
                 marker="o", ms=3, label=f"{name} (ECE {results[name]['ece']:.3f})")
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=0.8)
     ax.set_xlabel("predicted probability (bins with at least 10 test sheets)")

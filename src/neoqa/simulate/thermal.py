@@ -103,8 +103,3 @@ def _thermal_integral(t_ss, alpha, lam):
                 for j in range(nb):
                     out[i, j] += w * coef[j] / math.expm1(min(hk[j] / T, 700.0))
     return out
-
-
-def jy_to_mag(flux_jy, zero_point_jy):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -2.5 * np.log10(flux_jy / zero_point_jy)

@@ -2,7 +2,6 @@
 half result; the next run succeeds and removes what a SIGKILLed run could not."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

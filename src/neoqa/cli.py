@@ -75,9 +75,9 @@ def _evaluate(a):
     if a.json:
         print(json.dumps(res, indent=1, sort_keys=True, default=float))
     else:
-        for key in ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
-                    "roc_auc", "pr_auc", "ece", "params", "fit_seconds", "sheets_per_second"):
-            print(f"{key:<22}{res[key]}")
+        from neoqa.evaluate.tables import EVALUATE_SUMMARY, text
+
+        print("\n".join(text(EVALUATE_SUMMARY, res)))
 
 
 def _zoo(a):

@@ -14,13 +14,14 @@ from neoqa.explain import saliency as explain
 from neoqa import figures
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
+from neoqa.evaluate import tables
 from neoqa.decide.triage import bucket_report, buckets, triage_thresholds
 from neoqa.data.splits import TEST, VAL, labelled, split_of
 from neoqa.models.torch_forward import is_differentiable
 from neoqa.outputs import FIGURE_MARK, atomic_output, safe_name, write_text
 from neoqa.data.store import SheetSet
 from neoqa.outputs import read_json
-from neoqa.runs.zoo import _fmt, fast_mover_lines, ranked
+from neoqa.runs.zoo import fast_mover_lines, ranked
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
            ("reliability.png", "Reliability (calibration) on the test split"),
@@ -50,6 +51,12 @@ def pick_examples(model, info, batch) -> dict:
 
 
 TRIAGE_RECALLS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+TRIAGE_COLUMNS = (tables.Column("labels", "thresholds set on"), tables.Column("target_recall", "target recall %",
+                                                                               tables.percent()),
+                  tables.Column("human_load", "human load %", tables.percent()),
+                  tables.Column("recall_outside_reject", "recall outside reject %", tables.percent(2)),
+                  tables.Column("accept_precision", "accept precision %", tables.percent(2)),
+                  tables.Column("counts", "accept / review / reject"))
 
 
 def _triage_section(model, batch, name, fig_dir: Path) -> str:
@@ -81,19 +88,16 @@ def _triage_section(model, batch, name, fig_dir: Path) -> str:
     path = fig_dir / "triage_load.png"
     figures.save(fig, path, dpi=110)
     judged = "the clean truth" if truth is not None else "the labels"
-    table = ["<table><tr><th>thresholds set on</th><th>target recall %</th><th>human load %</th>"
-             "<th>recall outside reject %</th><th>accept precision %</th><th>accept / review / reject</th></tr>"]
-    for set_name, r, rep in rows:
-        counts = " / ".join(str(rep[b]["sheets"]) for b in ("accept", "review", "reject"))
-        table.append(f"<tr><td>{set_name}</td><td>{100 * r:.1f}</td><td>{100 * rep['human_load']:.1f}</td>"
-                     f"<td>{100 * rep['recall_outside_reject']:.2f}</td><td>{100 * rep['accept_precision']:.2f}</td>"
-                     f"<td>{counts}</td></tr>")
-    table.append("</table>")
+    table = tables.html(TRIAGE_COLUMNS, [
+        {"labels": set_name, "target_recall": r, "human_load": rep["human_load"],
+         "recall_outside_reject": rep["recall_outside_reject"], "accept_precision": rep["accept_precision"],
+         "counts": " / ".join(str(rep[b]["sheets"]) for b in ("accept", "review", "reject"))}
+        for set_name, r, rep in rows])
     return (f"<h2>Triage: {html.escape(name)}</h2><p class='note'>Sheets scoring above the accept threshold are "
             "accepted automatically, below the reject threshold rejected automatically, the rest go to people. "
             "Thresholds come from the validation split; the outcome is measured on the test split against "
             f"{judged}. With 2% of labels flipped, thresholds set on the labels themselves must keep the mislabelled "
-            "sheets too, which is why a clean label set matters.</p>" + "".join(table) + _img(path, "triage load"))
+            "sheets too, which is why a clean label set matters.</p>" + table + _img(path, "triage load"))
 
 
 def _fast_mover_section(summary: dict) -> str:
@@ -107,23 +111,19 @@ def _fast_mover_section(summary: dict) -> str:
         if not cls or not rate:
             continue
         bins = bins or [k for k in rate if k != "not a NEO"]
-        cells = [name] + [_pct(cls.get(c, {}).get("recall_clean")) for c in ("mba", "neo")]
-        cells += [_pct(rate.get(b, {}).get("recall_clean")) for b in bins]
         f = r.get("fast_movers") or {}
-        cells.append(f"{f['gap_points']:+.1f}" if "gap_points" in f else "-")
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append({"model": name, **{c: cls.get(c, {}).get("recall_clean") for c in ("mba", "neo")},
+                     **{f"neo {b}": rate.get(b, {}).get("recall_clean") for b in bins}, "gap": f.get("gap_points")})
     if not rows:
         return ""
-    head = ["model", "real MBA recall %", "real NEO recall %"] + [f"NEO {b} deg/day %" for b in bins] + \
-        ["MBA - NEO points"]
+    columns = ([tables.Column("model", "model"), tables.Column("mba", "real MBA recall %", tables.percent()),
+                tables.Column("neo", "real NEO recall %", tables.percent())]
+               + [tables.Column(f"neo {b}", f"NEO {b} deg/day %", tables.percent()) for b in bins]
+               + [tables.Column("gap", "MBA - NEO points", tables.number("+.1f"))])
     text = " ".join(fast_mover_lines(summary)).strip()
     return ("<h2>Fast movers</h2><p class='note'>Recall at each model's threshold against the clean truth, for "
             "real sheets by the object's class and, for NEOs, by its true rate of motion. " + html.escape(text) +
-            "</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
+            "</p>" + tables.html(columns, rows))
 
 
 def write_report(run, samples: int = 32) -> Path:
@@ -159,17 +159,8 @@ def write_report(run, samples: int = 32) -> Path:
                 linear.append((name, path.read_bytes()))
         triage_html = _triage_section(models[best][0], batch, best, fig_dir)
 
-    rows = []
-    head = ["model", "test acc %", "clean acc %", "train acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %",
-            "ROC-AUC %", "PR-AUC %", "ECE", "params", "fit s", "sheets/s", "paper acc %"]
-    paper = summary.get("paper", {})
-    for name, r in results.items():
-        cells = [name] + [_fmt(k, r.get(k)) for k in ("test_accuracy", "test_accuracy_clean", "train_accuracy",
-                                                      "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc",
-                                                      "ece", "params", "fit_seconds", "sheets_per_second")]
-        cells.append(_fmt("test_accuracy", paper.get(name, {}).get("test_accuracy")))
-        cls = ' class="best"' if name == best else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    results_table = tables.html(tables.REPORT_TABLE, tables.model_rows(results, summary.get("paper", {})),
+                                ["best" if name == best else None for name in results])
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta name='generator' content='{FIGURE_MARK} {__version__}'>",
@@ -186,7 +177,7 @@ def write_report(run, samples: int = 32) -> Path:
         "<h2>Results</h2><p class='note'>Percentages on the test split; accuracy against the noisy labels (as the "
         "paper) and against the clean truth. The paper's column was measured on the paper's real NEOWISE QA sheets, "
         "not on this data.</p>",
-        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>",
+        results_table,
         "<h2>Figures</h2>",
     ]
     for fname, caption in FIGURES:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 
@@ -12,17 +10,13 @@ from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
+from neoqa.evaluate import tables
 from neoqa.evaluate.evaluation import PAPER, evaluate
 from neoqa.models import registry
 from neoqa.models.registry import make
-from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.outputs import atomic_output, check_output
 from neoqa.data.store import SheetSet
 from neoqa.train.fit import fit_and_save
-
-TABLE_KEYS = ("test_accuracy", "test_accuracy_clean", "train_accuracy", "overfit", "npv", "tnr", "ppv", "tpr",
-              "roc_auc", "pr_auc", "ece", "fpr_at_recall_0.99", "fpr_at_recall_0.995", "params", "fit_seconds",
-              "sheets_per_second")
-
 
 def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
     """Every model (or ``models``) trained, saved under ``out/models`` and evaluated; the folder
@@ -57,45 +51,18 @@ def ranked(results: dict) -> list[str]:
     return sorted(results, key=lambda n: (results[n]["test_accuracy"], results[n]["roc_auc"]), reverse=True)
 
 
-def _fmt(key, v):
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    if key == "params":
-        return f"{int(v):,}"
-    if key in ("fit_seconds",):
-        return f"{v:.1f}"
-    if key == "sheets_per_second":
-        return f"{v:,.0f}"
-    return f"{100 * v:.1f}" if key not in ("ece",) else f"{v:.3f}"
-
-
 def write_tables(summary: dict, out: Path) -> None:
-    res = summary["models"]
-    write_text(out / "results.json", json.dumps(summary, indent=1, default=float) + "\n")   # models in registry order
-    with atomic_output(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", *TABLE_KEYS, "paper_test_accuracy", "paper_overfit"])
-        for name, r in res.items():
-            p = PAPER.get(name, {})
-            w.writerow([name, *[r.get(k) for k in TABLE_KEYS], p.get("test_accuracy"), p.get("overfit")])
-    head = ["model", "test acc %", "clean acc %", "overfit %", "NPV %", "TNR %", "PPV %", "TPR %", "ROC-AUC %",
-            "PR-AUC %", "ECE", "FPR@99% recall", "FPR@99.5% recall", "params", "fit s", "sheets/s", "paper acc %",
-            "paper overfit %"]
-    keys = ("test_accuracy", "test_accuracy_clean", "overfit", "npv", "tnr", "ppv", "tpr", "roc_auc", "pr_auc",
-            "ece", "fpr_at_recall_0.99", "fpr_at_recall_0.995", "params", "fit_seconds", "sheets_per_second")
+    rows = tables.model_rows(summary["models"], PAPER)
+    tables.write_json(out / "results.json", summary)                       # models in registry order
+    tables.write_csv(out / "results.csv", tables.ZOO_CSV, rows)
     lines = [f"# Model zoo on {summary['data']} ({summary['sheets']:,} {summary['survey']} sheets)", "",
              "Percentages on the test split; accuracy against the noisy labels (as the paper) and against the "
              "clean truth. The paper's columns were measured on the paper's real NEOWISE QA sheets, not on "
-             "this data.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in res.items():
-        p = PAPER.get(name, {})
-        row = [name] + [_fmt(k, r.get(k)) for k in keys] + [_fmt("test_accuracy", p.get("test_accuracy")),
-                                                             _fmt("overfit", p.get("overfit"))]
-        lines.append("| " + " | ".join(row) + " |")
+             "this data.", ""]
+    lines += tables.markdown(tables.ZOO_TABLE, rows)
     lines += fast_mover_lines(summary)
     lines += ["", f"Zoo run time: {summary['total_seconds']:.0f} s."]
-    write_text(out / "results.md", "\n".join(lines) + "\n")
+    tables.write_markdown(out / "results.md", lines)
 
 
 def fast_mover_lines(summary: dict) -> list[str]:

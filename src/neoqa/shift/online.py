@@ -10,9 +10,7 @@ each update continues the reservoir where the last one stopped.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +21,11 @@ from neoqa.models import persistence as persist
 from neoqa.models.base import capabilities
 from neoqa.models.calibration import same_calibration, unwrap
 from neoqa.errors import NeoqaError
+from neoqa.evaluate import tables
 from neoqa.evaluate.metrics import rates_against_truth
 from neoqa.data.sheets import SheetBatch
 from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows
-from neoqa.outputs import atomic_output, check_output, confined, write_text
+from neoqa.outputs import atomic_output, check_output, confined
 from neoqa.data.store import SheetSet, write_dataset
 from neoqa.shift.transfer import finetunable
 
@@ -222,27 +221,28 @@ def write_stream(result: dict, out: Path, overwrite: bool = False, inputs=()) ->
         _write_into(result, tmp)
 
 
+STREAM_CSV = tuple(tables.Column(k, k) for k in ("variant", "batch", "sheets_seen", "accuracy_new", "accuracy_old"))
+
+
 def _write_into(result: dict, out: Path) -> None:
-    write_text(out / "stream.json", json.dumps(result, indent=1, default=float) + "\n")
-    with atomic_output(out / "stream.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "batch", "sheets_seen", "accuracy_new", "accuracy_old"])
-        w.writeheader()
-        w.writerows(result["rows"])
+    tables.write_json(out / "stream.json", result)
+    tables.write_csv(out / "stream.csv", STREAM_CSV, result["rows"])
     rows = result["rows"]
     n = max(r["batch"] for r in rows)
     lines = [f"# Online learning: {result['model']} from {result['old_survey']} to {result['new_survey']}", "",
              f"{n} batches of {result['batch_size']} labelled {result['new_survey']} sheets; replay buffer of "
              f"{result['replay_size']} sheets. Test accuracy % ({result['truth']}) on each survey after each update.",
-             "", "| learner | " + " | ".join(f"after {i}" for i in range(n + 1)) + " | forgetting (max drop) |",
-             "|---|" + "---|" * (n + 2)]
+             ""]
+    columns = ([tables.Column("learner", "learner")]
+               + [tables.Column(i, f"after {i}", tables.percent()) for i in range(n + 1)]
+               + [tables.Column("forgetting", "forgetting (max drop)", tables.percent())])
+    table = []
     for v, title in VARIANTS.items():
         sub = [r for r in rows if r["variant"] == v]
-        f = result["forgetting"][v]
-        lines.append(f"| {title}: {result['new_survey']} | " + " | ".join(f"{100 * r['accuracy_new']:.1f}" for r in sub)
-                     + " | |")
-        lines.append(f"| {title}: {result['old_survey']} | " + " | ".join(f"{100 * r['accuracy_old']:.1f}" for r in sub)
-                     + f" | {100 * f['max_drop']:.1f} |")
-    write_text(out / "stream.md", "\n".join(lines) + "\n")
+        table.append({"learner": f"{title}: {result['new_survey']}", **{r["batch"]: r["accuracy_new"] for r in sub}})
+        table.append({"learner": f"{title}: {result['old_survey']}", **{r["batch"]: r["accuracy_old"] for r in sub},
+                      "forgetting": result["forgetting"][v]["max_drop"]})
+    tables.write_markdown(out / "stream.md", lines + tables.markdown(columns, table))
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]),

@@ -7,8 +7,6 @@ simulated data, the clean truth. Evaluation only: nothing here trains.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +16,15 @@ from neoqa import figures
 from neoqa.models import persistence as persist
 from neoqa.shift.corrupt import CORRUPTIONS, corrupt
 from neoqa.errors import NeoqaError
+from neoqa.evaluate import tables
 from neoqa.evaluate.metrics import rates_against_truth
 from neoqa.data.splits import TEST, labelled_rows
-from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.outputs import atomic_output, check_output
 from neoqa.data.store import SheetSet
 
-COLUMNS = ("model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
-           "tpr_clean", "tnr_clean", "roc_auc_clean")
+CSV_COLUMNS = tuple(tables.Column(k, k) for k in (
+    "model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
+    "tpr_clean", "tnr_clean", "roc_auc_clean"))
 
 
 def test_sheets(batch, max_sheets: int | None = None, seed: int = 0):
@@ -86,12 +86,9 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
 
 
 def write_tables(rows, out: Path, data: str, n_test: int, seed: int, skipped: dict) -> None:
-    write_text(out / "robustness.json", json.dumps({"data": data, "test_sheets": n_test, "seed": seed, "skipped": skipped,
-                                   "rows": rows}, indent=1, default=float) + "\n")
-    with atomic_output(out / "robustness.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
-        w.writeheader()
-        w.writerows(rows)
+    tables.write_json(out / "robustness.json", {"data": data, "test_sheets": n_test, "seed": seed,
+                                                "skipped": skipped, "rows": rows})
+    tables.write_csv(out / "robustness.csv", CSV_COLUMNS, rows)
     lines = [f"# Robustness on {data} ({n_test:,} test sheets, seed {seed})", "",
              "Accuracy % at each model's saved threshold against the labels (clean-truth accuracy in brackets "
              "where known), per corruption and severity; severity 0 is the data unchanged. What each "
@@ -100,17 +97,17 @@ def write_tables(rows, out: Path, data: str, n_test: int, seed: int, skipped: di
     for cname in dict.fromkeys(r["corruption"] for r in rows):
         sub = [r for r in rows if r["corruption"] == cname]
         sevs = list(dict.fromkeys(r["severity"] for r in sub))
-        lines += [f"## {cname} ({sub[0]['unit']})", "", "| model | " + " | ".join(f"{s:g}" for s in sevs) + " |",
-                  "|---|" + "---|" * len(sevs)]
-        for mname in dict.fromkeys(r["model"] for r in sub):
-            cells = []
-            for s in sevs:
-                r = next(r for r in sub if r["model"] == mname and r["severity"] == s)
-                clean = f" ({100 * r['accuracy_clean']:.1f})" if "accuracy_clean" in r else ""
-                cells.append(f"{100 * r['accuracy']:.1f}{clean}")
-            lines.append(f"| {mname} | " + " | ".join(cells) + " |")
-        lines.append("")
-    write_text(out / "robustness.md", "\n".join(lines))
+        columns = [tables.Column("model", "model")] + [tables.Column(s, f"{s:g}", _accuracy_cell) for s in sevs]
+        table = [{"model": m, **{r["severity"]: r for r in sub if r["model"] == m}}
+                 for m in dict.fromkeys(r["model"] for r in sub)]
+        lines += [f"## {cname} ({sub[0]['unit']})", ""] + tables.markdown(columns, table) + [""]
+    tables.write_markdown(out / "robustness.md", lines[:-1])          # the last section's blank line ends the file
+
+
+def _accuracy_cell(r: dict) -> str:
+    """Accuracy %, with the clean truth's in brackets where known."""
+    clean = f" ({100 * r['accuracy_clean']:.1f})" if "accuracy_clean" in r else ""
+    return f"{100 * r['accuracy']:.1f}{clean}"
 
 
 def plot(rows, path) -> None:

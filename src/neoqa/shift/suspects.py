@@ -10,8 +10,6 @@ against the clean truth.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,17 @@ from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.errors import NeoqaError
+from neoqa.evaluate import tables
 from neoqa.models.base import capabilities
 from neoqa.models.registry import make
 from neoqa.data.splits import fold_of
-from neoqa.outputs import SUSPECTS_HEADER, atomic_output, check_output, file_mark, write_text
+from neoqa.outputs import SUSPECTS_HEADER, check_output, file_mark
 from neoqa.data.store import SheetSet, write_dataset
 
 FOLDS = 5
+# suspects.csv: the header starts as outputs.SUSPECTS_HEADER says (its mark of having been written by neoqa)
+SUSPECT_COLUMNS = tuple(tables.Column(k, k.replace("_", " ")) for k in (*SUSPECTS_HEADER.split(","), "label_quality",
+                                                                        "flagged"))
 
 
 def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, progress: bool = True) -> np.ndarray:
@@ -120,14 +122,13 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
         write_dataset(prune, (kept.select(np.arange(s, min(s + 5000, len(kept)))) for s in range(0, len(kept), 5000)),
                       **kw)
         summary["pruned"] = {"path": str(prune), "sheets": len(kept), "removed": len(drop)}
-    write_text(out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n", **kw)
-    with atomic_output(out, **kw) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*SUSPECTS_HEADER.split(","), "label_quality", "flagged"]
-                   + (["label_wrong_in_truth"] if wrong is not None else []))
-        for rank, i in enumerate(r["order"], 1):
-            w.writerow([rank, batch.sheet_id[i], int(batch.label[i]), f"{p[i]:.6f}", f"{r['quality'][i]:.6f}",
-                        int(r["flagged"][i])] + ([int(wrong[i])] if wrong is not None else []))
+    tables.write_json(out.with_suffix(".json"), summary, **kw)
+    columns = SUSPECT_COLUMNS + ((tables.Column("label_wrong_in_truth", "label wrong in truth"),) if wrong is not None else ())
+    tables.write_csv(out, columns, [
+        {"rank": rank, "sheet_id": batch.sheet_id[i], "label": int(batch.label[i]),
+         "p_real_cross_validated": f"{p[i]:.6f}", "label_quality": f"{r['quality'][i]:.6f}",
+         "flagged": int(r["flagged"][i]), **({"label_wrong_in_truth": int(wrong[i])} if wrong is not None else {})}
+        for rank, i in enumerate(r["order"], 1)], **kw)
     return summary
 
 

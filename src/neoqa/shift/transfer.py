@@ -11,8 +11,6 @@ scratch decides at p >= 0.5.
 from __future__ import annotations
 
 import copy
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +20,12 @@ from neoqa import figures
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import same_calibration, unwrap
 from neoqa.errors import NeoqaError
+from neoqa.evaluate import tables
 from neoqa.evaluate.metrics import rates_against_truth
 from neoqa.models.base import capabilities
 from neoqa.models.registry import make
 from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows, split_of
-from neoqa.outputs import atomic_output, check_output, write_text
+from neoqa.outputs import atomic_output, check_output
 from neoqa.data.store import SheetSet
 
 SCRATCH_THRESHOLD = 0.5
@@ -136,6 +135,16 @@ def _acc(r: dict) -> str:
     return f"{100 * r['accuracy']:.1f}" + (f" ({100 * r['accuracy_clean']:.1f} clean)" if "accuracy_clean" in r else "")
 
 
+CURVE_CSV = tuple(tables.Column(k, k) for k in ("labels", "seed", "how", "accuracy", "tpr", "tnr", "roc_auc",
+                                                "accuracy_clean", "tpr_clean", "tnr_clean", "roc_auc_clean"))
+_MEAN_STD = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"      # noqa: E731
+CURVE_TABLE = (tables.Column("labels", "labelled sheets", tables.whole),
+               tables.Column("finetuned accuracy", "fine-tuned", _MEAN_STD),
+               tables.Column("scratch accuracy", "from scratch", _MEAN_STD),
+               tables.Column("finetuned accuracy_clean", "fine-tuned (clean)", _MEAN_STD),
+               tables.Column("scratch accuracy_clean", "from scratch (clean)", _MEAN_STD))
+
+
 def write(result: dict, out: Path, overwrite: bool = False, inputs=()) -> None:
     """learning_curve.{json,csv,md,png} into the folder ``out``, which appears complete or not at all."""
     with atomic_output(out, overwrite=overwrite, inputs=inputs, folder=True, kind="learning-curve") as tmp:
@@ -144,15 +153,9 @@ def write(result: dict, out: Path, overwrite: bool = False, inputs=()) -> None:
 
 def _write_into(result: dict, out: Path) -> None:
     rows = result["rows"]
-    write_text(out / "learning_curve.json", json.dumps(result, indent=1, default=float) + "\n")
-    cols = ["labels", "seed", "how", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean", "tpr_clean", "tnr_clean",
-            "roc_auc_clean"]
-    with atomic_output(out / "learning_curve.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, restval="")
-        w.writeheader()
-        w.writerows(rows)
+    tables.write_json(out / "learning_curve.json", result)
+    tables.write_csv(out / "learning_curve.csv", CURVE_CSV, rows)
     key = "accuracy_clean" if "accuracy_clean" in result["zero_shot"] else "accuracy"
-    pct = lambda m, s: f"{100 * m:.1f} ± {100 * s:.1f}"                 # noqa: E731
     lines = [f"# Transfer of {result['model']} ({result['trained_on']}) to {result['survey']}", "",
              f"Test split of {result['data']}: {result['test_sheets']:,} sheets. Accuracy % against the labels "
              f"(and against the clean truth where known), mean ± std over {len({r['seed'] for r in rows})} "
@@ -161,19 +164,17 @@ def _write_into(result: dict, out: Path) -> None:
     if "zero_shot_adapted" in result:
         lines.append("- zero-shot with the input normalisation re-fitted on unlabelled new sheets: "
                      + _acc(result["zero_shot_adapted"]))
-    lines += ["", "| labelled sheets | fine-tuned | from scratch | fine-tuned (clean) | from scratch (clean) |",
-              "|---|---|---|---|---|"]
+    table = []
     for i, n in enumerate(_curve(rows, "finetuned", "accuracy")[0]):
-        cells = []
+        row = {"labels": n}
         for k in ("accuracy", "accuracy_clean"):
-            if k not in rows[0]:
-                cells += ["-", "-"]
-                continue
             for how in ("finetuned", "scratch"):
-                _, m, s = _curve(rows, how, k)
-                cells.append(pct(m[i], s[i]))
-        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    write_text(out / "learning_curve.md", "\n".join(lines) + "\n")
+                if k in rows[0]:
+                    _, m, s = _curve(rows, how, k)
+                    row[f"{how} {k}"] = (m[i], s[i])
+        table.append(row)
+    lines += [""] + tables.markdown(CURVE_TABLE, table)
+    tables.write_markdown(out / "learning_curve.md", lines)
     plot(result, out / "learning_curve.png", key)
 
 

@@ -48,3 +48,10 @@ def test_the_contracts_catch_a_circle_and_a_layer_broken(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "neoqa.data.store -> neoqa.runs.zoo" in out or "neoqa.data is not allowed to import neoqa.runs" in out
     assert "No cycles are allowed in neoqa.models" in out
+
+
+def test_the_tests_mirror_the_subpackages():
+    """Every subpackage of neoqa has a test folder of its own (cross-cutting tests sit at the top)."""
+    packages = {p.parent.name for p in (ROOT / "src" / "neoqa").glob("*/__init__.py")}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert packages == folders, (packages - folders, folders - packages)

@@ -1,3 +1,51 @@
-"""neoqa: automatic, explainable vetting of moving-object QA sheets."""
+"""neoqa: automatic, explainable vetting of moving-object QA sheets.
+
+The names a notebook needs (docs/api.md), loaded when first used, so ``import neoqa`` stays light
+and the command line pays only for what it runs:
+
+    data       open_dataset, SheetBatch, split
+    simulate   SimConfig, simulate_batch, simulate_dataset
+    models     model_names, make_model, train_model, load_model, capabilities
+    judging    evaluate_model, recall_threshold, triage_thresholds, buckets
+
+(The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
+    explain    attribute
+"""
 
 __version__ = "0.6.0"
+
+# public name -> (module, attribute)
+_API = {
+    "open_dataset": ("neoqa.data.store", "SheetSet"),
+    "SheetBatch": ("neoqa.data.sheets", "SheetBatch"),
+    "split": ("neoqa.data.splits", "train_validation_test"),
+    "SimConfig": ("neoqa.simulate.config", "SimConfig"),
+    "simulate_dataset": ("neoqa.simulate.runner", "simulate"),
+    "simulate_batch": ("neoqa.simulate.runner", "simulate_batch"),
+    "model_names": ("neoqa.models.registry", "names"),
+    "make_model": ("neoqa.models.registry", "make"),
+    "train_model": ("neoqa.train.fit", "train_model"),
+    "load_model": ("neoqa.models.persistence", "load"),
+    "capabilities": ("neoqa.models.base", "capabilities"),
+    "evaluate_model": ("neoqa.evaluate.evaluation", "evaluate"),
+    "recall_threshold": ("neoqa.evaluate.thresholds", "recall_threshold"),
+    "triage_thresholds": ("neoqa.decide.triage", "triage_thresholds"),
+    "buckets": ("neoqa.decide.triage", "buckets"),
+    "attribute": ("neoqa.explain.saliency", "attribute"),
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'neoqa' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _API[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -38,3 +38,8 @@ def labelled_rows(batch, which: int) -> np.ndarray:
 def labelled(batch, which: int):
     """The labelled sheets of ``batch`` in split ``which``."""
     return batch.select(labelled_rows(batch, which))
+
+
+def train_validation_test(batch):
+    """The labelled sheets of ``batch`` in each split: (train, validation, test)."""
+    return tuple(labelled(batch, which) for which in (TRAIN, VAL, TEST))

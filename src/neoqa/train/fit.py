@@ -47,6 +47,14 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
     return {"model": Calibrated(model, temperature), "threshold": threshold, "fit_seconds": fit_seconds}
 
 
+def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, overwrite: bool = False):
+    """Train registry model ``name`` on ``batch``'s training split (its validation split picks the
+    temperature and threshold), save it to the folder ``out``, and return it as loaded back:
+    (model, info), what ``load_model`` gives."""
+    fit_and_save(name, batch, out, seed, progress=progress, overwrite=overwrite)
+    return persist.load(out)
+
+
 def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> Path:
     make(name)                                   # an unknown name fails before the data is read
     fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,))

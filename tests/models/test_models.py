@@ -136,26 +136,6 @@ def test_set_models_ignore_order_and_padding(splits, encoder, pooling):
     torch.testing.assert_close(padded, base, rtol=1e-5, atol=1e-5)
 
 
-def test_padded_view_matches_the_sheets(small_batch):
-    part = small_batch.select([0, 1, 2])
-    sets = features.padded_sets(part)
-    assert sets["images"].shape[:2] == (3, part.k.max())
-    assert np.array_equal(sets["mask"].sum(1), part.k)
-    order = features.time_order(part)
-    np.testing.assert_array_equal(sets["images"][0, : part.k[0]], part.cutouts[order][: part.k[0]])
-
-
-def test_splits_are_a_function_of_the_id():
-    from neoqa.data.splits import split_of
-
-    ids = [f"NW{i:09d}" for i in range(5000)]
-    a = split_of(ids)
-    b = split_of(ids[::-1])[::-1]
-    np.testing.assert_array_equal(a, b)
-    frac = np.bincount(a) / len(a)
-    assert np.allclose(frac, [0.7, 0.15, 0.15], atol=0.02)
-
-
 @pytest.mark.parametrize("name", registry.names())
 def test_every_model_copies_and_pickles_calibrated_or_not(name, splits):
     """A fitted model, bare and temperature-scaled, survives copy.deepcopy and an in-memory pickle

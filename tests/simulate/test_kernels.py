@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from neoqa.data.sheets import SheetBatch, composite
 from neoqa.simulate import kernels
 
 
@@ -73,27 +72,3 @@ def test_a_noise_peak_is_the_noise_conditioned_to_peak_there():
     assert abs(np.mean(snr[:, 1])) < 0.1 and 0.8 < np.std(snr[:, 1]) < 1.2
     # the pipeline's sky is the true level to within the error of a median over the annulus
     assert np.std(sky[:, 0] - 100.0) == pytest.approx(1.2533 / np.sqrt(945), rel=0.1)
-
-
-def test_composite_is_the_mean_of_background_subtracted_cutouts():
-    rng = np.random.default_rng(1)
-    k = np.array([1, 5, 3, 8])
-    cut = rng.normal(size=(k.sum(), 2, 5, 5)).astype(np.float32)
-    sky = rng.normal(size=(k.sum(), 2)).astype(np.float32)
-    got = composite(cut, sky, k)
-    starts = np.concatenate([[0], np.cumsum(k)[:-1]])
-    expect = np.add.reduceat(cut - sky[:, :, None, None], starts, axis=0) / k[:, None, None, None]
-    assert got.dtype == np.float32 and got.shape == (4, 2, 5, 5)
-    np.testing.assert_allclose(got, expect, atol=1e-6)
-
-
-def test_gather_equals_concat_then_select(small_batch):
-    a = small_batch
-    b = small_batch.select(np.arange(len(small_batch))[::-1][:40])
-    rng = np.random.default_rng(2)
-    which = rng.integers(0, 2, 60)
-    rows = np.where(which == 0, rng.integers(0, len(a), 60), rng.integers(0, len(b), 60))
-    got = SheetBatch.gather([a, b], which, rows)
-    expect = SheetBatch.concat([a, b]).select(np.where(which == 0, rows, rows + len(a)))
-    assert got.equals(expect)
-    assert got.n_obs == int(got.k.sum())

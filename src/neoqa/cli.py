@@ -138,7 +138,8 @@ def _threshold(a):
 
 
 def _triage(a):
-    from neoqa.decide.triage import triage
+    from neoqa.decide.triage import BUCKET_TABLE, BUCKETS, triage
+    from neoqa.evaluate.tables import markdown
 
     res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels,
                  overwrite=a.overwrite)
@@ -155,8 +156,7 @@ def _triage(a):
         by = r.get("recall_outside_reject_by_class")
         if by:
             print("    recall outside reject by class: " + ", ".join(f"{c} {v:.4f}" for c, v in by.items()))
-        for b in ("accept", "review", "reject"):
-            print(f"    {b:<7}{r[b]['sheets']:>7} sheets  {r[b]['real']:>6} real  {r[b]['false']:>6} false")
+        print("\n".join("    " + line for line in markdown(BUCKET_TABLE, [{"bucket": b, **r[b]} for b in BUCKETS])))
 
 
 def _robustness(a):

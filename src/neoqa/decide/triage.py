@@ -11,10 +11,14 @@ import pyarrow.parquet as pq
 
 from neoqa.data.schema import OBJECT_CLASSES
 from neoqa.data.splits import TEST, VAL
+from neoqa.evaluate import tables
 from neoqa.evaluate.thresholds import check_rate, precision_threshold, recall_threshold, scored
 from neoqa.outputs import atomic_output, check_output, file_mark
 
 BUCKETS = ("accept", "review", "reject")
+# A bucket's row of a triage report (``bucket_report``), as the CLI prints it.
+BUCKET_TABLE = (tables.Column("bucket", "bucket"), tables.Column("sheets", "sheets", tables.whole),
+                tables.Column("real", "real", tables.whole), tables.Column("false", "false", tables.whole))
 
 
 def triage(model_dir, data, out, recall: float = 0.995, precision: float | None = None, labels: str = "noisy",

@@ -6,6 +6,7 @@ no traceback, no output left behind (not even a hidden partial) and every input 
 
 import builtins
 import hashlib
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from neoqa.cli import main
@@ -199,8 +201,8 @@ def test_existing_outputs_are_refused_without_overwrite(capsys, env):
     data, ridge = env.originals["data"], env.originals["ridge"]
     keep = env.tmp / "scores.parquet"
     keep.write_text("my notes")
-    refused(capsys, ["score", "--model", ridge, "--data", data, "--out", keep], ["scores.parquet", "already exists",
-                                                                                 "--overwrite"], unchanged=[keep])
+    refused(capsys, ["score", "--model", ridge, "--data", data, "--out", keep], ["scores.parquet", "not a folder"],
+            unchanged=[keep])
     refused(capsys, ["triage", "--model", ridge, "--data", data, "--out", keep], ["already exists"], unchanged=[keep])
     model = env.copy("ridge", "m")
     refused(capsys, ["train", "--model", "ridge", "--data", data, "--out", model], ["already exists"],
@@ -257,6 +259,8 @@ def test_links_devices_and_wrong_kinds_are_refused(capsys, env):
             unchanged=[target])
     assert link.is_symlink()
     refused(capsys, ["score", "--model", ridge, "--data", data, "--out", "/dev/null", "--overwrite"],
+            ["/dev/null", "not a folder"])
+    refused(capsys, ["triage", "--model", ridge, "--data", data, "--out", "/dev/null", "--overwrite"],
             ["/dev/null", "not a regular file"])
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
     refused(capsys, ["simulate", "--sheets", "5", "--out", target, "--overwrite"], ["not a folder"],
@@ -266,7 +270,9 @@ def test_links_devices_and_wrong_kinds_are_refused(capsys, env):
     folder = env.tmp / "afolder"
     folder.mkdir()
     (folder / "x").write_text("x")
-    refused(capsys, ["score", "--model", ridge, "--data", data, "--out", folder, "--overwrite"], ["is a folder"],
+    refused(capsys, ["score", "--model", ridge, "--data", data, "--out", folder, "--overwrite"],
+            ["not a folder neoqa wrote"], unchanged=[folder])
+    refused(capsys, ["triage", "--model", ridge, "--data", data, "--out", folder, "--overwrite"], ["is a folder"],
             unchanged=[folder])
     refused(capsys, ["score", "--model", ridge, "--data", data, "--out", target / "sub.parquet"],
             ["is not a folder"], unchanged=[target])
@@ -580,8 +586,6 @@ def test_a_missing_model_folder(capsys, env):
 
 # ------------------------------------------------------------------ FITS and tables (ingest)
 def _rewrite_table(path: Path, fn):
-    import pyarrow.parquet as pq
-
     pq.write_table(fn(pq.read_table(path)), path)
 
 
@@ -703,11 +707,11 @@ def test_files_neoqa_did_not_write_are_never_replaced(capsys, env):
     for name in ("scores.parquet", "fig.png", "s.csv", "notes.json", "one.h5"):
         mine = env.tmp / name
         mine.write_text("my own file")
-        args = {".parquet": ["score", "--model", ridge, "--data", data, "--out", mine],
+        args = {".parquet": ["triage", "--model", ridge, "--data", data, "--out", mine],
                 ".png": ["show", data, "--sheet", "NW000000001", "--out", mine],
                 ".csv": ["suspects", "--data", data, "--out", mine],
                 ".json": ["suspects", "--data", data, "--out", env.tmp / "notes.csv"],
-                ".h5": ["score", "--model", ridge, "--data", data, "--out", mine]}[mine.suffix]
+                ".h5": ["triage", "--model", ridge, "--data", data, "--out", mine]}[mine.suffix]
         refused(capsys, [*args, "--overwrite"], ["not a file neoqa wrote"], unchanged=[mine])
 
 
@@ -723,11 +727,19 @@ def test_overwrite_replaces_neoqa_files(capsys, env):
 
 def test_overwrite_replaces_neoqa_outputs_and_an_empty_folder_is_used(capsys, env):
     data, ridge = env.originals["data"], env.originals["ridge"]
-    out = env.tmp / "s.parquet"
-    assert cli(capsys, "score", "--model", ridge, "--data", data, "--out", out)[0] == 0
+    out = env.tmp / "t.parquet"
+    rc, _, err = cli(capsys, "triage", "--model", ridge, "--data", data, "--recall", "0.9", "--out", out)
+    assert rc == 0, err
     first = out.read_bytes()
-    assert cli(capsys, "score", "--model", ridge, "--data", data, "--out", out, "--overwrite")[0] == 0
-    assert out.read_bytes() == first
+    assert cli(capsys, "triage", "--model", ridge, "--data", data, "--recall", "0.9", "--out", out,
+               "--overwrite")[0] == 0
+    assert pq.read_table(out).equals(pq.read_table(io.BytesIO(first)))
+    scores = env.tmp / "scores"
+    assert cli(capsys, "score", "--model", ridge, "--data", data, "--out", scores)[0] == 0
+    first = pq.read_table(scores)
+    assert cli(capsys, "score", "--model", env.originals["sneon"], "--data", data, "--out", scores,
+               "--overwrite")[0] == 0
+    assert not pq.read_table(scores).equals(first)        # another model's scores replaced the ridge's
     empty = env.tmp / "empty"
     empty.mkdir()
     assert cli(capsys, "simulate", "--sheets", "5", "--out", empty, "--quiet")[0] == 0

@@ -6,10 +6,10 @@ and the command line pays only for what it runs:
     data       open_dataset, SheetBatch, split
     simulate   SimConfig, simulate_batch, simulate_dataset
     models     model_names, make_model, train_model, load_model, capabilities
-    judging    evaluate_model, recall_threshold, triage_thresholds, buckets
+    judging    evaluate_model, recall_threshold, triage_thresholds, set_operating_point, buckets
+    explain    attribute
 
 (The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
-    explain    attribute
 """
 
 __version__ = "0.6.0"
@@ -30,6 +30,7 @@ _API = {
     "evaluate_model": ("neoqa.evaluate.evaluation", "evaluate"),
     "recall_threshold": ("neoqa.evaluate.thresholds", "recall_threshold"),
     "triage_thresholds": ("neoqa.decide.triage", "triage_thresholds"),
+    "set_operating_point": ("neoqa.decide.triage", "set_operating_point"),
     "buckets": ("neoqa.decide.triage", "buckets"),
     "attribute": ("neoqa.explain.saliency", "attribute"),
 }

@@ -90,7 +90,10 @@ def _zoo(a):
 def _score(a):
     from neoqa.decide.score import score
 
-    print(f"wrote {score(a.model, a.data, a.out, overwrite=a.overwrite)}")
+    m = score(a.model, a.data, a.out, overwrite=a.overwrite)
+    counts = ", ".join(f"{n:,} {b}" for b, n in m["buckets"].items()) if m["operating_point"] else "no operating point"
+    print(f"scored {m['sheets']:,} sheets in {len(m['parts'])} parts ({m['made']} made, {m['skipped']} already done; "
+          f"{counts}): wrote {a.out}")
 
 
 def _explain(a):
@@ -141,13 +144,20 @@ def _triage(a):
     from neoqa.decide.triage import BUCKET_TABLE, BUCKETS, triage
     from neoqa.evaluate.tables import markdown
 
-    res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels,
-                 overwrite=a.overwrite)
+    res = triage(a.model, a.data, a.out, recall=a.recall, precision=a.precision, labels=a.labels, save=a.save,
+                 n_boot=a.bootstrap, seed=a.seed, overwrite=a.overwrite)
     if a.json:
         print(json.dumps(res, indent=1))
         return
-    print(f"wrote {a.out}: accept p >= {res['accept_above']:.4f}, reject p < {res['reject_below']:.4f}")
-    for key, title in (("test", "test split, labels"), ("test_clean", "test split, clean truth")):
+    op = res["operating_point"]
+    how = (f"set for {op['target_recall']:.2%} recall and {op['target_precision']:.2%} precision on "
+           f"{op['set_on'].get('data', '?')} ({op['set_on'].get('labels', '?')} labels)")
+    print(f"accept p >= {op['accept_above']:.4f}, reject p < {op['reject_below']:.4f}: {how}")
+    counts = res["buckets"]
+    print(f"  {res['sheets']:,} sheets: " + ", ".join(f"{counts[b]:,} {b}" for b in BUCKETS)
+          + f"; human load {res['human_load']:.1%}")
+    for key, title in (("test", "test split, labels"), ("test_clean", "test split, clean truth"),
+                       ("labelled", "labelled sheets"), ("labelled_clean", "labelled sheets, clean truth")):
         if key not in res:
             continue
         r = res[key]
@@ -157,6 +167,10 @@ def _triage(a):
         if by:
             print("    recall outside reject by class: " + ", ".join(f"{c} {v:.4f}" for c, v in by.items()))
         print("\n".join("    " + line for line in markdown(BUCKET_TABLE, [{"bucket": b, **r[b]} for b in BUCKETS])))
+    if a.out:
+        print(f"wrote {a.out}")
+    if a.save:
+        print(f"saved the operating point in {res['saved_in']}")
 
 
 def _robustness(a):
@@ -357,10 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite(s)
     s.set_defaults(func=_zoo)
 
-    s = sub.add_parser("score", help="score a dataset in streaming batches")
+    s = sub.add_parser("score", help="score a dataset shard by shard into a folder of Parquet parts")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True,
+                   help="a folder: one part-NNNNN.parquet per shard and _manifest.json; a rerun skips finished parts")
     _overwrite(s)
     s.set_defaults(func=_score)
 
@@ -394,12 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("triage", help="split sheets into auto-accept, human review and auto-reject")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--recall", type=_rate, default=0.995)
+    s.add_argument("--recall", type=_rate, default=None,
+                   help="set an operating point for this recall on the data's validation split (labelled data); "
+                        "without it, the model's saved operating point buckets the sheets (no labels needed)")
     s.add_argument("--precision", type=_rate, default=None, help="of automatic accepts (default: the recall)")
     s.add_argument("--labels", default="noisy",
                    help="set thresholds on the labels (noisy, the default), on the clean truth of simulated data "
                         "(clean), or on the labels less the sheets a suspects .csv flags")
-    s.add_argument("--out", required=True)
+    s.add_argument("--save", action="store_true", help="store the operating point in the model folder")
+    s.add_argument("--bootstrap", type=_positive_int, default=1000, help="resamples for the thresholds' intervals")
+    s.add_argument("--seed", type=_int, default=0)
+    s.add_argument("--out", default=None, help="the buckets of every sheet (Parquet)")
     s.add_argument("--json", action="store_true")
     _overwrite(s)
     s.set_defaults(func=_triage)

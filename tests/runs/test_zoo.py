@@ -2,8 +2,6 @@
 
 import json
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from neoqa.cli import main
@@ -35,19 +33,6 @@ def test_evaluate_json_has_the_same_keys(zoo_run, small_neowise, capsys):
         assert key in r
     table = json.loads((zoo_run / "results.json").read_text())["models"]["ridge"]
     assert r["test_accuracy"] == table["test_accuracy"]
-
-
-def test_score_streams_every_sheet(zoo_run, small_neowise, small_batch, tmp_path):
-    out = tmp_path / "scores.parquet"
-    assert main(["score", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neowise),
-                 "--out", str(out)]) == 0
-    t = pq.read_table(out)
-    assert t.column_names == ["sheet_id", "probability", "decision"]
-    assert t.num_rows == len(small_batch)
-    assert list(t.column("sheet_id").to_pylist()) == list(small_batch.sheet_id)
-    p = np.array(t.column("probability").to_pylist())
-    thr = json.loads((zoo_run / "models" / "basic_sneon" / "model.json").read_text())["threshold"]
-    assert np.array_equal(np.array(t.column("decision").to_pylist()), (p >= thr).astype(int))
 
 
 def test_train_unknown_model_is_a_clear_error(tmp_path, small_neowise, capsys):

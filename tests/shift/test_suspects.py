@@ -52,9 +52,9 @@ def test_pruned_labels_feed_training_and_triage(tmp_path, small_neowise, small_b
     assert (y[~np.isin(ids, list(flagged))] == small_batch.label[~np.isin(ids, list(flagged))]).all()
     out = tmp_path / "t.parquet"
     assert main(["triage", "--model", str(model), "--data", str(small_neowise), "--labels", str(table),
-                 "--out", str(out)]) == 0 and out.exists()
+                 "--recall", "0.995", "--out", str(out)]) == 0 and out.exists()
     assert main(["triage", "--model", str(model), "--data", str(small_neowise), "--labels", str(tmp_path / "no.csv"),
-                 "--out", str(tmp_path / "t2.parquet")]) == 2
+                 "--recall", "0.995", "--out", str(tmp_path / "t2.parquet")]) == 2
 
 
 def test_ranking_suspects_starts_no_processes(monkeypatch):

@@ -10,6 +10,7 @@ import hashlib
 import numpy as np
 
 TRAIN, VAL, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "validation", "test")
 FRACTIONS = (0.70, 0.15, 0.15)
 
 

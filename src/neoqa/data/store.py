@@ -8,6 +8,7 @@ looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -173,6 +174,15 @@ def write_dataset(path, batches, overwrite: bool = False, inputs=()) -> Path:
 
 
 # ---------------------------------------------------------------- reading
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class SheetSet:
     """A validated dataset on disk: one shard file or a folder of shards."""
 
@@ -198,6 +208,13 @@ class SheetSet:
     def iter_shards(self):
         for p in self.shard_paths:
             yield read_shard(p)
+
+    def digest(self) -> str:
+        """A digest of the dataset's bytes: each shard's (``file_digest``), in order."""
+        h = hashlib.sha256()
+        for p in self.shard_paths:
+            h.update(file_digest(p).encode())
+        return h.hexdigest()[:16]
 
     def read(self) -> SheetBatch:
         return SheetBatch.concat(list(self.iter_shards()))

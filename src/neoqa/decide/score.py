@@ -1,7 +1,23 @@
-"""Streaming scoring of a dataset of any size: shard by shard, batch by batch, to Parquet."""
+"""Scoring a dataset of any size: one task per shard, each writing its own Parquet part, and a
+manifest when all are done.
+
+The output is a folder (a Parquet dataset: ``pyarrow.parquet.read_table(folder)`` reads it whole):
+``part-NNNNN.parquet`` per shard, with ``sheet_id``, ``probability``, ``decision`` (1 real, 0
+false at the model's threshold, -1 where the probability is not finite: never a silent decision)
+and ``bucket`` (the saved operating point's accept / review / reject, empty where the model has
+none); ``_manifest.json`` once every part is there. Every part records in its Parquet metadata the
+model's id (a digest of its folder), neoqa's version, the shard's digest, the threshold and the
+operating point. A part is written atomically, so a killed run leaves whole parts only; a rerun
+skips the parts already made by the same model from the same shard (idempotent) and makes the
+rest (it resumes). ``--overwrite`` replaces a folder of another model's or data's scores.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,36 +25,143 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from neoqa import __version__
+from neoqa.data.store import SheetSet, file_digest, read_shard
+from neoqa.errors import NeoqaError
 from neoqa.models import persistence as persist
-from neoqa.outputs import atomic_output, check_output, file_mark
-from neoqa.data.store import SheetSet
+from neoqa.models.calibration import BUCKETS
+from neoqa.outputs import MARKER, atomic_output, check_output, remove_stale_partials
 
 BATCH = 4096
+MANIFEST = "_manifest.json"          # "_" first: a Parquet dataset reader skips it
+FORMAT = "neoqa-scores"
+SCHEMA = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8()),
+                    ("bucket", pa.string())])
 
 
-def score(model_dir, data, out, overwrite: bool = False) -> Path:
-    """``sheet_id``, ``probability`` and ``decision`` (1 real, 0 false, -1 undecided) for every sheet.
+def part_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
 
-    A probability that is not finite is never a decision: it is written as it is with decision -1,
-    so the sheet goes to a person (``triage`` puts it in the review bucket)."""
-    check_output(out, overwrite=overwrite, inputs=(model_dir, data))
+
+def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str) -> int:
+    """Score one shard into the Parquet file ``part`` (atomically); returns its sheet count.
+    The unit of work a process or a Dask worker runs: it opens the shard itself."""
+    digest = file_digest(shard_path)
+    batch = read_shard(shard_path)
+    persist.check_schema(info, batch, where)
+    thr = float(info["threshold"])
+    point = getattr(model, "operating_point", None)
+    meta = {"neoqa_version": __version__, "model": info["model"], "model_id": model_id, "threshold": repr(thr),
+            "operating_point": json.dumps(point.as_dict() if point is not None else None),
+            "shard": shard_path.name, "shard_digest": digest, "sheets": str(len(batch)),
+            "command": " ".join(sys.argv)}
+    part.unlink(missing_ok=True)        # a broken part of ours (the folder was checked to be our scores)
+    with atomic_output(part, overwrite=True) as tmp:
+        with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta)) as writer:
+            for s in range(0, len(batch), BATCH):
+                chunk = batch.select(np.arange(s, min(s + BATCH, len(batch))))
+                p = model.predict_proba(chunk)[:, 1]
+                decision = np.where(np.isfinite(p), p >= thr, -1).astype(np.int8)
+                bucket = np.array(BUCKETS)[point.buckets(p)] if point is not None else np.full(len(p), None)
+                writer.write_table(pa.table({"sheet_id": chunk.sheet_id.astype(str), "probability": p,
+                                             "decision": decision, "bucket": bucket}, schema=SCHEMA))
+    return len(batch)
+
+
+def part_done(part: Path, model_id: str, shard_path: Path) -> bool:
+    """Whether ``part`` is a whole part of this model's scores of this shard (a rerun skips it)."""
+    try:
+        meta = pq.read_schema(part).metadata or {}
+        rows = pq.read_metadata(part).num_rows
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return (meta.get(b"model_id") == model_id.encode() and meta.get(b"neoqa_version") == __version__.encode()
+            and meta.get(b"shard_digest") == file_digest(shard_path).encode()
+            and rows == int(meta.get(b"sheets", b"-1")))
+
+
+def score(model_dir, data, out, overwrite: bool = False, progress: bool = True) -> dict:
+    """Score every shard of ``data`` with the model in ``model_dir`` into the folder ``out``."""
+    model_dir, out = Path(model_dir), Path(out)
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
-    thr = info["threshold"]
-    schema = pa.schema([("sheet_id", pa.string()), ("probability", pa.float64()), ("decision", pa.int8())],
-                       metadata=file_mark())
-    out = Path(out)
-    with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            bar = tqdm(total=len(ds), desc="score", unit="sheet")
-            for shard in ds.iter_shards():
-                persist.check_schema(info, shard, str(data))
-                for s in range(0, len(shard), BATCH):
-                    part = shard.select(np.arange(s, min(s + BATCH, len(shard))))
-                    p = model.predict_proba(part)[:, 1]
-                    decision = np.where(np.isfinite(p), p >= thr, -1).astype(np.int8)
-                    writer.write_table(pa.table({"sheet_id": part.sheet_id.astype(str), "probability": p,
-                                                 "decision": decision}, schema=schema))
-                    bar.update(len(part))
-            bar.close()
-    return out
+    mid = persist.model_id(model_dir)
+    existed = out.is_dir()
+    fresh = not existed or not any(out.iterdir())
+    _prepare(out, mid, ds, overwrite, (model_dir, data))
+    todo = [i for i, shard_path in enumerate(ds.shard_paths) if not part_done(out / part_name(i), mid, shard_path)]
+    if todo:
+        (out / MANIFEST).unlink(missing_ok=True)      # the folder is whole again only when the manifest is back
+    try:
+        with tqdm(total=sum(ds.counts[i] for i in todo), desc="score", unit="sheet", disable=not progress) as bar:
+            for i in todo:
+                bar.update(score_shard(model, info, mid, ds.shard_paths[i], out / part_name(i), str(data)))
+    except NeoqaError:
+        if fresh:                       # bad input: no partial output (a killed run keeps its parts to resume)
+            for p in [out / MARKER, *(out / part_name(i) for i in range(len(ds.shard_paths)))]:
+                p.unlink(missing_ok=True)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise
+    return _finish(out, mid, info, ds, data, len(todo), len(ds.shard_paths) - len(todo))
+
+
+def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) -> None:
+    """The output folder: made, resumed (a folder of this model's scores of these shards) or, with
+    ``overwrite``, emptied of another model's or data's scores."""
+    check_output(out, overwrite=True, inputs=inputs, folder=True)      # never into an input; links refused
+    if out.exists() and any(out.iterdir()):
+        mark = _read_mark(out)
+        if mark is None:
+            raise NeoqaError(f"{out}: is not a folder of neoqa scores; choose another --out")
+        same = mark.get("model_id") == model_id and mark.get("shards") == [p.name for p in ds.shard_paths]
+        if not same:
+            if not overwrite:
+                raise NeoqaError(f"{out}: holds scores by another model or of other data (pass --overwrite to "
+                                 "replace them)")
+            for p in out.iterdir():
+                if p.name == MANIFEST or p.name == MARKER or (p.name.startswith("part-") and p.suffix == ".parquet"):
+                    p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out / MANIFEST)
+    for i in range(len(ds.shard_paths)):
+        remove_stale_partials(out / part_name(i))
+    _write_mark(out, {"written_by": "neoqa", "neoqa_version": __version__, "kind": "scores", "model_id": model_id,
+                      "shards": [p.name for p in ds.shard_paths]})
+
+
+def _read_mark(out: Path) -> dict | None:
+    try:
+        mark = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and mark.get("kind") == "scores" else None
+
+
+def _write_mark(out: Path, mark: dict) -> None:
+    tmp = out / f".{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(mark, sort_keys=True) + "\n")
+    os.replace(tmp, out / MARKER)
+
+
+def _finish(out: Path, model_id: str, info: dict, ds: SheetSet, data, made: int, skipped: int) -> dict:
+    """The manifest, written last: the parts, their shards' digests, the bucket counts."""
+    parts, counts = [], {b: 0 for b in BUCKETS}
+    for i, shard_path in enumerate(ds.shard_paths):
+        part = out / part_name(i)
+        meta = pq.read_schema(part).metadata
+        table = pq.read_table(part, columns=["bucket"])
+        for b, n in zip(*np.unique(np.array(table.column("bucket").to_pylist(), dtype=object).astype(str),
+                                   return_counts=True)):
+            if b in counts:
+                counts[b] += int(n)
+        parts.append({"file": part.name, "shard": shard_path.name, "sheets": ds.counts[i],
+                      "shard_digest": meta[b"shard_digest"].decode()})
+    manifest = {"format": FORMAT, "neoqa_version": __version__, "model": info["model"], "model_id": model_id,
+                "threshold": float(info["threshold"]), "operating_point": info.get("operating_point"),
+                "data": str(data), "data_digest": ds.digest(), "sheets": len(ds), "buckets": counts,
+                "parts": parts, "made": made, "skipped": skipped, "command": " ".join(sys.argv)}
+    with atomic_output(out / MANIFEST, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

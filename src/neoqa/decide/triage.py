@@ -1,54 +1,39 @@
-"""Triage: the three-way split of sheets into automatic accept, human review and automatic reject,
-by two thresholds set on validation data (``evaluate.thresholds``)."""
+"""Triage: tonight's sheets split into automatic accept, human review and automatic reject.
+
+An operating point (``models.calibration.OperatingPoint``: two thresholds, the targets they were
+set for and their bootstrap intervals) is set on the validation split of labelled data, for a
+target recall of real sheets kept out of the automatic reject and a target precision of the
+automatic accepts, and can be saved in the model folder (``--save``). Unlabelled sheets are then
+bucketed by the saved point: no labels are needed at night.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from neoqa.data.labels import labels_from
 from neoqa.data.schema import OBJECT_CLASSES
-from neoqa.data.splits import TEST, VAL
+from neoqa.data.splits import SPLIT_NAMES, TEST, VAL, split_of
+from neoqa.data.store import SheetSet
+from neoqa.errors import NeoqaError
 from neoqa.evaluate import tables
-from neoqa.evaluate.thresholds import check_rate, precision_threshold, recall_threshold, scored
+from neoqa.evaluate.thresholds import bootstrap_interval, check_rate, precision_threshold, recall_threshold
+from neoqa.models import persistence as persist
+from neoqa.models.calibration import BUCKETS, OperatingPoint, buckets
 from neoqa.outputs import atomic_output, check_output, file_mark
 
-BUCKETS = ("accept", "review", "reject")
 # A bucket's row of a triage report (``bucket_report``), as the CLI prints it.
 BUCKET_TABLE = (tables.Column("bucket", "bucket"), tables.Column("sheets", "sheets", tables.whole),
                 tables.Column("real", "real", tables.whole), tables.Column("false", "false", tables.whole))
 
-
-def triage(model_dir, data, out, recall: float = 0.995, precision: float | None = None, labels: str = "noisy",
-           overwrite: bool = False) -> dict:
-    """Accept above a precision threshold, reject below a recall threshold, review between.
-
-    Both thresholds come from the validation split: rejecting only below the recall threshold
-    keeps at least ``recall`` of real tracklets out of the automatic reject; accepting only
-    above the precision threshold keeps automatic accepts at least ``precision`` pure
-    (``precision`` defaults to ``recall``). The report is measured on the test split.
-    """
-    precision = check_rate("precision", recall if precision is None else precision)
-    check_rate("recall", recall)
-    check_output(out, overwrite=overwrite, inputs=(model_dir, data))
-    _, info, batch, p, split, y = scored(model_dir, data, labels)
-    val = (split == VAL) & (y >= 0)
-    t_high, t_low = triage_thresholds(y[val], p[val], recall, precision)
-    bucket = buckets(p, t_high, t_low)
-    out = Path(out)
-    with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data)) as tmp:
-        pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str), "probability": p,
-                                 "bucket": np.array(BUCKETS)[bucket]}, metadata=file_mark()), tmp)
-    test = (split == TEST) & (batch.label >= 0)
-    report = {"target_recall": recall, "target_precision": precision, "labels": labels, "accept_above": t_high,
-              "reject_below": t_low,
-              "test": bucket_report(batch.label[test], bucket[test])}
-    if batch.truth_sheet is not None:
-        report["test_clean"] = bucket_report(batch.truth_sheet["clean_label"][test], bucket[test],
-                                             batch.truth_sheet["object_class"][test])
-    return report
+__all__ = ["BUCKETS", "BUCKET_TABLE", "buckets", "bucket_report", "set_operating_point", "triage",
+           "triage_thresholds"]
 
 
 def triage_thresholds(y_val, p_val, recall: float, precision: float | None = None):
@@ -58,12 +43,88 @@ def triage_thresholds(y_val, p_val, recall: float, precision: float | None = Non
     return max(precision_threshold(y_val, p_val, precision), t_low), t_low
 
 
-def buckets(p, accept_above, reject_below) -> np.ndarray:
-    """0 accept, 1 review, 2 reject; a probability that is not finite goes to review, never to a decision."""
-    p = np.asarray(p)
-    b = np.where(p >= accept_above, 0, np.where(p >= reject_below, 1, 2)).astype(np.int8)
-    b[~np.isfinite(p)] = 1
-    return b
+def set_operating_point(y_val, p_val, recall: float, precision: float | None = None, n_boot: int = 1000,
+                        seed: int = 0, set_on: dict | None = None) -> OperatingPoint:
+    """The operating point for ``recall`` (and ``precision``, default the recall) on validation
+    labels and scores, with 95% bootstrap intervals of both thresholds."""
+    precision = recall if precision is None else precision
+    hi, lo = triage_thresholds(y_val, p_val, recall, precision)
+    arrays = (np.asarray(y_val), np.asarray(p_val))
+    return OperatingPoint(
+        hi, lo, recall, precision,
+        tuple(bootstrap_interval(lambda a, q: triage_thresholds(a, q, recall, precision)[0], arrays, n_boot, seed)),
+        tuple(bootstrap_interval(lambda a, q: recall_threshold(a, q, recall), arrays, n_boot, seed)),
+        dict(set_on or {}))
+
+
+def triage(model_dir, data, out=None, recall: float | None = None, precision: float | None = None,
+           labels: str = "noisy", save: bool = False, n_boot: int = 1000, seed: int = 0,
+           overwrite: bool = False) -> dict:
+    """Bucket every sheet of ``data``; write them to ``out`` (Parquet) if given.
+
+    With ``recall``, the operating point is set on ``data``'s validation split (labels from
+    ``labels``) and judged on its test split; ``save`` stores it in the model folder. Without, the
+    model's saved point buckets the sheets, which need no labels (where some are labelled, the
+    report judges the point on them)."""
+    if recall is None and (save or precision is not None or labels != "noisy"):
+        raise NeoqaError("--save, --precision and --labels set an operating point: give --recall R too")
+    if recall is not None:
+        check_rate("recall", recall)
+        precision = check_rate("precision", recall if precision is None else precision)
+    if out is None and not save:
+        raise NeoqaError("triage needs --out (the buckets) or --save (the operating point)")
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=(model_dir, data))
+    model, info = persist.load(model_dir)
+    ds = SheetSet(data)
+    batch = ds.read()
+    persist.check_schema(info, batch, str(data))
+    p = model.predict_proba(batch)[:, 1]
+    split = split_of(batch.sheet_id)
+    report = {"model": info["model"], "model_id": persist.model_id(model_dir), "data": str(data),
+              "data_digest": ds.digest(), "sheets": len(batch)}
+    if recall is not None:
+        y = labels_from(batch, labels, str(data))
+        val = (split == VAL) & (y >= 0)
+        if not np.any(y[val] == 1):
+            raise NeoqaError(f"{data}: no labelled real sheets in the validation split to set an operating point on "
+                             "(apply a saved one: leave out --recall)")
+        point = set_operating_point(y[val], p[val], recall, precision, n_boot, seed,
+                                    {"data": str(data), "data_digest": report["data_digest"], "labels": labels,
+                                     "validation_sheets": int(val.sum())})
+        judged = (split == TEST) & (batch.label >= 0)
+        where = "test"
+    else:
+        point = model.operating_point
+        if point is None:
+            raise NeoqaError(f"{model_dir}: no saved operating point; set one on labelled data with "
+                             "neoqa triage --model DIR --data LABELLED --recall R --save")
+        judged = batch.label >= 0
+        where = "labelled"
+    bucket = point.buckets(p)
+    report.update(operating_point=point.as_dict(),
+                  buckets={name: int(np.sum(bucket == i)) for i, name in enumerate(BUCKETS)},
+                  human_load=float(np.mean(bucket == 1)) if len(bucket) else float("nan"))
+    if judged.any():
+        report[where] = bucket_report(batch.label[judged], bucket[judged])
+        if batch.truth_sheet is not None:
+            report[f"{where}_clean"] = bucket_report(batch.truth_sheet["clean_label"][judged], bucket[judged],
+                                                     batch.truth_sheet["object_class"][judged])
+    if out is not None:
+        meta = {**file_mark(), "model": info["model"], "model_id": report["model_id"], "data_digest": report["data_digest"],
+                "operating_point": json.dumps(point.as_dict()), "command": " ".join(sys.argv)}
+        with atomic_output(Path(out), overwrite=overwrite, inputs=(model_dir, data)) as tmp:
+            pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str),
+                                     "split": np.array(SPLIT_NAMES)[split], "probability": p,
+                                     "bucket": np.array(BUCKETS)[bucket]},
+                                    metadata={k: str(v) for k, v in meta.items()}), tmp)
+    if save:
+        path = Path(model_dir) / persist.MODEL_JSON
+        info["operating_point"] = point.as_dict()
+        with atomic_output(path, overwrite=True) as tmp:      # --save asks to replace it
+            tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        report["saved_in"] = str(path)
+    return report
 
 
 def bucket_report(y, bucket, object_class=None) -> dict:

@@ -52,10 +52,17 @@ def fpr_at_recall(y, p, recall: float) -> float:
     return rates(y, p, recall_threshold(y, p, recall))["fpr"]
 
 
-def _bootstrap(fn, arrays, n: int, seed: int):
+def bootstrap_interval(fn, arrays, n: int, seed: int):
+    """The 95% bootstrap interval of ``fn(*arrays)``: ``n`` seeded resamples, stratified by the
+    labels ``arrays[0]`` (each resample keeps the count of each class, so a small validation set
+    never yields a resample without real sheets to set a recall on)."""
     rng = np.random.default_rng(seed)
-    size = len(arrays[0])
-    vals = [fn(*(a[idx] for a in arrays)) for idx in (rng.integers(0, size, size) for _ in range(n))]
+    groups = [np.flatnonzero(arrays[0] == c) for c in np.unique(arrays[0])]
+
+    def resample():
+        return np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+
+    vals = [fn(*(a[idx] for a in arrays)) for idx in (resample() for _ in range(n))]
     return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
 
 
@@ -85,10 +92,10 @@ def operating_point(model_dir, data, recall: float, n_boot: int = 1000, seed: in
     yv, pv = y[val], p[val]
     t = recall_threshold(yv, pv, recall)
     out = {"target_recall": recall, "labels": labels, "threshold": t,
-           "threshold_ci95": _bootstrap(lambda a, q: recall_threshold(a, q, recall), (yv, pv), n_boot, seed),
+           "threshold_ci95": bootstrap_interval(lambda a, q: recall_threshold(a, q, recall), (yv, pv), n_boot, seed),
            "validation": rates(yv, pv, t),
            "test": rates(batch.label[test], p[test], t),
-           "test_fpr_ci95": _bootstrap(lambda a, q: rates(a, q, t)["fpr"], (y[test], p[test]), n_boot, seed)}
+           "test_fpr_ci95": bootstrap_interval(lambda a, q: rates(a, q, t)["fpr"], (y[test], p[test]), n_boot, seed)}
     if batch.truth_sheet is not None:
         out["test_clean"] = rates(batch.truth_sheet["clean_label"][test], p[test], t)
     if save:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from neoqa import __version__
-from neoqa.models.calibration import Calibrated
+from neoqa.models.calibration import Calibrated, OperatingPoint
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import schema_dict, schema_fingerprint
 from neoqa.models import registry
@@ -56,6 +56,17 @@ ALLOWED_CLASSES = {
 }
 # model.json: the fields loading relies on, and their types
 _INFO_FIELDS = {"model": str, "params": dict, "threshold": (int, float), "schema": dict}
+
+
+def model_id(folder) -> str:
+    """A model folder's identity: a digest of every file in it (names and bytes), so a score says
+    exactly which model and operating point made it."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(folder)).encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def data_schema(batch) -> dict:
@@ -122,10 +133,11 @@ def load(folder):
     check_info(path, info)
     if info["model"] not in registry.names():
         raise NeoqaError(f"{path}: unknown model {info['model']!r}")
-    model = load_weights(folder, info["model"], info["params"], path)
-    cal = info.get("calibration")
-    if cal and cal.get("method") == "temperature":
-        model = Calibrated(model, cal["temperature"])
+    base = load_weights(folder, info["model"], info["params"], path)
+    cal = info.get("calibration") or {}
+    op = info.get("operating_point")
+    model = Calibrated(base, cal.get("temperature", 1.0) if cal.get("method", "temperature") == "temperature" else 1.0,
+                       float(info["threshold"]), OperatingPoint.from_dict(op, str(path)) if op is not None else None)
     _smoke_test(model, info, folder)
     return model, info
 
@@ -219,6 +231,8 @@ def check_info(path, info: dict) -> None:
         t = cal.get("temperature") if isinstance(cal, dict) else None
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not np.isfinite(t) or t <= 0:
             raise NeoqaError(f"{path}: field 'calibration.temperature' must be a positive number")
+    if info.get("operating_point") is not None:
+        OperatingPoint.from_dict(info["operating_point"], str(path))
 
 
 def checked_params(model, params: dict, where) -> dict:

@@ -44,7 +44,7 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
                  extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
                         "calibration": {"method": "temperature", "temperature": temperature}},
                  overwrite=overwrite, inputs=inputs)
-    return {"model": Calibrated(model, temperature), "threshold": threshold, "fit_seconds": fit_seconds}
+    return {"model": Calibrated(model, temperature, threshold), "threshold": threshold, "fit_seconds": fit_seconds}
 
 
 def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, overwrite: bool = False):

@@ -90,9 +90,11 @@ def _zoo(a):
 def _score(a):
     from neoqa.decide.score import score
 
-    m = score(a.model, a.data, a.out, overwrite=a.overwrite)
+    m = score(a.model, a.data, a.out, overwrite=a.overwrite, scheduler=a.scheduler, workers=a.workers,
+              threads=a.threads)
     counts = ", ".join(f"{n:,} {b}" for b, n in m["buckets"].items()) if m["operating_point"] else "no operating point"
-    print(f"scored {m['sheets']:,} sheets in {len(m['parts'])} parts ({m['made']} made, {m['skipped']} already done; "
+    parts = f"{len(m['parts'])} part" + ("s" if len(m["parts"]) != 1 else "")
+    print(f"scored {m['sheets']:,} sheets in {parts} ({m['made']} made, {m['skipped']} already done; "
           f"{counts}): wrote {a.out}")
 
 
@@ -376,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True,
                    help="a folder: one part-NNNNN.parquet per shard and _manifest.json; a rerun skips finished parts")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None,
+                       help="run the per-shard tasks on the Dask cluster at this address (tcp://host:8786); "
+                            "the workers must see --model, --data and --out at the same paths")
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="run them on a local Dask cluster of this many processes, sharing --threads")
     _overwrite(s)
     s.set_defaults(func=_score)
 
@@ -497,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=2)
     s.add_argument("--out", default="runs/zoo")
     s.set_defaults(func=_main_job)
+    for verb in sub.choices.values():
+        verb.add_argument("--threads", type=_positive_int, default=None,
+                          help="threads every pool (BLAS, OpenMP, torch, LightGBM) may run (default: the cores this "
+                               "process may use; two jobs sharing a machine should split them)")
     return p
 
 
@@ -541,6 +553,9 @@ def _close_progress() -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from neoqa.threads import set_budget
+
+    set_budget(args.threads)                 # before any library starts its pool
     handlers, unraisable = {}, sys.unraisablehook
     sys.unraisablehook = _unraisable(unraisable)
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -80,12 +80,41 @@ def part_done(part: Path, model_id: str, shard_path: Path) -> bool:
             and rows == int(meta.get(b"sheets", b"-1")))
 
 
-def score(model_dir, data, out, overwrite: bool = False, progress: bool = True) -> dict:
-    """Score every shard of ``data`` with the model in ``model_dir`` into the folder ``out``."""
+def score_task(model_dir: str, model_id: str, shard_path: str, part: str, where: str) -> int:
+    """One shard's part as a Dask worker runs it: the model loaded once per process (and checked to
+    be the folder the run began with), the shard opened here."""
+    key = (model_dir, model_id)
+    if key not in _LOADED:
+        if persist.model_id(Path(model_dir)) != model_id:
+            raise NeoqaError(f"{model_dir}: the model folder changed while it was scoring; score again")
+        _LOADED.clear()
+        _LOADED[key] = persist.load(Path(model_dir))
+    model, info = _LOADED[key]
+    return score_shard(model, info, model_id, Path(shard_path), Path(part), where)
+
+
+_LOADED: dict = {}          # a worker's loaded model, by (folder, model id)
+
+
+def score(model_dir, data, out, overwrite: bool = False, progress: bool = True, scheduler: str | None = None,
+          workers: int | None = None, threads: int | None = None) -> dict:
+    """Score every shard of ``data`` with the model in ``model_dir`` into the folder ``out``: in
+    this process, or as Dask tasks on the cluster at ``scheduler`` or on a local cluster of
+    ``workers`` processes (sharing a budget of ``threads``; docs/scale.md). The parts are the same."""
     model_dir, out = Path(model_dir), Path(out)
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
     mid = persist.model_id(model_dir)
+    if scheduler is None and workers is None:
+        return _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, None)
+    from neoqa.parallel.cluster import dask_cluster
+
+    check_output(out, overwrite=True, inputs=(model_dir, data), folder=True)    # before a cluster starts
+    with dask_cluster(scheduler, workers, threads) as run:      # reached before anything is written
+        return _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
+
+
+def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run) -> dict:
     existed = out.is_dir()
     fresh = not existed or not any(out.iterdir())
     _prepare(out, mid, ds, overwrite, (model_dir, data))
@@ -94,8 +123,12 @@ def score(model_dir, data, out, overwrite: bool = False, progress: bool = True) 
         (out / MANIFEST).unlink(missing_ok=True)      # the folder is whole again only when the manifest is back
     try:
         with tqdm(total=sum(ds.counts[i] for i in todo), desc="score", unit="sheet", disable=not progress) as bar:
-            for i in todo:
-                bar.update(score_shard(model, info, mid, ds.shard_paths[i], out / part_name(i), str(data)))
+            if run is None:
+                for i in todo:
+                    bar.update(score_shard(model, info, mid, ds.shard_paths[i], out / part_name(i), str(data)))
+            else:
+                run(score_task, [(str(model_dir.resolve()), mid, str(ds.shard_paths[i].resolve()),
+                                  str((out / part_name(i)).resolve()), str(data)) for i in todo], bar.update)
     except NeoqaError:
         if fresh:                       # bad input: no partial output (a killed run keeps its parts to resume)
             for p in [out / MARKER, *(out / part_name(i) for i in range(len(ds.shard_paths)))]:

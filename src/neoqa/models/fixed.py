@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from neoqa import threads
 from neoqa.features import views as features
 from neoqa.models import torch_forward
 from neoqa.models.base import Model, labels_of
@@ -30,18 +31,18 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
         self.pipeline = pipeline
 
     def fit(self, X, y):
-        self.pipeline_ = clone(self.pipeline).fit(X, y)
+        self.pipeline_ = _budgeted(clone(self.pipeline)).fit(X, y)
         self.classes_ = self.pipeline_.classes_
         self.n_features_in_ = self.pipeline_.n_features_in_
         return self
 
     def predict_proba(self, X):
         check_is_fitted(self)
-        return self.pipeline_.predict_proba(X)
+        return _budgeted(self.pipeline_).predict_proba(X)
 
     def predict(self, X):
         check_is_fitted(self)
-        return self.pipeline_.predict(X)
+        return _budgeted(self.pipeline_).predict(X)
 
     def __sklearn_tags__(self):
         from sklearn.utils import get_tags
@@ -51,6 +52,15 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
         steps = getattr(self.pipeline, "steps", [])
         tags.input_tags.sparse = len(steps) == 1 and get_tags(steps[0][1]).input_tags.sparse
         return tags
+
+
+def _budgeted(pipeline):
+    """LightGBM runs as many threads as the budget (neoqa.threads) allows, at fit and at prediction
+    time, whatever count a saved model was fitted with."""
+    last = pipeline.steps[-1][1] if getattr(pipeline, "steps", None) else None
+    if last is not None and type(last).__module__.startswith("lightgbm."):
+        last.set_params(n_jobs=threads.budget())
+    return pipeline
 
 
 def _prep():
@@ -188,7 +198,7 @@ def gbdt_pipeline(random_state=0, n_estimators=600, learning_rate=0.05, num_leav
     return PipelineClassifier(Pipeline([("clf", LGBMClassifier(
         n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves, subsample=0.8,
         subsample_freq=1, colsample_bytree=0.8, min_child_samples=20, reg_lambda=1.0, random_state=random_state,
-        n_jobs=2, verbose=-1))]))
+        n_jobs=None, verbose=-1))]))             # n_jobs: the thread budget, set at fit (_budgeted)
 
 
 def leaf_size(n_sheets: int) -> int:

@@ -1,0 +1,78 @@
+"""The thread budget reaches every pool: BLAS/OpenMP (threadpoolctl), torch, LightGBM; set by
+every verb's --threads before any library starts its pool."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from neoqa import threads
+from neoqa.cli import main
+from neoqa.errors import NeoqaError
+
+PROBE = """
+import json, sys
+{setup}
+import numpy, torch, lightgbm, sklearn.linear_model
+from threadpoolctl import threadpool_info
+numpy.ones((64, 64)) @ numpy.ones((64, 64))
+print(json.dumps({{"torch": torch.get_num_threads(),
+                  "pools": sorted({{p["internal_api"]: p["num_threads"] for p in threadpool_info()}}.items())}}))
+"""
+
+
+def probe(setup: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], capture_output=True, text=True,
+                         timeout=120, env={k: v for k, v in os.environ.items()
+                                           if not k.endswith("_THREADS") and k != "OMP_WAIT_POLICY"})
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(threads.cores() < 2, reason="a budget below the cores needs two cores to show")
+def test_a_budget_set_before_the_libraries_load_caps_every_pool():
+    free = probe("")
+    assert free["torch"] == threads.cores()
+    capped = probe("from neoqa.threads import set_budget; set_budget(1)")
+    assert capped["torch"] == 1
+    assert capped["pools"] and all(n == 1 for _, n in capped["pools"]), capped
+
+
+@pytest.mark.skipif(threads.cores() < 2, reason="a budget below the cores needs two cores to show")
+def test_a_budget_set_after_the_libraries_load_caps_them_too():
+    capped = probe("import torch, numpy, lightgbm\nfrom neoqa.threads import set_budget; set_budget(1)")
+    assert capped["torch"] == 1 and all(n == 1 for _, n in capped["pools"]), capped
+
+
+@pytest.mark.skipif(threads.cores() < 2, reason="a budget below the cores needs two cores to show")
+def test_every_verb_takes_threads(small_neowise):
+    capped = probe(f"from neoqa.cli import main; assert main(['info', {str(small_neowise)!r}, '--threads', '1']) == 0")
+    assert capped["torch"] == 1 and all(n == 1 for _, n in capped["pools"]), capped
+    from neoqa.cli import build_parser
+
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices
+    assert all("--threads" in v._option_string_actions for v in verbs.values()), "a verb without --threads"
+
+
+def test_bad_budgets_are_one_line(capsys, small_neowise):
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(SystemExit) as e:
+            main(["info", str(small_neowise), "--threads", bad])
+        assert e.value.code == 2 and "--threads" in capsys.readouterr().err
+    with pytest.raises(NeoqaError, match="--threads"):
+        threads.set_budget(0)
+
+
+def test_lightgbm_follows_the_budget_at_fit_and_at_prediction(monkeypatch, small_batch):
+    from neoqa.models.fixed import SummaryModel, gbdt_pipeline
+
+    model = SummaryModel(gbdt_pipeline(0, n_estimators=5), random_state=0)
+    monkeypatch.setattr(threads, "_budget", 1)
+    model.fit(small_batch)
+    assert model.estimator_.pipeline_.steps[-1][1].n_jobs == 1
+    monkeypatch.setattr(threads, "_budget", 2)
+    model.predict_proba(small_batch)
+    assert model.estimator_.pipeline_.steps[-1][1].n_jobs == 2

@@ -129,6 +129,7 @@ def test_score_killed_keeps_whole_parts_and_resumes(tmp_path, small_neowise, zoo
     resumes to the very table an uninterrupted run makes."""
     import pyarrow.parquet as pq
 
+    from neoqa.data.store import file_digest
     from neoqa.decide.score import MANIFEST, part_done, part_name
     from neoqa.models.persistence import model_id
 
@@ -143,7 +144,7 @@ def test_score_killed_keeps_whole_parts_and_resumes(tmp_path, small_neowise, zoo
                           RNG.uniform(0.3, 0.95) * duration, sig)
         if out.exists():
             made = [i for i in range(len(shards)) if (out / part_name(i)).exists()]
-            assert all(part_done(out / part_name(i), mid, shards[i]) for i in made), "a part is not whole"
+            assert all(part_done(out / part_name(i), mid, file_digest(shards[i])) for i in made), "a part is not whole"
             assert (out / MANIFEST).exists() == (len(made) == len(shards))
             if sig == signal.SIGTERM:
                 assert not list(out.glob(".*.partial")), "SIGTERM left a partial behind"

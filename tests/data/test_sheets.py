@@ -27,3 +27,12 @@ def test_gather_equals_concat_then_select(small_batch):
     expect = SheetBatch.concat([a, b]).select(np.where(which == 0, rows, rows + len(a)))
     assert got.equals(expect)
     assert got.n_obs == int(got.k.sum())
+
+
+def test_a_slice_is_the_selection_of_a_range_without_copies(small_batch):
+    for start, stop in ((0, 10), (37, 38), (5, len(small_batch)), (12, 12)):
+        part, chosen = small_batch.slice(start, stop), small_batch.select(np.arange(start, stop))
+        for name in ("sheet_id", "label", "k", "composite", "cutouts", "obs_scalars", "mjd"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(chosen, name))
+        assert part.truth_obs.keys() == chosen.truth_obs.keys()
+    assert np.shares_memory(small_batch.slice(3, 9).cutouts, small_batch.cutouts)

@@ -13,3 +13,13 @@ def test_padded_view_matches_the_sheets(small_batch):
     assert np.array_equal(sets["mask"].sum(1), part.k)
     order = features.time_order(part)
     np.testing.assert_array_equal(sets["images"][0, : part.k[0]], part.cutouts[order][: part.k[0]])
+
+
+def test_pixel_median_is_numpys_median():
+    rng = np.random.default_rng(3)
+    for size in (15, 4, 1):                                     # odd, even and one pixel
+        img = rng.normal(size=(50, 2, size, size)).astype(np.float32)
+        np.testing.assert_array_equal(features.pixel_median(img), np.median(img.reshape(50, 2, -1), axis=2))
+    img[3, 1, 0, 0] = np.nan                                    # not finite: numpy's own median (NaN)
+    got = features.pixel_median(img)
+    assert np.isnan(got[3, 1]) and np.isfinite(np.delete(got.ravel(), 7)).all()

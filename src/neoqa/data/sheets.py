@@ -62,6 +62,12 @@ class SheetBatch:
         idx = np.asarray(idx, dtype=np.int64)
         return self._take(idx, self._obs_rows(idx))
 
+    def slice(self, start: int, stop: int) -> "SheetBatch":
+        """Sheets ``start`` to ``stop - 1`` as views of this batch's arrays: no copy, the cheap way
+        to walk a batch in chunks (do not write into them)."""
+        o = self.offsets
+        return self._take(slice(start, stop), slice(int(o[start]), int(o[stop])))
+
     def _obs_rows(self, idx: np.ndarray) -> np.ndarray:
         """The observation rows of sheets ``idx``, sheet after sheet (one vectorised pass:
         each sheet's first row plus 0..k-1)."""

@@ -43,10 +43,22 @@ def part_name(i: int) -> str:
     return f"part-{i:05d}.parquet"
 
 
-def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str) -> int:
-    """Score one shard into the Parquet file ``part`` (atomically); returns its sheet count.
-    The unit of work a process or a Dask worker runs: it opens the shard itself."""
+def ensure_part(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str) -> tuple[int, bool]:
+    """Make ``part`` from the shard unless it is already a whole part of this model's scores of
+    these very bytes; (the shard's sheets, whether it was made). The unit of work a process or a
+    Dask worker runs: it opens the shard itself, and hashes it once."""
     digest = file_digest(shard_path)
+    done = part_done(part, model_id, digest)
+    if done is not None:
+        return done, False
+    (part.parent / MANIFEST).unlink(missing_ok=True)     # the folder is whole again when the manifest is back
+    return score_shard(model, info, model_id, shard_path, part, where, digest), True
+
+
+def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str,
+                digest: str | None = None) -> int:
+    """Score one shard into the Parquet file ``part`` (atomically); returns its sheet count."""
+    digest = file_digest(shard_path) if digest is None else digest
     batch = read_shard(shard_path)
     persist.check_schema(info, batch, where)
     thr = float(info["threshold"])
@@ -59,7 +71,7 @@ def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, 
     with atomic_output(part, overwrite=True) as tmp:
         with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta)) as writer:
             for s in range(0, len(batch), BATCH):
-                chunk = batch.select(np.arange(s, min(s + BATCH, len(batch))))
+                chunk = batch.slice(s, min(s + BATCH, len(batch)))         # views, not copies
                 p = model.predict_proba(chunk)[:, 1]
                 decision = np.where(np.isfinite(p), p >= thr, -1).astype(np.int8)
                 bucket = np.array(BUCKETS)[point.buckets(p)] if point is not None else np.full(len(p), None)
@@ -68,21 +80,22 @@ def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, 
     return len(batch)
 
 
-def part_done(part: Path, model_id: str, shard_path: Path) -> bool:
-    """Whether ``part`` is a whole part of this model's scores of this shard (a rerun skips it)."""
+def part_done(part: Path, model_id: str, shard_digest: str) -> int | None:
+    """The sheet count of ``part`` if it is a whole part of this model's scores of the shard whose
+    sha256 is ``shard_digest`` (a rerun skips it), else None."""
     try:
         meta = pq.read_schema(part).metadata or {}
         rows = pq.read_metadata(part).num_rows
     except (OSError, pa.ArrowInvalid):
-        return False
-    return (meta.get(b"model_id") == model_id.encode() and meta.get(b"neoqa_version") == __version__.encode()
-            and meta.get(b"shard_digest") == file_digest(shard_path).encode()
-            and rows == int(meta.get(b"sheets", b"-1")))
+        return None
+    whole = (meta.get(b"model_id") == model_id.encode() and meta.get(b"neoqa_version") == __version__.encode()
+             and meta.get(b"shard_digest") == shard_digest.encode() and rows == int(meta.get(b"sheets", b"-1")))
+    return rows if whole else None
 
 
-def score_task(model_dir: str, model_id: str, shard_path: str, part: str, where: str) -> int:
-    """One shard's part as a Dask worker runs it: the model loaded once per process (and checked to
-    be the folder the run began with), the shard opened here."""
+def score_task(model_dir: str, model_id: str, shard_path: str, part: str, where: str) -> tuple[int, bool]:
+    """``ensure_part`` as a Dask worker runs it: the model loaded once per process (and checked to
+    be the folder the run began with)."""
     key = (model_dir, model_id)
     if key not in _LOADED:
         if persist.model_id(Path(model_dir)) != model_id:
@@ -90,7 +103,7 @@ def score_task(model_dir: str, model_id: str, shard_path: str, part: str, where:
         _LOADED.clear()
         _LOADED[key] = persist.load(Path(model_dir))
     model, info = _LOADED[key]
-    return score_shard(model, info, model_id, Path(shard_path), Path(part), where)
+    return ensure_part(model, info, model_id, Path(shard_path), Path(part), where)
 
 
 _LOADED: dict = {}          # a worker's loaded model, by (folder, model id)
@@ -118,17 +131,20 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
     existed = out.is_dir()
     fresh = not existed or not any(out.iterdir())
     _prepare(out, mid, ds, overwrite, (model_dir, data))
-    todo = [i for i, shard_path in enumerate(ds.shard_paths) if not part_done(out / part_name(i), mid, shard_path)]
-    if todo:
-        (out / MANIFEST).unlink(missing_ok=True)      # the folder is whole again only when the manifest is back
+    made = []
     try:
-        with tqdm(total=sum(ds.counts[i] for i in todo), desc="score", unit="sheet", disable=not progress) as bar:
+        with tqdm(total=len(ds), desc="score", unit="sheet", disable=not progress) as bar:
+            def done(result):
+                bar.update(result[0])
+                made.append(result[1])
+
             if run is None:
-                for i in todo:
-                    bar.update(score_shard(model, info, mid, ds.shard_paths[i], out / part_name(i), str(data)))
+                for i, shard_path in enumerate(ds.shard_paths):
+                    done(ensure_part(model, info, mid, shard_path, out / part_name(i), str(data)))
             else:
-                run(score_task, [(str(model_dir.resolve()), mid, str(ds.shard_paths[i].resolve()),
-                                  str((out / part_name(i)).resolve()), str(data)) for i in todo], bar.update)
+                run(score_task, [(str(model_dir.resolve()), mid, str(shard_path.resolve()),
+                                  str((out / part_name(i)).resolve()), str(data))
+                                 for i, shard_path in enumerate(ds.shard_paths)], done)
     except NeoqaError:
         if fresh:                       # bad input: no partial output (a killed run keeps its parts to resume)
             for p in [out / MARKER, *(out / part_name(i) for i in range(len(ds.shard_paths)))]:
@@ -137,7 +153,7 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                 with contextlib.suppress(OSError):
                     out.rmdir()
         raise
-    return _finish(out, mid, info, ds, data, len(todo), len(ds.shard_paths) - len(todo))
+    return _finish(out, mid, info, ds, data, sum(made), len(made) - sum(made))
 
 
 def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) -> None:

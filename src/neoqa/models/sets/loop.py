@@ -98,13 +98,23 @@ def train_steps(net, batches, opt, loss_fn, device, *, steps: int, anchor: float
     net.eval()
 
 
-@torch.no_grad()
-def logits(net, data: dict, device, chunk: int = 1024) -> torch.Tensor:
-    """The network's logits for every sheet of flat set tensors ``data`` (on the CPU)."""
+@torch.inference_mode()
+def logits(net, data: dict, device, chunk: int = 1024, by_length: bool = False) -> torch.Tensor:
+    """The network's logits for every sheet of flat set tensors ``data`` (on the CPU).
+
+    ``by_length`` batches sheets of similar k together (the order is restored after), so a chunk
+    is padded to its own longest sheet rather than to a long one that happens to share it: less
+    padding to zero and to push through the encoder. Each sheet's logit is its own, whatever its
+    chunk-mates (padding is masked), equal to within float rounding."""
     net.eval()
     n = len(data["fixed"])
+    order = np.argsort(np.diff(data["offsets"]), kind="stable") if by_length else np.arange(n)
     out = [net(*(t.to(device) for t in features.padded_batch(data["images"], data["scalars"], data["offsets"],
-                                                               data["fixed"], np.arange(s, min(s + chunk, n)),
+                                                               data["fixed"], order[s:s + chunk],
                                                                min_k=ORDER_STAT))).cpu()
            for s in range(0, n, chunk)]
-    return torch.cat(out) if out else torch.zeros(0)
+    if not out:
+        return torch.zeros(0)
+    result = torch.empty(n, dtype=out[0].dtype)
+    result[torch.from_numpy(order)] = torch.cat(out)
+    return result

@@ -63,7 +63,7 @@ class SetModel(Model):
         n = self._norm_for(batch)
         flat = features.flat_sets(batch)
         img = flat["images"]
-        img = (img - np.median(img.reshape(*img.shape[:2], -1), axis=2)[..., None, None]) / n["img_scale"][None, :, None, None]
+        img = (img - features.pixel_median(img)[..., None, None]) / n["img_scale"][None, :, None, None]
         sc = np.nan_to_num((flat["scalars"] - n["sc_median"]) / n["sc_scale"])
         fx = np.nan_to_num((flat["fixed"] - n["fx_median"]) / n["fx_scale"])
         t = lambda a: torch.from_numpy(np.clip(a, -50, 50).astype(np.float32))   # noqa: E731
@@ -157,7 +157,8 @@ class SetModel(Model):
         return self
 
     def predict_proba(self, batch):
-        p = torch.sigmoid(loop.logits(self.net_, self._tensors(batch), self.device_)).numpy().astype(np.float64)
+        p = torch.sigmoid(loop.logits(self.net_, self._tensors(batch), self.device_, by_length=True)).numpy()
+        p = p.astype(np.float64)
         # the rule's masked logit leaves sigmoid(MISSING_CONFIDENCE) ~ 2e-9: make it exactly 0, as elsewhere
         return features.apply_label_rule(batch, np.stack([1 - p, p], axis=1))
 

@@ -183,6 +183,14 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def dataset_digest(shard_digests) -> str:
+    """``SheetSet.digest`` from its shards' digests, in order (for a caller that has them already)."""
+    h = hashlib.sha256()
+    for d in shard_digests:
+        h.update(d.encode())
+    return h.hexdigest()[:16]
+
+
 class SheetSet:
     """A validated dataset on disk: one shard file or a folder of shards."""
 
@@ -211,10 +219,7 @@ class SheetSet:
 
     def digest(self) -> str:
         """A digest of the dataset's bytes: each shard's (``file_digest``), in order."""
-        h = hashlib.sha256()
-        for p in self.shard_paths:
-            h.update(file_digest(p).encode())
-        return h.hexdigest()[:16]
+        return dataset_digest(file_digest(p) for p in self.shard_paths)
 
     def read(self) -> SheetBatch:
         return SheetBatch.concat(list(self.iter_shards()))

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from neoqa import __version__
-from neoqa.data.store import SheetSet, file_digest, read_shard
+from neoqa.data.store import SheetSet, dataset_digest, file_digest, read_shard
 from neoqa.errors import NeoqaError
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS
@@ -209,7 +209,7 @@ def _finish(out: Path, model_id: str, info: dict, ds: SheetSet, data, made: int,
                       "shard_digest": meta[b"shard_digest"].decode()})
     manifest = {"format": FORMAT, "neoqa_version": __version__, "model": info["model"], "model_id": model_id,
                 "threshold": float(info["threshold"]), "operating_point": info.get("operating_point"),
-                "data": str(data), "data_digest": ds.digest(), "sheets": len(ds), "buckets": counts,
+                "data": str(data), "data_digest": dataset_digest(p["shard_digest"] for p in parts), "sheets": len(ds), "buckets": counts,
                 "parts": parts, "made": made, "skipped": skipped, "command": " ".join(sys.argv)}
     with atomic_output(out / MANIFEST, overwrite=True) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -62,10 +62,20 @@ def _show(a):
 
 
 def _train(a):
+    from neoqa.parallel import ddp
     from neoqa.train.fit import train_path
 
-    train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
-    print(f"wrote {a.out}")
+    if not ddp.launched():
+        train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
+        print(f"wrote {a.out}")
+        return
+    rank, world = ddp.init()                  # torchrun: one of `world` processes (docs/scale.md)
+    try:
+        train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
+    finally:
+        ddp.close()
+    if rank == 0:
+        print(f"wrote {a.out} (trained on {world} processes)")
 
 
 def _evaluate(a):
@@ -96,6 +106,20 @@ def _score(a):
     parts = f"{len(m['parts'])} part" + ("s" if len(m["parts"]) != 1 else "")
     print(f"scored {m['sheets']:,} sheets in {parts} ({m['made']} made, {m['skipped']} already done; "
           f"{counts}): wrote {a.out}")
+
+
+def _night(a):
+    from neoqa.runs.night import NightConfig, night
+
+    cfg = NightConfig.read(a.config)
+    if a.threads is None and cfg.threads is not None:
+        from neoqa.threads import set_budget
+
+        set_budget(cfg.threads)
+    s = night(a.config, overwrite=a.overwrite, progress=not a.quiet)
+    b = s["buckets"]
+    print(f"night: {s['sheets']:,} sheets, {b['accept']:,} accepted, {b['review']:,} to review "
+          f"(human load {s['human_load']:.1%}), {b['reject']:,} rejected; wrote {cfg.out} in {s['seconds']:.1f} s")
 
 
 def _explain(a):
@@ -386,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run them on a local Dask cluster of this many processes, sharing --threads")
     _overwrite(s)
     s.set_defaults(func=_score)
+
+    s = sub.add_parser("night", help="the nightly job a config file describes: sheets, scores, review queue, summary")
+    s.add_argument("config", help="a TOML file (docs/night.md)")
+    _overwrite(s)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_night)
 
     s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2)")
     s.add_argument("--model", required=True)

@@ -256,6 +256,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def write_marker(folder: Path, mark: dict) -> None:
+    """The marker that says what a folder neoqa writes in place (scores, a night) holds, replaced atomically."""
+    tmp = Path(folder) / f".{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(mark, sort_keys=True) + "\n")
+    os.replace(tmp, Path(folder) / MARKER)
+
+
 def write_text(final, text: str, **kw) -> Path:
     """A text file written atomically (the same rules as ``atomic_output``)."""
     with atomic_output(final, **kw) as tmp:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from neoqa.data.store import SheetSet, dataset_digest, file_digest, read_shard
 from neoqa.errors import NeoqaError
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS
-from neoqa.outputs import MARKER, atomic_output, check_output, remove_stale_partials
+from neoqa.outputs import MARKER, atomic_output, check_output, remove_stale_partials, write_marker
 
 BATCH = 4096
 MANIFEST = "_manifest.json"          # "_" first: a Parquet dataset reader skips it
@@ -176,7 +175,7 @@ def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) ->
     remove_stale_partials(out / MANIFEST)
     for i in range(len(ds.shard_paths)):
         remove_stale_partials(out / part_name(i))
-    _write_mark(out, {"written_by": "neoqa", "neoqa_version": __version__, "kind": "scores", "model_id": model_id,
+    write_marker(out, {"written_by": "neoqa", "neoqa_version": __version__, "kind": "scores", "model_id": model_id,
                       "shards": [p.name for p in ds.shard_paths]})
 
 
@@ -186,12 +185,6 @@ def _read_mark(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return mark if isinstance(mark, dict) and mark.get("kind") == "scores" else None
-
-
-def _write_mark(out: Path, mark: dict) -> None:
-    tmp = out / f".{MARKER}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(mark, sort_keys=True) + "\n")
-    os.replace(tmp, out / MARKER)
 
 
 def _finish(out: Path, model_id: str, info: dict, ds: SheetSet, data, made: int, skipped: int) -> dict:

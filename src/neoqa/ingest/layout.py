@@ -103,7 +103,7 @@ def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
 
 
 # ------------------------------------------------------------------ ingest
-def ingest(folder, out, survey: str | None = None, overwrite: bool = False) -> Path:
+def ingest(folder, out, survey: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Read the folder layout above into a validated dataset at ``out``."""
     folder = Path(folder)
     check_output(out, overwrite=overwrite, inputs=(folder,), folder=True)     # before minutes of reading
@@ -158,7 +158,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False) -> P
         else np.zeros((len(osid), 0), np.float32)
     bands = _strings(obs_path, obs, "band")[order]
 
-    channels, scale, images, composites = _read_fits(folder, sid, k, meta)
+    channels, scale, images, composites = _read_fits(folder, sid, k, meta, progress)
     bad = np.flatnonzero(~np.isin(bands, channels))
     if len(bad):
         row = int(order[bad[0]]) + 2
@@ -244,7 +244,7 @@ def _is_number(v) -> bool:
         return False
 
 
-def _read_fits(folder: Path, sid, k, meta):
+def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
     fdir = folder / "fits"
     if not fdir.is_dir():
         raise NeoqaError(f"{folder}: folder 'fits/' with one FITS file per sheet is missing")
@@ -252,7 +252,7 @@ def _read_fits(folder: Path, sid, k, meta):
     size = meta.get("cutout_size")
     shape = (len(channels), size, size) if channels and size else None
     images, composites = [], []
-    for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet")):
+    for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet", disable=not progress)):
         p = confined(fdir, f"{safe_name(s)}.fits", f"{folder}: sheet {s!r}")
         if not p.is_file():
             raise NeoqaError(f"{p}: FITS file for sheet {s!r} is missing")

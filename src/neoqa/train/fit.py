@@ -12,6 +12,7 @@ from neoqa.errors import NeoqaError
 from neoqa.models.calibration import Calibrated, apply_temperature, best_threshold, fit_temperature
 from neoqa.models.registry import make
 from neoqa.outputs import check_output
+from neoqa.parallel import ddp
 from neoqa.data.splits import TRAIN, VAL, split_of
 from neoqa.data.store import SheetSet
 
@@ -32,18 +33,25 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
     train, val = labelled_splits(batch)
     model = make(name, random_state=seed)
+    processes = ddp.world()
+    if processes > 1 and model.view != "sets":
+        raise NeoqaError(f"torchrun trains the set models only (basic_sneon, sneon, sneon_soft, set_transformer), "
+                         f"not {name!r}: run it as plain neoqa train")
     t0 = time.perf_counter()
-    model.fit(train, validation=val, progress=progress)
+    model.fit(train, validation=val, progress=progress and ddp.rank() == 0)
     fit_seconds = time.perf_counter() - t0
     threshold, temperature = 0.5, 1.0
     if len(val) and len(np.unique(val.label)) == 2:
         p_val = model.predict_proba(val)[:, 1]
         temperature = fit_temperature(val.label, p_val)
         threshold = best_threshold(val.label, apply_temperature(p_val, temperature))
-    persist.save(model, out, name, threshold, train,
-                 extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
-                        "calibration": {"method": "temperature", "temperature": temperature}},
-                 overwrite=overwrite, inputs=inputs)
+    if ddp.rank() == 0:                          # every rank holds the same weights; one writes
+        persist.save(model, out, name, threshold, train,
+                     extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
+                            "calibration": {"method": "temperature", "temperature": temperature},
+                            "processes": processes},
+                     overwrite=overwrite, inputs=inputs)
+    ddp.barrier()
     return {"model": Calibrated(model, temperature, threshold), "threshold": threshold, "fit_seconds": fit_seconds}
 
 

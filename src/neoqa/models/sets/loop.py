@@ -24,15 +24,58 @@ def pick_device(wanted: str = "cpu") -> torch.device:
     return torch.device(wanted)
 
 
-def loader(data: dict, target: torch.Tensor, generator: torch.Generator, batch_size: int):
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of the DistributedDataParallel process group, (0, 1) without one
+    (``neoqa.parallel.ddp`` starts it under torchrun)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def for_training(net, device):
+    """The network to train: wrapped in DistributedDataParallel when several processes share the
+    work (gradients averaged, so every rank keeps the same weights), else itself."""
+    if distributed()[1] == 1:
+        return net
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+
+
+class RankShares(torch.utils.data.Sampler):
+    """This process's share of every shuffled minibatch: the ranks draw the same permutation (the
+    same seed), cut it into the single process's minibatches and each takes every world-th sheet,
+    so together they train on exactly the minibatches one process would. A last minibatch too small
+    to give every rank two sheets (batch norm needs two) is dropped."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, rank: int, world: int):
+        self.n, self.batch_size, self.generator, self.rank, self.world = n, batch_size, generator, rank, world
+
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=self.generator).tolist()
+        for s in range(0, self.n, self.batch_size):
+            whole = perm[s:s + self.batch_size]
+            if len(whole) < 2 * self.world:
+                break
+            yield whole[self.rank::self.world]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (rest >= 2 * self.world)
+
+
+def loader(data: dict, target: torch.Tensor, generator: torch.Generator, batch_size: int, shard: bool = False):
     """Padded minibatches (images, scalars, mask, fixed, target) of flat set tensors, shuffled by a
-    seeded generator."""
+    seeded generator; with ``shard`` and several processes, this process's share of each."""
     def collate(items):
         idx = np.array([int(i) for i, _ in items])
         return features.padded_batch(data["images"], data["scalars"], data["offsets"], data["fixed"], idx,
                                      min_k=ORDER_STAT) + (torch.stack([t for _, t in items]),)
 
     ids = torch.utils.data.TensorDataset(torch.arange(len(target)), target)
+    rank, world = distributed()
+    if shard and world > 1:
+        return torch.utils.data.DataLoader(ids, batch_sampler=RankShares(len(target), batch_size, generator, rank,
+                                                                         world), collate_fn=collate)
     return torch.utils.data.DataLoader(ids, batch_size=batch_size, shuffle=True, generator=generator,
                                        collate_fn=collate)
 
@@ -54,6 +97,7 @@ def train_epochs(net, batches, opt, sched, loss_fn, device, *, epochs: int, pati
     """Epochs over ``batches`` with a learning-rate schedule; after each, the validation loss
     (``validate()``, else the epoch's training loss) decides early stopping, and the best weights
     are restored at the end. Returns the history."""
+    plain = getattr(net, "module", net)          # a DistributedDataParallel wrapper's network
     best, best_state, bad = np.inf, None, 0
     history = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
@@ -69,13 +113,13 @@ def train_epochs(net, batches, opt, sched, loss_fn, device, *, epochs: int, pati
         bar.set_postfix(train=f"{total / seen:.4f}", val=f"{vloss:.4f}")
         if vloss < best - 1e-4:
             best, bad = vloss, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in plain.state_dict().items()}
         else:
             bad += 1
             if bad >= patience:
                 break
     if best_state is not None:
-        net.load_state_dict(best_state)
+        plain.load_state_dict(best_state)
     return history
 
 

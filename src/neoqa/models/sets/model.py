@@ -102,8 +102,10 @@ class SetModel(Model):
         opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
         loss_fn = nn.BCEWithLogitsLoss()
-        batches = loop.loader(data, target, torch.Generator().manual_seed(self.random_state), self.batch_size)
-        self.history_ = loop.train_epochs(self.net_, batches, opt, sched, loss_fn, self.device_, epochs=self.epochs,
+        batches = loop.loader(data, target, torch.Generator().manual_seed(self.random_state), self.batch_size,
+                              shard=True)
+        self.history_ = loop.train_epochs(loop.for_training(self.net_, self.device_), batches, opt, sched, loss_fn,
+                                          self.device_, epochs=self.epochs,
                                           patience=self.patience, validate=validate, progress=progress,
                                           desc=f"train {self.encoder}/{self.pooling} set model")
         self.classes_ = np.array([0, 1])

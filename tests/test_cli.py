@@ -68,3 +68,21 @@ def test_show_unknown_sheet(tmp_path, small_neowise, capsys):
     assert main(["show", str(small_neowise), "--sheet", "nope", "--out", str(tmp_path / "x.png")]) == 2
     assert "sheet 'nope' not found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_version(capsys):
+    from neoqa import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"neoqa {__version__}"
+
+
+def test_train_says_how_the_model_did(tmp_path, small_neowise, capsys):
+    assert main(["train", "--model", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    v = info["validation"]
+    assert 0.5 < v["accuracy"] <= 1 and v["sheets"] > 50
+    assert (f"validation accuracy {v['accuracy']:.1%} on {v['sheets']:,} sheets at threshold "
+            f"{info['threshold']:.3f}") in out and out.startswith(f"wrote {tmp_path / 'm'}: ridge")

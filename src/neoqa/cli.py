@@ -65,17 +65,17 @@ def _train(a):
     from neoqa.parallel import ddp
     from neoqa.train.fit import train_path
 
-    if not ddp.launched():
-        train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
-        print(f"wrote {a.out}")
-        return
-    rank, world = ddp.init()                  # torchrun: one of `world` processes (docs/scale.md)
+    rank, world = ddp.init() if ddp.launched() else (0, 1)     # torchrun: one of `world` processes
     try:
-        train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
+        res = train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
     finally:
         ddp.close()
     if rank == 0:
-        print(f"wrote {a.out} (trained on {world} processes)")
+        v = res["validation"]
+        how = (f"validation accuracy {v['accuracy']:.1%} on {v['sheets']:,} sheets at threshold {res['threshold']:.3f}"
+               if v else "no validation sheets of both classes: threshold 0.5")
+        print(f"wrote {a.out}: {a.model}, {how}; fitted in {res['fit_seconds']:.1f} s"
+              + (f" on {world} processes" if world > 1 else ""))
 
 
 def _evaluate(a):
@@ -335,7 +335,10 @@ def _overwrite(s):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from neoqa import __version__
+
     p = _Parser(prog="neoqa", description="Vetting of moving-object QA sheets (NEOWISE, NEO Surveyor).")
+    p.add_argument("--version", action="version", version=f"neoqa {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="simulate QA sheets (default: the NEOWISE benchmark)")

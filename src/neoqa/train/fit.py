@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -40,19 +39,22 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
     t0 = time.perf_counter()
     model.fit(train, validation=val, progress=progress and ddp.rank() == 0)
     fit_seconds = time.perf_counter() - t0
-    threshold, temperature = 0.5, 1.0
+    threshold, temperature, validation = 0.5, 1.0, None
     if len(val) and len(np.unique(val.label)) == 2:
         p_val = model.predict_proba(val)[:, 1]
         temperature = fit_temperature(val.label, p_val)
-        threshold = best_threshold(val.label, apply_temperature(p_val, temperature))
+        p_cal = apply_temperature(p_val, temperature)
+        threshold = best_threshold(val.label, p_cal)
+        validation = {"sheets": int(len(val)), "accuracy": float(np.mean((p_cal >= threshold) == (val.label == 1)))}
     if ddp.rank() == 0:                          # every rank holds the same weights; one writes
         persist.save(model, out, name, threshold, train,
                      extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
                             "calibration": {"method": "temperature", "temperature": temperature},
-                            "processes": processes},
+                            "processes": processes, "validation": validation},
                      overwrite=overwrite, inputs=inputs)
     ddp.barrier()
-    return {"model": Calibrated(model, temperature, threshold), "threshold": threshold, "fit_seconds": fit_seconds}
+    return {"model": Calibrated(model, temperature, threshold), "threshold": threshold, "fit_seconds": fit_seconds,
+            "validation": validation}
 
 
 def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, overwrite: bool = False):
@@ -63,7 +65,7 @@ def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, ov
     return persist.load(out)
 
 
-def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> Path:
+def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> dict:
+    """``fit_and_save`` from a dataset on disk; its summary (threshold, fit time, validation accuracy)."""
     make(name)                                   # an unknown name fails before the data is read
-    fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,))
-    return Path(out)
+    return fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,))

@@ -256,6 +256,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def read_marker(folder: Path, kind: str) -> dict | None:
+    """The marker of a folder neoqa writes in place, if it says the folder holds ``kind``."""
+    try:
+        mark = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and mark.get("kind") == kind else None
+
+
 def write_marker(folder: Path, mark: dict) -> None:
     """The marker that says what a folder neoqa writes in place (scores, a night) holds, replaced atomically."""
     tmp = Path(folder) / f".{MARKER}.{os.getpid()}.tmp"

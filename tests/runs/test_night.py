@@ -109,6 +109,13 @@ def test_bad_configs_are_one_line(tmp_path, capsys, text, needles):
     assert not (tmp_path / "o").exists()
 
 
+def test_missing_sheets_leave_no_folder(tmp_path, pointed, capsys):
+    for source in ("data", "ingest"):
+        cfg = night_config(tmp_path, tmp_path / "missing", pointed, source=source)
+        assert main(["night", str(cfg)]) == 2
+        assert "missing" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_a_model_without_a_saved_point_is_refused(tmp_path, zoo_run, small_neowise, capsys):
     cfg = night_config(tmp_path, small_neowise, zoo_run / "models" / "ridge")
     assert main(["night", str(cfg)]) == 2

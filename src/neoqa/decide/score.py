@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -29,7 +30,7 @@ from neoqa.data.store import SheetSet, dataset_digest, file_digest, read_shard
 from neoqa.errors import NeoqaError
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS
-from neoqa.outputs import MARKER, atomic_output, check_output, remove_stale_partials, write_marker
+from neoqa.outputs import MARKER, atomic_output, check_output, read_marker, remove_stale_partials, write_marker
 
 BATCH = 4096
 MANIFEST = "_manifest.json"          # "_" first: a Parquet dataset reader skips it
@@ -160,7 +161,7 @@ def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) ->
     ``overwrite``, emptied of another model's or data's scores."""
     check_output(out, overwrite=True, inputs=inputs, folder=True)      # never into an input; links refused
     if out.exists() and any(out.iterdir()):
-        mark = _read_mark(out)
+        mark = read_marker(out, "scores")
         if mark is None:
             raise NeoqaError(f"{out}: is not a folder of neoqa scores; choose another --out")
         same = mark.get("model_id") == model_id and mark.get("shards") == [p.name for p in ds.shard_paths]
@@ -179,30 +180,21 @@ def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) ->
                       "shards": [p.name for p in ds.shard_paths]})
 
 
-def _read_mark(out: Path) -> dict | None:
-    try:
-        mark = json.loads((out / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return mark if isinstance(mark, dict) and mark.get("kind") == "scores" else None
-
-
 def _finish(out: Path, model_id: str, info: dict, ds: SheetSet, data, made: int, skipped: int) -> dict:
     """The manifest, written last: the parts, their shards' digests, the bucket counts."""
     parts, counts = [], {b: 0 for b in BUCKETS}
     for i, shard_path in enumerate(ds.shard_paths):
         part = out / part_name(i)
         meta = pq.read_schema(part).metadata
-        table = pq.read_table(part, columns=["bucket"])
-        for b, n in zip(*np.unique(np.array(table.column("bucket").to_pylist(), dtype=object).astype(str),
-                                   return_counts=True)):
-            if b in counts:
-                counts[b] += int(n)
+        for row in pc.value_counts(pq.read_table(part, columns=["bucket"]).column("bucket")).to_pylist():
+            if row["values"] in counts:
+                counts[row["values"]] += row["counts"]
         parts.append({"file": part.name, "shard": shard_path.name, "sheets": ds.counts[i],
                       "shard_digest": meta[b"shard_digest"].decode()})
     manifest = {"format": FORMAT, "neoqa_version": __version__, "model": info["model"], "model_id": model_id,
                 "threshold": float(info["threshold"]), "operating_point": info.get("operating_point"),
-                "data": str(data), "data_digest": dataset_digest(p["shard_digest"] for p in parts), "sheets": len(ds), "buckets": counts,
+                "data": str(data), "data_digest": dataset_digest(p["shard_digest"] for p in parts), "sheets": len(ds),
+                "buckets": counts,
                 "parts": parts, "made": made, "skipped": skipped, "command": " ".join(sys.argv)}
     with atomic_output(out / MANIFEST, overwrite=True) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 import tomllib
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from neoqa import __version__
@@ -36,7 +38,7 @@ from neoqa.decide.score import MANIFEST, score
 from neoqa.errors import NeoqaError
 from neoqa.ingest.layout import ingest
 from neoqa.models import persistence as persist
-from neoqa.outputs import MARKER, atomic_output, check_output, file_mark, read_json, write_marker
+from neoqa.outputs import atomic_output, check_output, file_mark, read_json, read_marker, write_marker
 
 # section -> field -> (type, required)
 _FIELDS = {
@@ -136,26 +138,32 @@ def night(config_path, overwrite: bool = False, progress: bool = True, echo=prin
         raise NeoqaError(f"{config_path}: [model] recall is {cfg.recall} but the model's saved operating point was "
                          f"set for {point.target_recall}; set one for {cfg.recall} (neoqa triage --save) or change "
                          "the config")
+    if cfg.ingest and not cfg.source.is_dir():       # bad input is refused before the folder exists
+        raise NeoqaError(f"{cfg.source}: no such folder to ingest")
+    if not cfg.ingest:
+        SheetSet(cfg.source)
+    existed = cfg.out.is_dir()
+    fresh = not existed or not any(cfg.out.iterdir())
     _prepare(cfg, overwrite)
     steps = {}
 
-    t = time.time()
-    data, steps["sheets"] = _sheets(cfg, progress)
-    steps["sheets"]["seconds"] = round(time.time() - t, 3)
-    echo(f"sheets: {steps['sheets']['did']} ({data})")
+    def step(name, run, where=None):
+        t = time.time()
+        value, did = run()
+        steps[name] = {"did": did, "seconds": round(time.time() - t, 3)}
+        echo(f"{name}: {did}" + (f" ({where})" if where else ""))
+        return value
 
-    t = time.time()
-    m = score(cfg.model, data, cfg.out / "scores", overwrite=overwrite, progress=progress, scheduler=cfg.scheduler,
-              workers=cfg.workers, threads=cfg.threads)
-    steps["scores"] = {"did": f"{m['made']} of {len(m['parts'])} parts made, {m['skipped']} already done",
-                       "seconds": round(time.time() - t, 3)}
-    echo(f"scores: {steps['scores']['did']} ({cfg.out / 'scores'})")
-
-    t = time.time()
-    steps["queues"] = _queues(cfg.out)
-    steps["queues"]["seconds"] = round(time.time() - t, 3)
-    echo(f"queues: {steps['queues']['did']}")
-
+    try:
+        data = step("sheets", lambda: _sheets(cfg, progress), cfg.out / "sheets" if cfg.ingest else cfg.source)
+        m = step("scores", lambda: _scores(cfg, data, overwrite, progress), cfg.out / "scores")
+        step("queues", lambda: (None, _queues(cfg.out)))
+    except NeoqaError:
+        if fresh:                                  # no half-made night left behind by bad input
+            _empty(cfg.out)
+            if not existed:
+                cfg.out.rmdir()
+        raise
     summary = {**file_mark(), "kind": KIND, "config": str(Path(config_path).resolve()), "config_digest": cfg.digest(),
                "model": info["model"], "model_id": m["model_id"], "operating_point": point.as_dict(),
                "data": str(data), "data_digest": m["data_digest"], "sheets": m["sheets"], "buckets": m["buckets"],
@@ -172,36 +180,46 @@ def _prepare(cfg: NightConfig, overwrite: bool) -> None:
     out = cfg.out
     check_output(out, overwrite=True, inputs=(cfg.model, cfg.source), folder=True)
     if out.is_dir() and any(out.iterdir()):
-        mark = read_json(out / MARKER) if (out / MARKER).is_file() else {}
-        if mark.get("kind") != KIND:
+        mark = read_marker(out, KIND)
+        if mark is None:
             raise NeoqaError(f"{out}: is not a night's folder neoqa wrote; choose another [output] folder")
-        if mark.get("config_digest") != cfg.digest() and not overwrite:
-            raise NeoqaError(f"{out}: holds a night run with another config (pass --overwrite to replace it)")
         if mark.get("config_digest") != cfg.digest():
-            import shutil
-
-            for p in out.iterdir():
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            if not overwrite:
+                raise NeoqaError(f"{out}: holds a night run with another config (pass --overwrite to replace it)")
+            _empty(out)
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, {"written_by": "neoqa", "neoqa_version": __version__, "kind": KIND,
                        "config_digest": cfg.digest()})
 
 
-def _sheets(cfg: NightConfig, progress: bool) -> tuple[Path, dict]:
+def _empty(folder: Path) -> None:
+    for p in folder.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _sheets(cfg: NightConfig, progress: bool) -> tuple[Path, str]:
     if not cfg.ingest:
-        SheetSet(cfg.source)                        # validated now, before anything is scored
-        return cfg.source, {"did": "opened"}
+        return cfg.source, "opened"
     target = cfg.out / "sheets"
     try:                                # a whole dataset in this night's folder (same config): done
         SheetSet(target)
-        return target, {"did": "already ingested"}
+        return target, "already ingested"
     except NeoqaError:
         pass
     ingest(cfg.source, target, survey=cfg.survey, overwrite=True, progress=progress)
-    return target, {"did": "ingested"}
+    return target, "ingested"
 
 
-def _queues(out: Path) -> dict:
+def _scores(cfg: NightConfig, data: Path, overwrite: bool, progress: bool) -> tuple[dict, str]:
+    m = score(cfg.model, data, cfg.out / "scores", overwrite=overwrite, progress=progress, scheduler=cfg.scheduler,
+              workers=cfg.workers, threads=cfg.threads)
+    return m, f"{m['made']} of {len(m['parts'])} parts made, {m['skipped']} already done"
+
+
+def _queues(out: Path) -> str:
     """The review queue and the accepted sheets from the scores, remade only when they changed."""
     scores = out / "scores"
     m = read_json(scores / MANIFEST)
@@ -210,18 +228,17 @@ def _queues(out: Path) -> dict:
     manifest_digest = hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
     targets = {"review": out / "review.parquet", "accept": out / "accepted.parquet"}
     if all(_made_from(p) == manifest_digest for p in targets.values()):
-        return {"did": "already made from these scores"}
+        return "already made from these scores"
     table = pq.read_table(scores)
-    bucket = np.asarray(table.column("bucket").to_pylist(), dtype=object)
     counts = {}
     for name, path in targets.items():
-        rows = table.filter(pa.array(bucket == name))
+        rows = table.filter(pc.equal(table.column("bucket"), name))
         rows = rows.take(pa.array(np.argsort(-rows.column("probability").to_numpy(), kind="stable")))
         meta = {**file_mark(), "scores_manifest": manifest_digest, "bucket": name}
         with atomic_output(path, overwrite=True) as tmp:
             pq.write_table(rows.replace_schema_metadata(meta), tmp)
         counts[name] = rows.num_rows
-    return {"did": f"{counts['review']:,} sheets to review, {counts['accept']:,} accepted"}
+    return f"{counts['review']:,} sheets to review, {counts['accept']:,} accepted"
 
 
 def _made_from(path: Path) -> str | None:

@@ -367,6 +367,27 @@ def test_ids_duplicated_across_shards_are_refused(capsys, env):
     refused(capsys, ["info", data], ["NW000000010", "also in shard-00000.h5", "unique across the dataset"])
 
 
+def test_a_model_needing_a_scalar_the_data_lacks_is_refused_and_names_what_can_run(capsys, env):
+    """Own data with a renamed observation scalar: gbdt (which reads snr_ch2 by name) is refused in
+    one line naming the scalar and the models that can run; ridge (reads no scalar by name) trains."""
+    from dataclasses import replace
+
+    from neoqa.data.store import SheetSet, write_dataset
+
+    batch = SheetSet(env.originals["data"]).read()
+    data = env.tmp / "renamed"
+    write_dataset(data, [replace(batch, obs_scalar_names=tuple("snr_w2" if n == "snr_ch2" else n
+                                                                for n in batch.obs_scalar_names))])
+    out = env.tmp / "m"
+    line = refused(capsys, ["train", "--model", "gbdt", "--data", data, "--out", out],
+            ["renamed", "'gbdt' needs observation scalar(s) snr_ch2", "can run on it: ridge, quadratic, rbf, rff, "
+             "mlp, multi_linear, multi_mlp, basic_sneon, sneon, sneon_soft, set_transformer"],
+            absent=[out], unchanged=[data])
+    assert line.endswith("set_transformer")                   # neither gbdt nor the ensemble (holds gbdt)
+    rc, _, err = cli(capsys, "train", "--model", "ridge", "--data", data, "--out", out)
+    assert rc == 0 and (out / "model.json").exists(), err
+
+
 def test_every_verb_names_the_bad_file(capsys, env):
     data = _shard_case(env, lambda d, s: _poke(s, "obs/cutouts", (0, 0, 0, 0), np.inf))
     ridge = env.originals["ridge"]

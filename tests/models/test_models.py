@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -90,13 +92,37 @@ def test_saved_model_predicts_identically_in_a_fresh_process(name, tmp_path, sma
     assert not any(p.suffix in (".pkl", ".pickle", ".pt") for p in (tmp_path / "m").iterdir())
 
 
-def test_data_of_another_schema_is_refused(tmp_path, small_batch):
+def test_data_of_another_schema_is_conformed(tmp_path, small_batch, capsys):
+    """A saved model scores data whose scalars are reordered, missing (NaN, imputed) or extra (dropped)."""
     fit_and_save("ridge", small_batch, tmp_path / "m", progress=False)
     model, info = persist.load(tmp_path / "m")
-    other = small_batch.select(np.arange(10))
-    other.sheet_scalar_names = tuple(n if n != "rate_deg_per_day" else "rate" for n in other.sheet_scalar_names)
-    with pytest.raises(NeoqaError, match="sheet_scalars lacks 'rate_deg_per_day'"):
-        persist.check_schema(info, other, "other.h5")
+    b = small_batch.select(np.arange(40))
+    p = model.predict_proba(b)[:, 1]
+    keep = [i for i, n in enumerate(b.sheet_scalar_names) if n != "ecliptic_lat_deg"][::-1]    # one gone, reversed
+    other = replace(b, sheet_scalars=np.concatenate([b.sheet_scalars[:, keep], np.ones((40, 1), np.float32)], 1),
+                    sheet_scalar_names=tuple(b.sheet_scalar_names[i] for i in keep) + ("extra",))
+    conformed = persist.conform(model, info, other, "other.h5")
+    assert conformed.sheet_scalar_names == b.sheet_scalar_names
+    lat = b.sheet_scalar_names.index("ecliptic_lat_deg")
+    assert np.isnan(conformed.sheet_scalars[:, lat]).all()
+    same = [i for i in range(len(b.sheet_scalar_names)) if i != lat]
+    np.testing.assert_array_equal(conformed.sheet_scalars[:, same], b.sheet_scalars[:, same])
+    q = model.predict_proba(conformed)[:, 1]
+    assert np.isfinite(q).all() and np.mean(np.abs(p - q)) < 0.05     # one scalar imputed moves little
+    assert "no ecliptic_lat_deg in the data" in capsys.readouterr().err
+    assert persist.conform(model, info, b, "same.h5") is b
+
+
+def test_a_needed_scalar_missing_is_refused_in_one_line(tmp_path, small_batch):
+    fit_and_save("gbdt", small_batch, tmp_path / "m", progress=False)
+    model, info = persist.load(tmp_path / "m")
+    b = small_batch.select(np.arange(10))
+    other = replace(b, obs_scalar_names=tuple("snr_w2" if n == "snr_ch2" else n for n in b.obs_scalar_names))
+    with pytest.raises(NeoqaError, match=r"^other.h5: the model \(gbdt\) needs observation scalar\(s\) snr_ch2, "):
+        persist.conform(model, info, other, "other.h5")
+    other = replace(b, cutouts=b.cutouts[:, :1], composite=b.composite[:, :1])
+    with pytest.raises(NeoqaError, match="channels is 1 but the model was trained on 2"):
+        persist.conform(model, info, other, "other.h5")
 
 
 def test_untrusted_types_are_refused(tmp_path, small_batch):
@@ -197,3 +223,23 @@ def test_scoring_by_length_matches_scoring_in_order(splits, encoder, pooling):
     plain = loop.logits(model.net_, d, model.device_, chunk=64)
     assert len(set(np.diff(d["offsets"]))) > 3            # sheets of many lengths, so the order did change
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_what_each_model_needs_is_what_own_data_md_says():
+    """docs/own-data.md's table of scalars read by name is the code's (model.needs())."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "own-data.md").read_text()
+    rows = dict(re.findall(r"^\| ([a-z_, ]+) \| (.+) \|$", doc, re.M))
+    table = {}
+    for models, scalars in rows.items():
+        if models == "model":                          # the header
+            continue
+        for name in models.split(", "):
+            table[name] = frozenset(re.findall(r"`(\w+)`", scalars))
+    table["ensemble"] = table["gbdt"]                  # "those of its members (by default gbdt's)"
+    assert set(table) == set(registry.names())
+    for name in registry.names():
+        assert make(name).needs() == table[name], name
+    assert make("gbdt").needs() == frozenset(features.SUMMARY_OBS_SCALARS)

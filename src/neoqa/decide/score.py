@@ -60,7 +60,7 @@ def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, 
     """Score one shard into the Parquet file ``part`` (atomically); returns its sheet count."""
     digest = file_digest(shard_path) if digest is None else digest
     batch = read_shard(shard_path)
-    persist.check_schema(info, batch, where)
+    batch = persist.conform(model, info, batch, where)
     thr = float(info["threshold"])
     point = getattr(model, "operating_point", None)
     meta = {"neoqa_version": __version__, "model": info["model"], "model_id": model_id, "threshold": repr(thr),

@@ -78,7 +78,7 @@ def triage(model_dir, data, out=None, recall: float | None = None, precision: fl
     model, info = persist.load(model_dir)
     ds = SheetSet(data)
     batch = ds.read()
-    persist.check_schema(info, batch, str(data))
+    batch = persist.conform(model, info, batch, str(data))
     p = model.predict_proba(batch)[:, 1]
     split = split_of(batch.sheet_id)
     report = {"model": info["model"], "model_id": persist.model_id(model_dir), "data": str(data),

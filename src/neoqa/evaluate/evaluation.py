@@ -56,7 +56,7 @@ class Evaluation:
 
 
 def evaluate(model, info: dict, batch, where="data") -> Evaluation:
-    persist.check_schema(info, batch, where)
+    batch = persist.conform(model, info, batch, where)
     test, train = labelled(batch, TEST), labelled(batch, TRAIN)
     if len(test) == 0 or len(np.unique(test.label)) < 2:
         raise NeoqaError(f"{where}: the test split has no labelled sheets of both classes to evaluate on")

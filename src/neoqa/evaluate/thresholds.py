@@ -75,7 +75,7 @@ def scored(model_dir, data, labels="noisy"):
     """
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
-    persist.check_schema(info, batch, str(data))
+    batch = persist.conform(model, info, batch, str(data))
     y = labels_from(batch, labels, str(data))
     p = model.predict_proba(batch)[:, 1]
     return model, info, batch, p, split_of(batch.sheet_id), y

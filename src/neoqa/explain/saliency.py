@@ -55,7 +55,7 @@ def explain_sheet(model_dir, data, sheet_id, out, method="smoothgrad", samples=3
     check_output(out, overwrite=overwrite, inputs=(model_dir, data))
     model, info = persist.load(model_dir)
     sheet = find_sheet(data, sheet_id)
-    persist.check_schema(info, sheet, str(data))
+    sheet = persist.conform(model, info, sheet, str(data))
     return _draw(model, info, sheet, Path(out), method, samples, seed, overwrite=overwrite, inputs=(model_dir, data))
 
 
@@ -75,7 +75,7 @@ def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32
     with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True, kind="explanations") as tmp:
         bar = tqdm(total=limit, desc="explain", unit="sheet")
         for shard in SheetSet(data).iter_shards():
-            persist.check_schema(info, shard, str(data))
+            shard = persist.conform(model, info, shard, str(data))
             for i in range(min(len(shard), limit - len(names))):
                 sheet = shard.select([i])
                 name = f"{safe_name(sheet.sheet_id[0])}.png"

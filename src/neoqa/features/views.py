@@ -36,6 +36,15 @@ def padded(batch: SheetBatch, values, fill=np.nan) -> np.ndarray:
 
 
 SUMMARY_TOP = 6          # the largest per-observation S/N values kept (the rule needs 5)
+# The observation scalars the summary view reads by name. Every other view takes whatever scalars a
+# dataset has, so a team's own schema trains every model but those on this view.
+SUMMARY_OBS_SCALARS = ("snr_ch1", "snr_ch2", "fit_offset_arcsec", "psf_chi2", "mag_ch1", "mag_ch2",
+                       "near_star_flag", "star_dist_arcsec")
+
+
+def needs(view: str) -> frozenset:
+    """The observation scalars a view reads by name (the models on it cannot run without them)."""
+    return frozenset(SUMMARY_OBS_SCALARS) if view == "summary" else frozenset()
 
 
 def summary(batch: SheetBatch) -> np.ndarray:

@@ -57,6 +57,13 @@ class Model(ClassifierMixin, BaseEstimator):
     def n_parameters(self) -> int:
         raise NotImplementedError
 
+    def needs(self) -> frozenset:
+        """The observation scalars this model reads by name: data without one cannot train or be
+        scored by it. The others a model was trained on are optional (median-imputed when absent)."""
+        from neoqa.features.views import needs
+
+        return needs(self.view)
+
 
 def labels_of(batch, y) -> np.ndarray:
     """The labels to fit on: ``y`` where given, else the batch's own."""

@@ -41,6 +41,9 @@ class EnsembleModel(Model):
     def n_parameters(self) -> int:
         return int(sum(m.n_parameters() for m in self.members_))
 
+    def needs(self) -> frozenset:
+        return frozenset().union(*(make(name).needs() for name in self.members))
+
     def parts(self) -> list:
         """(registry name, fitted member, what else it needs: its temperature) per member."""
         return [(name, m, {"temperature": float(t)})

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -294,21 +296,42 @@ def audit_skops(path: Path) -> None:
             raise NeoqaError(f"{path}: refuses an array stored as {node.get('type')!r}")
 
 
-def check_schema(info: dict, batch, where) -> None:
-    """Refuse data of another schema with a message that says what differs."""
+def conform(model, info: dict, batch, where):
+    """``batch`` in the schema ``model`` was trained on (``info``'s): its scalars reordered, those the
+    data lacks filled with NaN (each model imputes the training median; one note on stderr) unless
+    the model reads them by name (``model.needs()``: refused, one line), those it never saw dropped.
+    A different channel count or cutout size is refused."""
     want, got = info["schema"], data_schema(batch)
     if want == got:
-        return
+        return batch
     for key in ("channels", "cutout_size"):
         if want[key] != got[key]:
             raise NeoqaError(f"{where}: {key} is {got[key]} but the model was trained on {want[key]}")
-    for key in ("sheet_scalars", "obs_scalars"):
-        missing = [n for n in want[key] if n not in got[key]]
-        extra = [n for n in got[key] if n not in want[key]]
-        if missing or extra:
-            what = f"lacks {missing[0]!r}" if missing else f"has unknown {extra[0]!r}"
-            raise NeoqaError(f"{where}: {key} {what}; the model needs exactly its training schema")
-        raise NeoqaError(f"{where}: {key} are in another order than the model's training schema")
+    needed = sorted(n for n in model.needs() if n not in got["obs_scalars"])
+    if needed:
+        raise NeoqaError(f"{where}: the model ({info['model']}) needs observation scalar(s) {', '.join(needed)}, "
+                         "which the data lacks")
+    imputed = [n for key in ("sheet_scalars", "obs_scalars") for n in want[key] if n not in got[key]]
+    if imputed and (where, tuple(imputed)) not in _NOTED:       # once, not once per shard
+        _NOTED.add((where, tuple(imputed)))
+        print(f"note: {where}: no {', '.join(imputed)} in the data; the model imputes "
+              f"{'its' if len(imputed) == 1 else 'their'} training median", file=sys.stderr)
+    return replace(batch, sheet_scalars=_columns(batch.sheet_scalars, batch.sheet_scalar_names, want["sheet_scalars"]),
+                   obs_scalars=_columns(batch.obs_scalars, batch.obs_scalar_names, want["obs_scalars"]),
+                   sheet_scalar_names=tuple(want["sheet_scalars"]), obs_scalar_names=tuple(want["obs_scalars"]))
+
+
+_NOTED: set = set()
+
+
+def _columns(values: np.ndarray, names, want) -> np.ndarray:
+    """The columns ``want`` of ``values`` (named ``names``), NaN for a name it lacks."""
+    out = np.full((values.shape[0], len(want)), np.nan, np.float32)
+    have = {n: i for i, n in enumerate(names)}
+    for j, n in enumerate(want):
+        if n in have:
+            out[:, j] = values[:, have[n]]
+    return out
 
 
 def _jsonable(params: dict) -> dict:

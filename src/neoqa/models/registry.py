@@ -45,3 +45,13 @@ def make(name: str, random_state: int = 0):
     except KeyError:
         raise NeoqaError(f"unknown model {name!r}; choose one of {', '.join(names())}") from None
     return factory(random_state)
+
+
+def require(name: str, obs_scalar_names, where) -> None:
+    """Refuse, in one line, to train model ``name`` on data without an observation scalar it reads
+    by name; the line names what is missing and the models that can still run."""
+    missing = sorted(make(name).needs() - set(obs_scalar_names))
+    if missing:
+        can = [n for n in names() if make(n).needs() <= set(obs_scalar_names)]
+        raise NeoqaError(f"{where}: model {name!r} needs observation scalar(s) {', '.join(missing)}, which the data "
+                         f"lacks (docs/own-data.md); models that can run on it: {', '.join(can) or 'none'}")

@@ -135,7 +135,7 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
-    persist.check_schema(info, batch, str(data))
+    batch = persist.conform(model, info, batch, str(data))
     state = info.get("online", {"updates": 0})
     fields = ("updates", "replay_seen") if (Path(model_dir) / REPLAY_DIR).exists() else ("updates",)
     if not isinstance(state, dict) or not all(isinstance(state.get(k), int) and state[k] >= 0 for k in fields):
@@ -180,8 +180,7 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
     model, info = persist.load(model_dir)
     name, thr = info["model"], info["threshold"]
     new, old = SheetSet(new_data).read(), SheetSet(old_data).read()
-    for b, where in ((new, new_data), (old, old_data)):
-        persist.check_schema(info, b, str(where))
+    new, old = (persist.conform(model, info, b, str(where)) for b, where in ((new, new_data), (old, old_data)))
     finetunable(model, name)
     tests = {"new": labelled(new, TEST), "old": labelled(old, TEST)}
     pool = labelled_rows(new, TRAIN)

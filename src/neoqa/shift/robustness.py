@@ -42,7 +42,8 @@ def load_models(model_dirs, batch, where) -> dict:
     loaded = {}
     for d in model_dirs:
         model, info = persist.load(d)
-        persist.check_schema(info, batch, where)
+        if persist.conform(model, info, batch, where) is not batch:      # corruptions act on the data as it is
+            raise NeoqaError(f"{where}: robustness needs the schema {d} was trained on (its scalars, in its order)")
         name = info["model"] if info["model"] not in loaded else Path(d).name
         loaded[name] = (model, info)
     return loaded

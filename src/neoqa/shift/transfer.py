@@ -82,7 +82,7 @@ def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt
     check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
     batch = SheetSet(data).read()
-    persist.check_schema(info, batch, str(data))
+    batch = persist.conform(model, info, batch, str(data))
     tuned, picked = finetune(model, info["model"], batch, labels, seed, adapt)
     extra = {"seed": seed, "n_parameters": int(tuned.n_parameters()), "calibration": info.get("calibration"),
              "finetuned_from": {"model_dir": str(model_dir), "training_data": info.get("training_data"),
@@ -103,7 +103,7 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
     model, info = persist.load(model_dir)
     name = info["model"]
     batch = SheetSet(data).read()
-    persist.check_schema(info, batch, str(data))
+    batch = persist.conform(model, info, batch, str(data))
     finetunable(model, name)
     test = labelled(batch, TEST)
     result = {"model": name, "model_dir": str(model_dir), "data": str(data), "survey": batch.meta.get("survey"),

@@ -9,7 +9,7 @@ import numpy as np
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
 from neoqa.models.calibration import Calibrated, apply_temperature, best_threshold, fit_temperature
-from neoqa.models.registry import make
+from neoqa.models.registry import make, require
 from neoqa.outputs import check_output
 from neoqa.parallel import ddp
 from neoqa.data.splits import TRAIN, VAL, split_of
@@ -28,8 +28,9 @@ def labelled_splits(batch):
 
 
 def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, overwrite: bool = False,
-                 inputs=()) -> dict:
+                 inputs=(), where="data") -> dict:
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
+    require(name, batch.obs_scalar_names, where)
     train, val = labelled_splits(batch)
     model = make(name, random_state=seed)
     processes = ddp.world()
@@ -68,4 +69,4 @@ def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, ov
 def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> dict:
     """``fit_and_save`` from a dataset on disk; its summary (threshold, fit time, validation accuracy)."""
     make(name)                                   # an unknown name fails before the data is read
-    return fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,))
+    return fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,), where=str(data))

@@ -14,3 +14,4 @@ def insertion_sort(a, m):
             a[j + 1] = a[j]
             j -= 1
         a[j + 1] = v
+

@@ -23,3 +23,20 @@ def test_pixel_median_is_numpys_median():
     img[3, 1, 0, 0] = np.nan                                    # not finite: numpy's own median (NaN)
     got = features.pixel_median(img)
     assert np.isnan(got[3, 1]) and np.isfinite(np.delete(got.ravel(), 7)).all()
+
+
+def test_standardised_cutouts_are_the_numpy_expressions_values():
+    """The compiled pass gives exactly the float32 values of the NumPy expression it replaced."""
+    rng = np.random.default_rng(5)
+    for size in (15, 4, 1):                                     # odd, even and one pixel
+        img = (rng.normal(size=(300, 2, size, size)) * rng.uniform(0.1, 1e3, size=(300, 2, 1, 1))).astype(np.float32)
+        img[0, 0] = 7.0                                        # a flat cutout: every pixel its median
+        img[1, 1, 0, 0] = 1e9                                   # a cosmic ray, clipped
+        scale = np.array([3.3, 0.07], np.float32)
+        want = np.clip((img - features.pixel_median(img)[..., None, None]) / scale[None, :, None, None], -50, 50)
+        got = features.standardised_cutouts(img, scale, 50.0)
+        assert got.dtype == np.float32 and got.shape == img.shape
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+        assert (got[0, 0] == 0).all() and (size == 1 or (np.abs(got) == 50).any())   # one pixel is its median
+    img[5, 0, 0, 0] = np.nan                                    # outside the contract: NumPy's NaN, not a number
+    assert np.isnan(features.standardised_cutouts(img, scale, 50.0)[5, 0]).all()

@@ -211,9 +211,10 @@ def test_registration_checks_the_contract():
     assert registry.names()[:3] == ("ridge", "quadratic", "rbf")
 
 
-@pytest.mark.parametrize("encoder, pooling", [("resnet", "fifth"), ("mlp", "transformer")])
+@pytest.mark.parametrize("encoder, pooling", [("resnet", "fifth"), ("mlp", "transformer"), ("mlp", "soft")])
 def test_scoring_by_length_matches_scoring_in_order(splits, encoder, pooling):
-    """The fast path batches sheets of similar k together: each sheet's logit stays its own."""
+    """The fast path embeds the flat observations without padding and pools sheets of similar k
+    together: each sheet's logit stays the padded forward's (the network as trained)."""
     from neoqa.models.sets import loop
 
     train, val = splits
@@ -221,7 +222,12 @@ def test_scoring_by_length_matches_scoring_in_order(splits, encoder, pooling):
     d = model._tensors(val)
     fast = loop.logits(model.net_, d, model.device_, chunk=64, by_length=True)
     plain = loop.logits(model.net_, d, model.device_, chunk=64)
+    with torch.inference_mode():
+        padded = torch.cat([model.net_(*features.padded_batch(d["images"], d["scalars"], d["offsets"], d["fixed"],
+                                                              np.arange(s, min(s + 64, len(val))), min_k=5))
+                            for s in range(0, len(val), 64)])
     assert len(set(np.diff(d["offsets"]))) > 3            # sheets of many lengths, so the order did change
+    torch.testing.assert_close(plain, padded, rtol=0, atol=0)       # in file order: the same matrices
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 

@@ -9,7 +9,10 @@ Missing values stay NaN here; each model's fitted imputer handles them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit, prange
 
 from neoqa.data.schema import LABEL_MIN_OBS
 from neoqa.data.sheets import SheetBatch
@@ -101,6 +104,8 @@ def flat_sets(batch: SheetBatch) -> dict:
     so a DataLoader never holds the whole padded tensor (28,000 sheets x 50 x 2 x 15 x 15).
     """
     rows = time_order(batch)
+    if np.array_equal(rows, np.arange(len(rows))):     # stored in time order (neoqa writes so): views, no copies
+        rows = slice(None)
     return {"images": batch.cutouts[rows], "scalars": batch.obs_scalars[rows], "offsets": batch.offsets,
             "fixed": fixed_length(batch)}
 
@@ -119,6 +124,43 @@ def pixel_median(images: np.ndarray) -> np.ndarray:
     return np.mean(part[..., n // 2 - 1:n // 2 + 1], axis=-1)
 
 
+def standardised_cutouts(images: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:
+    """The set models' cutouts, float32 [N, C, S, S]: each channel less its median pixel, over the
+    channel's ``scale``, clipped to +-``limit``. The same float32 values as the NumPy expression
+    ``clip((images - pixel_median(images)) / scale, -limit, limit)`` (tested): the median by NumPy's
+    vectorised partition, the rest in one compiled pass, parallel over the thread budget's numba
+    threads (the expression made four passes and three temporaries of every pixel)."""
+    images = np.ascontiguousarray(images, np.float32)
+    scale = np.ascontiguousarray(scale, np.float32)
+    med = pixel_median(images)
+    flat = images.reshape(*images.shape[:2], -1)
+    out = np.empty_like(flat)
+    _standardise(flat, np.ascontiguousarray(med, np.float32), scale, np.float32(limit), out)
+    return out.reshape(images.shape)
+
+
+@njit(parallel=True, cache=True)
+def _standardise(flat, med, scale, limit, out):
+    n, c, p = flat.shape
+    for i in prange(n):
+        for ch in range(c):
+            m, s = med[i, ch], scale[ch]
+            for j in range(p):
+                v = (flat[i, ch, j] - m) / s
+                out[i, ch, j] = v if math.isnan(v) else min(max(v, -limit), limit)     # clip keeps NaN
+
+
+def padded_rows(offsets, idx, min_k: int = 1):
+    """Where sheets ``idx``'s observations go when padded: (mask [B, K], the flat rows of the real
+    places in mask order); K is the largest k among them, at least ``min_k``."""
+    idx = np.asarray(idx)
+    starts, ks = offsets[idx], offsets[idx + 1] - offsets[idx]
+    K = max(int(ks.max()) if len(ks) else 0, min_k)
+    pos = np.arange(K)[None, :]
+    mask = pos < ks[:, None]
+    return mask, (starts[:, None] + pos)[mask]
+
+
 def padded_batch(images, scalars, offsets, fixed, idx, min_k: int = 1):
     """Padded set view of sheets ``idx``: images [B, K, ...], scalars [B, K, n], mask [B, K], fixed [B, F].
 
@@ -126,11 +168,8 @@ def padded_batch(images, scalars, offsets, fixed, idx, min_k: int = 1):
     zero and masked; K is the largest k among the sheets (at least ``min_k``).
     """
     idx = np.asarray(idx)
-    starts, ks = offsets[idx], offsets[idx + 1] - offsets[idx]
-    K = max(int(ks.max()) if len(ks) else 0, min_k)
-    pos = np.arange(K)[None, :]
-    mask = pos < ks[:, None]
-    rows = (starts[:, None] + pos)[mask]
+    mask, rows = padded_rows(offsets, idx, min_k)
+    K = mask.shape[1]
     lib = _lib(images)
     img = lib.zeros((len(idx), K) + tuple(images.shape[1:]), dtype=images.dtype)
     sc = lib.zeros((len(idx), K) + tuple(scalars.shape[1:]), dtype=scalars.dtype)

@@ -146,19 +146,27 @@ def train_steps(net, batches, opt, loss_fn, device, *, steps: int, anchor: float
 def logits(net, data: dict, device, chunk: int = 1024, by_length: bool = False) -> torch.Tensor:
     """The network's logits for every sheet of flat set tensors ``data`` (on the CPU).
 
-    ``by_length`` batches sheets of similar k together (the order is restored after), so a chunk
-    is padded to its own longest sheet rather than to a long one that happens to share it: less
-    padding to zero and to push through the encoder. Each sheet's logit is its own, whatever its
-    chunk-mates (padding is masked), equal to within float rounding."""
+    Every observation goes through the shared encoder once, straight from the flat arrays (slices
+    of ``chunk`` sheets in file order: no padding, no copies); only the embeddings are padded for
+    the pooling. ``by_length`` pools sheets of similar k together (the order is restored after), so
+    a chunk is padded to its own longest sheet rather than to a long one that happens to share it.
+    Each sheet's logit is its own, whatever its chunk-mates (padding is masked), equal to within
+    float rounding; in file order the encoder sees the very matrices the padded forward would."""
     net.eval()
     n = len(data["fixed"])
-    order = np.argsort(np.diff(data["offsets"]), kind="stable") if by_length else np.arange(n)
-    out = [net(*(t.to(device) for t in features.padded_batch(data["images"], data["scalars"], data["offsets"],
-                                                               data["fixed"], order[s:s + chunk],
-                                                               min_k=ORDER_STAT))).cpu()
-           for s in range(0, n, chunk)]
-    if not out:
+    if n == 0:
         return torch.zeros(0)
+    off = data["offsets"]
+    rows = torch.cat([net.encoder.embed(data["images"][a:b].to(device), data["scalars"][a:b].to(device))
+                      for a, b in ((int(off[s]), int(off[min(s + chunk, n)])) for s in range(0, n, chunk))])
+    order = np.argsort(np.diff(off), kind="stable") if by_length else np.arange(n)
+    out = []
+    for s in range(0, n, chunk):
+        idx = order[s:s + chunk]
+        mask, obs = features.padded_rows(off, idx, min_k=ORDER_STAT)
+        mask = torch.from_numpy(mask).to(device)
+        out.append(net.decide(*net.place(rows[torch.from_numpy(obs)], mask), mask,
+                              data["fixed"][torch.from_numpy(idx)].to(device)).cpu())
     result = torch.empty(n, dtype=out[0].dtype)
     result[torch.from_numpy(order)] = torch.cat(out)
     return result

@@ -26,6 +26,8 @@ from neoqa.models.registry import register
 from neoqa.models.sets import loop
 from neoqa.models.sets.networks import build
 
+CLIP = 50.0          # standardised inputs are clipped to +-CLIP, so that cosmic rays stay finite
+
 
 class SetModel(Model):
     """Scikit-learn-style wrapper: fit(batch) / predict_proba(batch), seeded, early-stopped."""
@@ -62,12 +64,11 @@ class SetModel(Model):
         cosmic rays stay finite."""
         n = self._norm_for(batch)
         flat = features.flat_sets(batch)
-        img = flat["images"]
-        img = (img - features.pixel_median(img)[..., None, None]) / n["img_scale"][None, :, None, None]
+        img = features.standardised_cutouts(flat["images"], n["img_scale"], CLIP)
         sc = np.nan_to_num((flat["scalars"] - n["sc_median"]) / n["sc_scale"])
         fx = np.nan_to_num((flat["fixed"] - n["fx_median"]) / n["fx_scale"])
-        t = lambda a: torch.from_numpy(np.clip(a, -50, 50).astype(np.float32))   # noqa: E731
-        return {"images": t(img), "scalars": t(sc), "offsets": flat["offsets"], "fixed": t(fx)}
+        t = lambda a: torch.from_numpy(np.clip(a, -CLIP, CLIP).astype(np.float32, copy=False))   # noqa: E731
+        return {"images": torch.from_numpy(img), "scalars": t(sc), "offsets": flat["offsets"], "fixed": t(fx)}
 
     # ---------------------------------------------------------------- network
     def _start(self, batch, flat):

@@ -105,8 +105,13 @@ class SetNet(nn.Module):
 
     def encode(self, images, scalars, mask):
         """Per-observation confidences [B, K] (padding: MISSING_CONFIDENCE) and embeddings [B, K, d]."""
-        emb = torch.zeros(mask.shape + (self.encoder.dim,), dtype=images.dtype, device=images.device)
-        emb[mask] = self.encoder.embed(images[mask], scalars[mask])
+        return self.place(self.encoder.embed(images[mask], scalars[mask]), mask)
+
+    def place(self, rows, mask):
+        """``encode`` from the embeddings ``rows`` of the real observations, in ``mask``'s order: they
+        are put in their padded places (the scorer embeds the flat observations without padding)."""
+        emb = torch.zeros(mask.shape + (self.encoder.dim,), dtype=rows.dtype, device=rows.device)
+        emb[mask] = rows
         conf = self.encoder.out(emb).squeeze(-1).masked_fill(~mask, MISSING_CONFIDENCE)
         return conf, emb
 
@@ -114,7 +119,10 @@ class SetNet(nn.Module):
         return self.encode(images, scalars, mask)[0]
 
     def forward(self, images, scalars, mask, fixed):
-        conf, emb = self.encode(images, scalars, mask)
+        return self.decide(*self.encode(images, scalars, mask), mask, fixed)
+
+    def decide(self, conf, emb, mask, fixed):
+        """The logit [B] from the observations' confidences and embeddings: pooling, then the head."""
         if conf.shape[1] < ORDER_STAT:
             pad = ORDER_STAT - conf.shape[1]
             conf = nn.functional.pad(conf, (0, pad), value=MISSING_CONFIDENCE)

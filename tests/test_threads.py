@@ -76,3 +76,19 @@ def test_lightgbm_follows_the_budget_at_fit_and_at_prediction(monkeypatch, small
     monkeypatch.setattr(threads, "_budget", 2)
     model.predict_proba(small_batch)
     assert model.estimator_.pipeline_.steps[-1][1].n_jobs == 2
+
+
+def test_split_rows_gives_what_one_call_gives():
+    import numpy as np
+
+    from neoqa.features.views import pixel_median
+
+    a = np.random.default_rng(0).normal(size=(9000, 2, 5, 5)).astype(np.float32)
+    before = threads.budget()
+    try:
+        for n in (1, 2, 3):
+            threads.set_budget(n)
+            np.testing.assert_array_equal(pixel_median(a), np.median(a.reshape(9000, 2, -1), axis=2))
+            np.testing.assert_array_equal(threads.split_rows(np.sort, a, -1, min_rows=1000), np.sort(a, -1))
+    finally:
+        threads.set_budget(before)

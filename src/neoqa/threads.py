@@ -70,6 +70,22 @@ def set_budget(n: int | None = None) -> int:
     return n
 
 
+def split_rows(fn, a, *args, min_rows: int = 4096):
+    """``fn(a, *args)`` for an ``fn`` that works row by row (its result's first axis is ``a``'s) and
+    leaves the interpreter lock (NumPy's sorts and partitions do), over the budget's threads, each
+    on a slice of rows; what one call gives."""
+    import numpy as np
+
+    n = min(budget(), len(a) // min_rows)
+    if n <= 1:
+        return fn(a, *args)
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = np.linspace(0, len(a), n + 1).astype(int)
+    with ThreadPoolExecutor(n) as pool:
+        return np.concatenate(list(pool.map(lambda s: fn(a[s[0]:s[1]], *args), zip(cuts[:-1], cuts[1:]))))
+
+
 def pools() -> dict:
     """The thread count of every pool loaded in this process: each BLAS or OpenMP library
     (threadpoolctl's view) and torch's intra-op pool."""

@@ -262,69 +262,79 @@ def _check_format(where, fmt, version):
 
 
 def _validate_shard(path: Path):
-    """Check layout and schema without reading the images; return (meta, n_sheets)."""
+    """Check layout and schema without reading the images; return (meta, n_sheets, sheet ids as bytes)."""
+    with _open_shard(path) as f:
+        meta, n, read = _validate(f, path)
+    return meta, n, read["sheet_id"]
+
+
+def _open_shard(path: Path):
     if not path.exists():
         raise NeoqaError(f"{path}: shard file is missing")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError:
         raise NeoqaError(f"{path}: not a readable HDF5 file (truncated or not HDF5)") from None
-    with f:
-        _check_format(path, _attr(f, "format"), _attr(f, "format_version"))
-        try:
-            meta = json.loads(f.attrs["meta"])
-        except (KeyError, json.JSONDecodeError):
-            raise NeoqaError(f"{path}: attribute 'meta' is missing or not JSON") from None
-        _check_meta(path, meta)
-        n_ch, size = len(meta["channels"]), meta["cutout_size"]
-        ns, no = len(meta["sheet_scalars"]), len(meta["obs_scalars"])
-        expect = {"sheet_id": (None,), "label": (None,), "k": (None,), "composite": (None, n_ch, size, size),
-                  "sheet_scalars": (None, ns), "cutouts": (None, n_ch, size, size), "obs_scalars": (None, no),
-                  "ra": (None,), "dec": (None,), "mjd": (None,), "band": (None,), "mag": (None,)}
-        lengths = {}
-        for name, shape in expect.items():
-            key = f"{_GROUP[name]}/{name}"
-            if key not in f:
-                raise NeoqaError(f"{path}: dataset '{key}' is missing")
-            ds = f[key]
-            if len(ds.shape) != len(shape) or any(s is not None and s != d for s, d in zip(shape, ds.shape)):
-                raise NeoqaError(f"{path}: dataset '{key}' has shape {ds.shape}, expected {_fmt(shape)}")
-            if ds.dtype.kind not in _KINDS[name]:
-                raise NeoqaError(f"{path}: dataset '{key}' has type {ds.dtype}, expected "
-                                 f"{'an integer' if _KINDS[name] == 'iu' else 'a float' if _KINDS[name] == 'f' else 'a byte-string'} type")
-            lengths.setdefault(_GROUP[name], set()).add(ds.shape[0])
-        for group, sizes in lengths.items():
-            if len(sizes) != 1:
-                raise NeoqaError(f"{path}: the datasets under '{group}/' differ in length {sorted(sizes)}")
-        n, m = lengths["sheets"].pop(), lengths["obs"].pop()
-        k = f["sheets/k"][()]
-        if n and k.min() < 1:
-            raise NeoqaError(f"{path}: sheet {_sid(f, int(np.argmin(k)))}: field 'k' is {k.min()}, must be >= 1")
-        if int(k.sum()) != m:
-            raise NeoqaError(f"{path}: field 'k' sums to {int(k.sum())} but there are {m} observations")
-        band = f["obs/band"][()]
-        if m and (band.min() < 0 or band.max() >= n_ch):
-            raise NeoqaError(f"{path}: field 'band' holds {int(band.max() if band.max() >= n_ch else band.min())}, "
-                             f"not a channel index 0..{n_ch - 1}")
-        labels = f["sheets/label"][()]
-        bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
-        if len(bad):
-            raise NeoqaError(f"{path}: sheet {_sid(f, bad[0])}: field 'label' is {labels[bad[0]]}, must be -1, 0 or 1")
-        ids = f["sheets/sheet_id"][()]
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise NeoqaError(f"{path}: sheet id {uniq[counts > 1][0].decode('utf-8')!r} appears more than once")
-        if meta["has_truth"]:
-            for name in TRUTH_SHEET_FIELDS:
-                if f"truth/sheets/{name}" not in f or f[f"truth/sheets/{name}"].shape != (n,):
-                    raise NeoqaError(f"{path}: truth dataset 'truth/sheets/{name}' is missing or of wrong length")
-            for name in TRUTH_OBS_FIELDS:
-                if f"truth/obs/{name}" not in f or f[f"truth/obs/{name}"].shape != (m,):
-                    raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is missing or of wrong length")
-            for name in TRUTH_OBS_EXTRA:           # optional: data from before 0.4.0 lacks them
-                if f"truth/obs/{name}" in f and f[f"truth/obs/{name}"].shape != (m,):
-                    raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is of wrong length")
-    return meta, n, ids
+
+
+def _validate(f, path: Path):
+    """``_validate_shard`` on the open file ``f``: (meta, n_sheets, the small arrays it read to check
+    them: k, band, label and the ids as bytes, which a reader need not read again)."""
+    _check_format(path, _attr(f, "format"), _attr(f, "format_version"))
+    try:
+        meta = json.loads(f.attrs["meta"])
+    except (KeyError, json.JSONDecodeError):
+        raise NeoqaError(f"{path}: attribute 'meta' is missing or not JSON") from None
+    _check_meta(path, meta)
+    n_ch, size = len(meta["channels"]), meta["cutout_size"]
+    ns, no = len(meta["sheet_scalars"]), len(meta["obs_scalars"])
+    expect = {"sheet_id": (None,), "label": (None,), "k": (None,), "composite": (None, n_ch, size, size),
+              "sheet_scalars": (None, ns), "cutouts": (None, n_ch, size, size), "obs_scalars": (None, no),
+              "ra": (None,), "dec": (None,), "mjd": (None,), "band": (None,), "mag": (None,)}
+    lengths = {}
+    for name, shape in expect.items():
+        key = f"{_GROUP[name]}/{name}"
+        if key not in f:
+            raise NeoqaError(f"{path}: dataset '{key}' is missing")
+        ds = f[key]
+        if len(ds.shape) != len(shape) or any(s is not None and s != d for s, d in zip(shape, ds.shape)):
+            raise NeoqaError(f"{path}: dataset '{key}' has shape {ds.shape}, expected {_fmt(shape)}")
+        if ds.dtype.kind not in _KINDS[name]:
+            raise NeoqaError(f"{path}: dataset '{key}' has type {ds.dtype}, expected "
+                             f"{'an integer' if _KINDS[name] == 'iu' else 'a float' if _KINDS[name] == 'f' else 'a byte-string'} type")
+        lengths.setdefault(_GROUP[name], set()).add(ds.shape[0])
+    for group, sizes in lengths.items():
+        if len(sizes) != 1:
+            raise NeoqaError(f"{path}: the datasets under '{group}/' differ in length {sorted(sizes)}")
+    n, m = lengths["sheets"].pop(), lengths["obs"].pop()
+    k = f["sheets/k"][()]
+    if n and k.min() < 1:
+        raise NeoqaError(f"{path}: sheet {_sid(f, int(np.argmin(k)))}: field 'k' is {k.min()}, must be >= 1")
+    if int(k.sum()) != m:
+        raise NeoqaError(f"{path}: field 'k' sums to {int(k.sum())} but there are {m} observations")
+    band = f["obs/band"][()]
+    if m and (band.min() < 0 or band.max() >= n_ch):
+        raise NeoqaError(f"{path}: field 'band' holds {int(band.max() if band.max() >= n_ch else band.min())}, "
+                         f"not a channel index 0..{n_ch - 1}")
+    labels = f["sheets/label"][()]
+    bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
+    if len(bad):
+        raise NeoqaError(f"{path}: sheet {_sid(f, bad[0])}: field 'label' is {labels[bad[0]]}, must be -1, 0 or 1")
+    ids = f["sheets/sheet_id"][()]
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise NeoqaError(f"{path}: sheet id {uniq[counts > 1][0].decode('utf-8')!r} appears more than once")
+    if meta["has_truth"]:
+        for name in TRUTH_SHEET_FIELDS:
+            if f"truth/sheets/{name}" not in f or f[f"truth/sheets/{name}"].shape != (n,):
+                raise NeoqaError(f"{path}: truth dataset 'truth/sheets/{name}' is missing or of wrong length")
+        for name in TRUTH_OBS_FIELDS:
+            if f"truth/obs/{name}" not in f or f[f"truth/obs/{name}"].shape != (m,):
+                raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is missing or of wrong length")
+        for name in TRUTH_OBS_EXTRA:           # optional: data from before 0.4.0 lacks them
+            if f"truth/obs/{name}" in f and f[f"truth/obs/{name}"].shape != (m,):
+                raise NeoqaError(f"{path}: truth dataset 'truth/obs/{name}' is of wrong length")
+    return meta, n, {"k": k, "band": band, "label": labels, "sheet_id": ids}
 
 
 # numpy dtype kinds each stored array may have: fractional k or labels are refused on open
@@ -392,16 +402,18 @@ def _fmt(shape) -> str:
     return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
 
 
-def read_shard(path: Path) -> SheetBatch:
-    meta, _, _ = _validate_shard(path)
-    with h5py.File(path, "r") as f:
-        kw = {name: f[f"{_GROUP[name]}/{name}"][()] for name in SHEET_ARRAYS + OBS_ARRAYS}
+def read_shard(path: Path, truth: bool = True) -> SheetBatch:
+    """A shard's sheets, validated (one line naming file, sheet and field otherwise); without
+    ``truth``, the simulation truth is left unread (scoring never reads it)."""
+    with _open_shard(path) as f:
+        meta, _, kw = _validate(f, path)
+        kw.update({name: f[f"{_GROUP[name]}/{name}"][()] for name in SHEET_ARRAYS + OBS_ARRAYS if name not in kw})
         try:
             kw["sheet_id"] = decode_ids(kw["sheet_id"])
         except UnicodeDecodeError:
             raise NeoqaError(f"{path}: dataset 'sheets/sheet_id' holds an id that is not UTF-8") from None
         check_finite(path, kw)
-        if meta["has_truth"]:
+        if meta["has_truth"] and truth:
             kw["truth_sheet"] = {n: f[f"truth/sheets/{n}"][()] for n in TRUTH_SHEET_FIELDS}
             m = len(kw["mjd"])
             kw["truth_obs"] = {n: f[f"truth/obs/{n}"][()] if f"truth/obs/{n}" in f else

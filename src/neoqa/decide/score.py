@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +48,38 @@ def ensure_part(model, info: dict, model_id: str, shard_path: Path, part: Path, 
     """Make ``part`` from the shard unless it is already a whole part of this model's scores of
     these very bytes; (the shard's sheets, whether it was made). The unit of work a process or a
     Dask worker runs: it opens the shard itself, and hashes it once."""
-    digest = file_digest(shard_path)
-    done = part_done(part, model_id, digest)
-    if done is not None:
-        return done, False
+    return make_part(model, info, model_id, fetch(shard_path, part, model_id), part, where)
+
+
+def fetch(shard_path: Path, part: Path, model_id: str) -> tuple:
+    """What scoring a shard needs from disk: (the shard, its sha256, the sheets of ``part`` if that
+    is already a whole part of these bytes, else the shard's sheets, truth unread). The hash runs on
+    a thread of its own while the shard is read (hashlib and HDF5 reads leave the interpreter lock),
+    unless a part is there to be checked, when the hash comes first and a whole part is not read."""
+    if part.exists():
+        digest = file_digest(shard_path)
+        done = part_done(part, model_id, digest)
+        if done is not None:
+            return shard_path, digest, done
+        return shard_path, digest, read_shard(shard_path, truth=False)
+    with ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(file_digest, shard_path)
+        batch = read_shard(shard_path, truth=False)
+        return shard_path, digest.result(), batch
+
+
+def make_part(model, info: dict, model_id: str, fetched: tuple, part: Path, where: str) -> tuple[int, bool]:
+    """``fetch``'s result scored into ``part`` (or its whole part's count): (sheets, whether made)."""
+    shard_path, digest, got = fetched
+    if isinstance(got, int):
+        return got, False
     (part.parent / MANIFEST).unlink(missing_ok=True)     # the folder is whole again when the manifest is back
-    return score_shard(model, info, model_id, shard_path, part, where, digest), True
+    return score_batch(model, info, model_id, got, shard_path, part, where, digest), True
 
 
-def score_shard(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str,
-                digest: str | None = None) -> int:
-    """Score one shard into the Parquet file ``part`` (atomically); returns its sheet count."""
-    digest = file_digest(shard_path) if digest is None else digest
-    batch = read_shard(shard_path)
+def score_batch(model, info: dict, model_id: str, batch, shard_path: Path, part: Path, where: str,
+                digest: str) -> int:
+    """A shard's sheets, already read, scored into the Parquet file ``part`` (atomically)."""
     batch = persist.conform(model, info, batch, where)
     thr = float(info["threshold"])
     point = getattr(model, "operating_point", None)
@@ -138,9 +158,15 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                 bar.update(result[0])
                 made.append(result[1])
 
-            if run is None:
-                for i, shard_path in enumerate(ds.shard_paths):
-                    done(ensure_part(model, info, mid, shard_path, out / part_name(i), str(data)))
+            if run is None:             # the next shard is read and hashed while this one is scored
+                parts = [out / part_name(i) for i in range(len(ds.shard_paths))]
+                with ThreadPoolExecutor(1) as reader:
+                    ahead = reader.submit(fetch, ds.shard_paths[0], parts[0], mid)
+                    for i in range(len(parts)):
+                        fetched = ahead.result()
+                        if i + 1 < len(parts):
+                            ahead = reader.submit(fetch, ds.shard_paths[i + 1], parts[i + 1], mid)
+                        done(make_part(model, info, mid, fetched, parts[i], str(data)))
             else:
                 run(score_task, [(str(model_dir.resolve()), mid, str(shard_path.resolve()),
                                   str((out / part_name(i)).resolve()), str(data))

@@ -33,6 +33,28 @@ def test_info_text(small_neowise, capsys):
     assert "700 sheets" in out and "W1, W2" in out and "seed=11" in out
 
 
+def test_info_counts_unvetted_sheets_apart(tmp_path, small_batch, capsys):
+    """Unlabelled sheets are neither real nor false, nor label errors."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from neoqa.data.store import write_dataset
+
+    b = small_batch.select(np.arange(100))
+    label = b.label.copy()
+    label[:40] = -1
+    write_dataset(tmp_path / "d", [replace(b, label=label)])
+    assert main(["info", str(tmp_path / "d"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["labelled"] == 60 and s["real"] == int((label == 1).sum())
+    assert s["positive_fraction"] == pytest.approx(s["real"] / 60)
+    clean = b.truth_sheet["clean_label"]
+    assert s["label_noise_rate"] == pytest.approx(float(np.sum((label != clean) & (label >= 0))) / 60)
+    assert main(["info", str(tmp_path / "d")]) == 0
+    assert "40 not vetted" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, needle", [
     (["info", "/nonexistent/data"], "no such file or folder"),
     (["simulate", "--sheets", "0", "--out", "x"], "argument --sheets: must be at least 1"),

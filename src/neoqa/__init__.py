@@ -6,7 +6,7 @@ and the command line pays only for what it runs:
     data       open_dataset, SheetBatch, split
     simulate   SimConfig, simulate_batch, simulate_dataset
     models     model_names, make_model, train_model, load_model, capabilities
-    judging    evaluate_model, recall_threshold, triage_thresholds, set_operating_point, buckets
+    judging    evaluate_model, evaluate_split, recall_threshold, triage_thresholds, set_operating_point, buckets
     explain    attribute
 
 (The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
@@ -28,6 +28,7 @@ _API = {
     "load_model": ("neoqa.models.persistence", "load"),
     "capabilities": ("neoqa.models.base", "capabilities"),
     "evaluate_model": ("neoqa.evaluate.evaluation", "evaluate"),
+    "evaluate_split": ("neoqa.evaluate.evaluation", "evaluate_split"),
     "recall_threshold": ("neoqa.evaluate.thresholds", "recall_threshold"),
     "triage_thresholds": ("neoqa.decide.triage", "triage_thresholds"),
     "set_operating_point": ("neoqa.decide.triage", "set_operating_point"),

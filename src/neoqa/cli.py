@@ -79,15 +79,10 @@ def _train(a):
 
 
 def _evaluate(a):
-    from neoqa.evaluate.evaluation import evaluate_path
+    from neoqa.evaluate.evaluation import evaluate_path, evaluation_text
 
-    res = evaluate_path(a.model, a.data)
-    if a.json:
-        print(json.dumps(res, indent=1, sort_keys=True, default=float))
-    else:
-        from neoqa.evaluate.tables import EVALUATE_SUMMARY, text
-
-        print("\n".join(text(EVALUATE_SUMMARY, res)))
+    res = evaluate_path(a.model, a.data, a.split, a.bootstrap, a.seed)
+    print(json.dumps(res, indent=1, sort_keys=True) if a.json else "\n".join(evaluation_text(res)))
 
 
 def _zoo(a):
@@ -386,10 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite(s)
     s.set_defaults(func=_train)
 
-    s = sub.add_parser("evaluate", help="evaluate a saved model on a dataset's test split")
+    s = sub.add_parser("evaluate", help="a saved model's rates, with 95%% intervals, on one split of labelled data")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--split", choices=("test", "validation", "train", "all"), default="test",
+                   help="the labelled sheets to evaluate on (default test; all: every labelled sheet, for data "
+                        "the model never saw)")
+    s.add_argument("--bootstrap", type=_int, default=200, help="resamples for the AUC and FPR intervals (0: none)")
+    s.add_argument("--seed", type=_int, default=0, help="of the bootstrap")
+    s.add_argument("--json", action="store_true", help="the full result (breakdowns included) as JSON")
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("zoo", help="train and evaluate every registered model")
@@ -420,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_night)
 
-    s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2)")
+    s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2); "
+                                       "trees (gbdt) by exact TreeSHAP contributions")
     s.add_argument("--model", required=True)
     s.add_argument("--data", default=None)
     s.add_argument("--sheet", default=None)
@@ -586,6 +587,9 @@ def _close_progress() -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from neoqa.outputs import record_command
+
+    record_command(sys.argv[1:] if argv is None else argv)
     from neoqa.threads import set_budget
 
     set_budget(args.threads)                 # before any library starts its pool

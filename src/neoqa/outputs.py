@@ -322,3 +322,45 @@ def read_json(path: Path, missing: str | None = None) -> dict:
     if not isinstance(value, dict):
         raise NeoqaError(f"{path}: expected a JSON object")
     return value
+
+
+def provenance() -> dict:
+    """Where an output came from: neoqa's version, the git commit of the source it ran from (with
+    ``+modified`` when the tree had uncommitted changes; None outside a checkout), the UTC time and
+    the command line."""
+    import datetime
+    import subprocess
+
+    from neoqa import __version__
+
+    commit = None
+    src = Path(__file__).resolve().parent
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(src), *a], capture_output=True, text=True,   # noqa: E731
+                                        timeout=10)
+        head = run("rev-parse", "--short=12", "HEAD")
+        if head.returncode == 0:
+            dirty = run("status", "--porcelain", "--untracked-files=no", "--", ".").stdout.strip()
+            commit = head.stdout.strip() + ("+modified" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"neoqa_version": __version__, "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command()}
+
+
+_COMMAND: list | None = None
+
+
+def record_command(argv) -> None:
+    """The command line outputs record (``neoqa.cli.main`` sets it: it may be called in-process)."""
+    global _COMMAND
+    _COMMAND = ["neoqa", *map(str, argv)]
+
+
+def command() -> str:
+    """The command that is making an output: the one ``neoqa.cli.main`` ran, else this process's."""
+    import shlex
+    import sys
+
+    return shlex.join(_COMMAND if _COMMAND is not None else sys.argv)

@@ -26,6 +26,12 @@ def test_report_is_self_contained(report):
     assert all(src.startswith("data:image/png;base64,") for src in imgs)
     for case in ("true positive", "true negative"):
         assert case in text
+    # where it came from: the version, the commit (a git checkout), the date, the data's digest, the commands
+    assert re.search(r"The run was made by neoqa \d+\.\d+\.\d+ \(commit [0-9a-f]{12}(\+modified)?\) on "
+                     r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: <code>[^<]*zoo --data", text), text[:3000]
+    assert "data digest <code>" in text and "This page was written by neoqa" in text
+    # each explained example says whether its label is one the clean truth confirms
+    assert text.count("the clean truth agrees with the label") + text.count("the label is one of the flipped") >= 2
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")

@@ -1,7 +1,9 @@
 """The zoo's table, figures and JSON contract; evaluate --json; streaming scores."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from neoqa.cli import main
@@ -26,13 +28,38 @@ def test_zoo_writes_the_table_in_three_formats(zoo_run):
         assert (zoo_run / fig).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_evaluate_json_has_the_same_keys(zoo_run, small_neowise, capsys):
+def test_evaluate_agrees_with_the_zoo_and_gives_intervals(zoo_run, small_neowise, capsys):
     assert main(["evaluate", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neowise), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    for key in KEYS:
-        assert key in r
     table = json.loads((zoo_run / "results.json").read_text())["models"]["ridge"]
-    assert r["test_accuracy"] == table["test_accuracy"]
+    assert r["split"] == "test" and r["sheets"] == table["test_sheets"]
+    for key, zoo_key in (("accuracy", "test_accuracy"), ("tpr", "tpr"), ("ppv", "ppv"), ("roc_auc", "roc_auc")):
+        rate = r["labels"]["rates"][key]
+        assert rate["value"] == pytest.approx(table[zoo_key])
+        assert rate["ci95"][0] <= rate["value"] <= rate["ci95"][1] and rate["ci95"][1] - rate["ci95"][0] > 0
+    assert r["clean"]["rates"]["accuracy"]["value"] == pytest.approx(table["test_accuracy_clean"])
+    assert not r["includes_training_sheets"]
+    # the text: rounded, with intervals; --split all on the training data says it includes training sheets
+    assert main(["evaluate", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neowise),
+                 "--split", "all", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "all split" in out and "include the model's own training sheets" in out
+    line = next(x for x in out.splitlines() if x.startswith("accuracy"))
+    assert re.fullmatch(r"accuracy +\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\] +\d+\.\d\d% \[\d+\.\d\d, \d+\.\d\d\] *",
+                        line), line
+    assert main(["evaluate", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neowise),
+                 "--split", "validation", "--json", "--bootstrap", "0"]) == 0
+    v = json.loads(capsys.readouterr().out)
+    assert v["split"] == "validation" and v["sheets"] != r["sheets"] and not v["includes_training_sheets"]
+
+
+def test_wilson_intervals():
+    from neoqa.evaluate.metrics import wilson
+
+    lo, hi = wilson(95, 100)
+    assert lo == pytest.approx(0.8882, abs=1e-4) and hi == pytest.approx(0.9785, abs=1e-4)   # the textbook values
+    assert wilson(100, 100)[1] == 1.0 and 0.96 < wilson(100, 100)[0] < 0.97
+    assert all(np.isnan(wilson(0, 0)))
 
 
 def test_train_unknown_model_is_a_clear_error(tmp_path, small_neowise, capsys):

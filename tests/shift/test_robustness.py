@@ -129,7 +129,7 @@ def test_robustness_cli(tmp_path, small_neowise, zoo_run):
     rows = json.loads((out / "robustness.json").read_text())["rows"]
     assert len(rows) == 2 * 6
     clean = [r for r in rows if r["severity"] == 0]
-    want = evaluate_path(model, small_neowise)["test_accuracy"]
+    want = evaluate_path(model, small_neowise, resamples=0)["labels"]["rates"]["accuracy"]["value"]
     assert [r["accuracy"] for r in clean] == [pytest.approx(want)] * 2
     noise = [r["accuracy_clean"] for r in rows if r["corruption"] == "noise"]
     assert noise[-1] < noise[0]                                     # 4x the noise costs accuracy

@@ -11,7 +11,7 @@ def summarize(sheets: SheetSet) -> dict:
     """Counts and provenance, read shard by shard (images are not loaded)."""
     import h5py
 
-    n, pos, noisy, k_hist = 0, 0, 0, {}
+    n, pos, vetted, noisy, k_hist = 0, 0, 0, 0, {}
     have_truth = bool(sheets.meta.get("has_truth"))
     for path in sheets.shard_paths:
         with h5py.File(path, "r") as f:
@@ -19,14 +19,17 @@ def summarize(sheets: SheetSet) -> dict:
             k = f["sheets/k"][()]
             n += len(label)
             pos += int((label == 1).sum())
-            if have_truth:
-                noisy += int((label != f["truth/sheets/clean_label"][()]).sum())
+            vetted += int((label >= 0).sum())
+            if have_truth:                   # among the vetted: an unlabelled sheet is no label error
+                noisy += int(((label != f["truth/sheets/clean_label"][()]) & (label >= 0)).sum())
             for value, count in zip(*np.unique(k, return_counts=True)):
                 k_hist[int(value)] = k_hist.get(int(value), 0) + int(count)
     return {
         "path": str(sheets.path),
         "sheets": n,
-        "positive_fraction": pos / n if n else None,
+        "labelled": vetted,
+        "real": pos,
+        "positive_fraction": pos / vetted if vetted else None,     # of the labelled sheets
         "k_min": min(k_hist) if k_hist else None,
         "k_max": max(k_hist) if k_hist else None,
         "k_histogram": {str(key): k_hist[key] for key in sorted(k_hist)},
@@ -36,18 +39,27 @@ def summarize(sheets: SheetSet) -> dict:
         "cutout_size": sheets.meta["cutout_size"],
         "sheet_scalars": sheets.meta["sheet_scalars"],
         "obs_scalars": sheets.meta["obs_scalars"],
-        "label_noise_rate": (noisy / n if n else None) if have_truth else None,
+        "label_noise_rate": (noisy / vetted if vetted else None) if have_truth else None,
         "shards": len(sheets.shard_paths),
         "provenance": sheets.meta["provenance"],
     }
 
 
+def _labels_line(s: dict) -> str:
+    unlabelled = s["sheets"] - s["labelled"]
+    if not s["labelled"]:
+        return f"  labels: none ({unlabelled:,} sheets not vetted)"
+    line = (f"  labels: {s['real']:,} real and {s['labelled'] - s['real']:,} false ({s['positive_fraction']:.1%} real)"
+            + (f", {unlabelled:,} not vetted" if unlabelled else ""))
+    if s["label_noise_rate"] is not None:
+        return line + f"; {s['label_noise_rate']:.1%} of the labels differ from the clean truth"
+    return line + " (no truth: real data)"
+
+
 def format_text(s: dict) -> str:
     lines = [
         f"{s['path']}: {s['sheets']} sheets in {s['shards']} shard(s), survey {s['survey']}",
-        f"  labels: {s['positive_fraction']:.1%} real" + (
-            f", {s['label_noise_rate']:.1%} differ from the clean truth" if s["label_noise_rate"] is not None else
-            " (no truth: real data)"),
+        _labels_line(s),
         f"  channels: {', '.join(s['channels'])}; cutouts {s['cutout_size']}x{s['cutout_size']} px at {s['pixel_scale_arcsec']}\"/px",
         f"  k: {s['k_min']}..{s['k_max']}",
     ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,12 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from neoqa import __version__
+from neoqa import __version__, threads
 from neoqa.data.store import SheetSet, dataset_digest, file_digest, read_shard
 from neoqa.errors import NeoqaError
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS
-from neoqa.outputs import MARKER, atomic_output, check_output, read_marker, remove_stale_partials, write_marker
+from neoqa.outputs import (MARKER, atomic_output, check_output, command, read_marker, remove_stale_partials,
+                           write_marker)
 
 BATCH = 4096
 MANIFEST = "_manifest.json"          # "_" first: a Parquet dataset reader skips it
@@ -62,6 +62,8 @@ def fetch(shard_path: Path, part: Path, model_id: str) -> tuple:
         if done is not None:
             return shard_path, digest, done
         return shard_path, digest, read_shard(shard_path, truth=False)
+    if threads.budget() == 1:           # one thread may run: one after the other
+        return shard_path, file_digest(shard_path), read_shard(shard_path, truth=False)
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(file_digest, shard_path)
         batch = read_shard(shard_path, truth=False)
@@ -86,7 +88,7 @@ def score_batch(model, info: dict, model_id: str, batch, shard_path: Path, part:
     meta = {"neoqa_version": __version__, "model": info["model"], "model_id": model_id, "threshold": repr(thr),
             "operating_point": json.dumps(point.as_dict() if point is not None else None),
             "shard": shard_path.name, "shard_digest": digest, "sheets": str(len(batch)),
-            "command": " ".join(sys.argv)}
+            "command": command()}
     part.unlink(missing_ok=True)        # a broken part of ours (the folder was checked to be our scores)
     with atomic_output(part, overwrite=True) as tmp:
         with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta)) as writer:
@@ -158,15 +160,11 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                 bar.update(result[0])
                 made.append(result[1])
 
-            if run is None:             # the next shard is read and hashed while this one is scored
+            if run is None:
                 parts = [out / part_name(i) for i in range(len(ds.shard_paths))]
-                with ThreadPoolExecutor(1) as reader:
-                    ahead = reader.submit(fetch, ds.shard_paths[0], parts[0], mid)
-                    for i in range(len(parts)):
-                        fetched = ahead.result()
-                        if i + 1 < len(parts):
-                            ahead = reader.submit(fetch, ds.shard_paths[i + 1], parts[i + 1], mid)
-                        done(make_part(model, info, mid, fetched, parts[i], str(data)))
+                for fetched, part in zip(_ahead(fetch, [(p, part, mid) for p, part in zip(ds.shard_paths, parts)]),
+                                         parts):
+                    done(make_part(model, info, mid, fetched, part, str(data)))
             else:
                 run(score_task, [(str(model_dir.resolve()), mid, str(shard_path.resolve()),
                                   str((out / part_name(i)).resolve()), str(data))
@@ -180,6 +178,21 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                     out.rmdir()
         raise
     return _finish(out, mid, info, ds, data, sum(made), len(made) - sum(made))
+
+
+def _ahead(fn, calls):
+    """``fn(*args)`` for each of ``calls``, in order, each computed while the caller works on the
+    one before (a thread of its own; one at a time when the thread budget is one)."""
+    if threads.budget() == 1 or not calls:
+        yield from (fn(*args) for args in calls)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(fn, *calls[0])
+        for i in range(len(calls)):
+            got = nxt.result()
+            if i + 1 < len(calls):
+                nxt = pool.submit(fn, *calls[i + 1])
+            yield got
 
 
 def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) -> None:
@@ -221,7 +234,7 @@ def _finish(out: Path, model_id: str, info: dict, ds: SheetSet, data, made: int,
                 "threshold": float(info["threshold"]), "operating_point": info.get("operating_point"),
                 "data": str(data), "data_digest": dataset_digest(p["shard_digest"] for p in parts), "sheets": len(ds),
                 "buckets": counts,
-                "parts": parts, "made": made, "skipped": skipped, "command": " ".join(sys.argv)}
+                "parts": parts, "made": made, "skipped": skipped, "command": command()}
     with atomic_output(out / MANIFEST, overwrite=True) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

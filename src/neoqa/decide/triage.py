@@ -10,7 +10,6 @@ bucketed by the saved point: no labels are needed at night.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from neoqa.evaluate import tables
 from neoqa.evaluate.thresholds import bootstrap_interval, check_rate, precision_threshold, recall_threshold
 from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS, OperatingPoint, buckets
-from neoqa.outputs import atomic_output, check_output, file_mark
+from neoqa.outputs import atomic_output, check_output, command, file_mark
 
 # A bucket's row of a triage report (``bucket_report``), as the CLI prints it.
 BUCKET_TABLE = (tables.Column("bucket", "bucket"), tables.Column("sheets", "sheets", tables.whole),
@@ -112,7 +111,7 @@ def triage(model_dir, data, out=None, recall: float | None = None, precision: fl
                                                      batch.truth_sheet["object_class"][judged])
     if out is not None:
         meta = {**file_mark(), "model": info["model"], "model_id": report["model_id"], "data_digest": report["data_digest"],
-                "operating_point": json.dumps(point.as_dict()), "command": " ".join(sys.argv)}
+                "operating_point": json.dumps(point.as_dict()), "command": command()}
         with atomic_output(Path(out), overwrite=overwrite, inputs=(model_dir, data)) as tmp:
             pq.write_table(pa.table({"sheet_id": batch.sheet_id.astype(str),
                                      "split": np.array(SPLIT_NAMES)[split], "probability": p,

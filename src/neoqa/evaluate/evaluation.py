@@ -13,9 +13,9 @@ import numpy as np
 from neoqa.models import persistence as persist
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import OBJECT_CLASSES
-from neoqa.evaluate.metrics import classification_metrics
-from neoqa.evaluate.thresholds import fpr_at_recall
-from neoqa.data.splits import TEST, TRAIN, labelled
+from neoqa.evaluate.metrics import classification_metrics, wilson
+from neoqa.evaluate.thresholds import bootstrap_interval, fpr_at_recall
+from neoqa.data.splits import TEST, TRAIN, VAL, labelled
 from neoqa.data.store import SheetSet
 
 PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheets
@@ -153,7 +153,113 @@ def _order(label: str):
         return (1, {"none": 0, "mba": 1, "neo": 2, "not a NEO": 4}.get(label, 3), label)
 
 
-def evaluate_path(model_dir, data) -> dict:
+SPLITS = {"test": TEST, "validation": VAL, "train": TRAIN, "all": None}
+PROPORTIONS = {"accuracy": ("tp", "tn", "all"), "tpr": ("tp", "tp", "fn"), "tnr": ("tn", "tn", "fp"),
+               "ppv": ("tp", "tp", "fp"), "npv": ("tn", "tn", "fn")}          # name: (hits..., misses)
+
+
+def rates_with_intervals(y, p, threshold: float, resamples: int, seed: int) -> dict:
+    """Every rate with its 95% interval: Wilson's for the proportions at the threshold (accuracy,
+    recall, specificity, precision, NPV), a stratified bootstrap of ``resamples`` for those of the
+    whole ranking (ROC and PR AUC, the false-positive rate at 99% and 99.5% recall). Each entry:
+    value, ci95, and the sheets it is a proportion of."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    m = classification_metrics(y, p, threshold)
+    c = m["confusion"]
+    out = {}
+    for name, parts in PROPORTIONS.items():
+        k = c["tp"] + c["tn"] if name == "accuracy" else c[parts[1]]
+        n = len(y) if name == "accuracy" else c[parts[1]] + c[parts[2]]
+        out[name] = {"value": m[name], "ci95": wilson(k, n), "of": int(n)}
+    whole = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score,
+             "fpr_at_recall_0.99": lambda a, b: fpr_at_recall(a, b, 0.99),
+             "fpr_at_recall_0.995": lambda a, b: fpr_at_recall(a, b, 0.995)}
+    y, p = np.asarray(y).astype(int), np.asarray(p)
+    for name, fn in whole.items():
+        out[name] = {"value": float(fn(y, p)), "ci95": bootstrap_interval(fn, (y, p), resamples, seed) if resamples
+                     else [float("nan")] * 2, "of": len(y)}
+    out["ece"] = {"value": m["ece"], "ci95": [float("nan")] * 2, "of": len(y)}
+    return {"rates": out, "confusion": c}
+
+
+def evaluate_split(model, info: dict, batch, split: str = "test", where="data", resamples: int = 200,
+                   seed: int = 0) -> dict:
+    """A saved model on the labelled sheets of one split of ``batch`` (or ``all`` of them): every
+    rate with a 95% interval, against the labels and, on simulated data, the clean truth; whether
+    the sheets include those the model was trained on."""
+    if split not in SPLITS:
+        raise NeoqaError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
+    if resamples < 0:
+        raise NeoqaError(f"--bootstrap must be 0 or more resamples (got {resamples})")
+    batch = persist.conform(model, info, batch, where)
+    which = SPLITS[split]
+    sheets = labelled(batch, which) if which is not None else batch.select(np.flatnonzero(batch.label >= 0))
+    if len(sheets) == 0 or len(np.unique(sheets.label)) < 2:
+        what = "no labelled sheets" if len(sheets) == 0 else "labelled sheets of one class only"
+        raise NeoqaError(f"{where}: the {split} split holds {what}; evaluate needs real and false sheets "
+                         "(to bucket unlabelled sheets: neoqa triage or neoqa score)")
+    p = model.predict_proba(sheets)[:, 1]
+    bad = ~np.isfinite(p)
+    if bad.any():                     # never a silent decision: named, and left out of every rate
+        i = int(np.flatnonzero(bad)[0])
+        raise NeoqaError(f"{where}: sheet {sheets.sheet_id[i]!r}: the model's probability is not finite "
+                         f"({int(bad.sum())} such sheets)")
+    thr = float(info["threshold"])
+    train_fp = (info.get("training_data") or {}).get("fingerprint")
+    trained_on = split in ("train", "all") and train_fp == persist.data_fingerprint(labelled(batch, TRAIN))
+    out = {"model": info["model"], "data": str(where), "split": split, "sheets": len(sheets),
+           "real": int((sheets.label == 1).sum()), "threshold": thr, "resamples": resamples, "seed": seed,
+           "includes_training_sheets": bool(trained_on),
+           "labels": rates_with_intervals(sheets.label, p, thr, resamples, seed), "clean": None}
+    if sheets.truth_sheet is not None:
+        out["clean"] = rates_with_intervals(sheets.truth_sheet["clean_label"], p, thr, resamples, seed)
+    decided = p >= thr
+    out["accuracy_by_k"] = {str(int(k)): {"sheets": int((sheets.k == k).sum()),
+                                          "accuracy": float(np.mean(decided[sheets.k == k] ==
+                                                                    (sheets.label[sheets.k == k] == 1)))}
+                            for k in np.unique(sheets.k)}
+    out["by"] = breakdowns(sheets, decided)
+    return out
+
+
+EVALUATE_ROWS = (("accuracy", "accuracy"), ("tpr", "recall (TPR)"), ("tnr", "specificity (TNR)"),
+                 ("ppv", "precision (PPV)"), ("npv", "NPV"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"),
+                 ("fpr_at_recall_0.99", "FPR at 99% recall"), ("fpr_at_recall_0.995", "FPR at 99.5% recall"),
+                 ("ece", "calibration error (ECE)"))
+
+
+def evaluation_text(res: dict) -> list[str]:
+    """``evaluate_split``'s result as a terminal table: rounded values with their intervals."""
+    cols = [("labels", "against the labels")] + ([("clean", "against clean truth")] if res["clean"] else [])
+    lines = [f"{res['model']} on {res['data']}, {res['split']} split: {res['sheets']:,} labelled sheets "
+             f"({res['real']:,} real), threshold {res['threshold']:.3f}",
+             f"95% intervals: Wilson for rates at the threshold, {res['resamples']} stratified bootstrap resamples "
+             "for the rest"]
+    if res["includes_training_sheets"]:
+        lines.append("note: these sheets include the model's own training sheets; the rates flatter it")
+    lines.append(f"{'':<26}" + "".join(f"{title:<30}" for _, title in cols))
+    for key, title in EVALUATE_ROWS:
+        cells = []
+        for col, _ in cols:
+            r = res[col]["rates"][key]
+            cells.append(f"{_value(key, r):<30}")
+        lines.append(f"{title:<26}" + "".join(cells))
+    c = res["labels"]["confusion"]
+    lines.append(f"{'confusion (labels)':<26}TP {c['tp']:,}  FP {c['fp']:,}  TN {c['tn']:,}  FN {c['fn']:,}")
+    return lines
+
+
+def _value(key: str, r: dict) -> str:
+    v, (lo, hi) = r["value"], r["ci95"]
+    if not np.isfinite(v):
+        return "n/a"
+    if key in ("roc_auc", "pr_auc", "ece"):
+        body = f"{v:.4f}"
+        return body + (f" [{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else "")
+    return f"{100 * v:.2f}%" + (f" [{100 * lo:.2f}, {100 * hi:.2f}]" if np.isfinite(lo) else "")
+
+
+def evaluate_path(model_dir, data, split: str = "test", resamples: int = 200, seed: int = 0) -> dict:
     model, info = persist.load(model_dir)
-    ds = SheetSet(data)
-    return {**evaluate(model, info, ds.read(), where=str(data)).as_dict(), "model": info["model"]}
+    return evaluate_split(model, info, SheetSet(data).read(), split, str(data), resamples, seed)

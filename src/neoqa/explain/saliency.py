@@ -1,5 +1,6 @@
 """Explanations: gradient saliency and SmoothGrad (captum) over every input, drawn as the
-paper's Figure 2; linear models drawn as their weights.
+paper's Figure 2; linear models drawn as their weights; tree models by their exact TreeSHAP
+contributions (``explain.trees``).
 
 Attributions are gradients of the model's logit with respect to its standardised inputs
 (see ``differentiable``): each observation's cutouts in both channels, the per-observation
@@ -21,6 +22,8 @@ from neoqa.models.torch_forward import INPUT_NAMES, inputs_for, linear_weights
 from neoqa.errors import NeoqaError
 from neoqa.outputs import atomic_output, check_output, safe_name
 from neoqa.explain.sheet import find_sheet
+from neoqa.explain.trees import draw_tree_explanation
+from neoqa.models.base import capabilities
 from neoqa.data.store import SheetSet
 
 MAX_ROWS = 10
@@ -89,6 +92,8 @@ def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32
 
 
 def _draw(model, info, sheet, out: Path, method, samples, seed, overwrite=False, inputs=()) -> Path:
+    if "tree_shap" in capabilities(model):           # trees: exact attributions, not gradients
+        return draw_tree_explanation(model, info, sheet, out, overwrite=overwrite, inputs=inputs)
     plt = figures.pyplot()
 
     a = attribute(model, sheet, method, samples, seed=seed)

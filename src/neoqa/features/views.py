@@ -40,42 +40,58 @@ def padded(batch: SheetBatch, values, fill=np.nan) -> np.ndarray:
 
 
 SUMMARY_TOP = 6          # the largest per-observation S/N values kept (the rule needs 5)
-# The observation scalars the summary view reads by name. Every other view takes whatever scalars a
-# dataset has, so a team's own schema trains every model but those on this view.
-SUMMARY_OBS_SCALARS = ("snr_ch1", "snr_ch2", "fit_offset_arcsec", "psf_chi2", "mag_ch1", "mag_ch2",
-                       "near_star_flag", "star_dist_arcsec")
-
-
 def needs(view: str) -> frozenset:
     """The observation scalars a view reads by name (the models on it cannot run without them)."""
     return frozenset(SUMMARY_OBS_SCALARS) if view == "summary" else frozenset()
 
 
+# The observation summaries after the ranked S/N: (observation scalar, statistic, NumPy function).
+SUMMARY_STATS = (("fit_offset_arcsec", "median", np.nanmedian), ("fit_offset_arcsec", "max", np.nanmax),
+                 ("psf_chi2", "median", np.nanmedian), ("psf_chi2", "max", np.nanmax), ("mag_ch1", "std", np.nanstd),
+                 ("mag_ch2", "std", np.nanstd), ("near_star_flag", "mean", np.nanmean),
+                 ("star_dist_arcsec", "min", np.nanmin))
+SUMMARY_RANKED = ("snr_ch1", "snr_ch2")
+CENTRE = 2           # the composite's central (2 CENTRE + 1)^2 pixels
+# The observation scalars the summary view reads by name. Every other view takes whatever scalars a
+# dataset has, so a team's own schema trains every model but those on this view.
+SUMMARY_OBS_SCALARS = tuple(dict.fromkeys(SUMMARY_RANKED + tuple(name for name, _, _ in SUMMARY_STATS)))
+
+
 def summary(batch: SheetBatch) -> np.ndarray:
     """Engineered features: sheet scalars, the composite's central 5 x 5 pixels, and per-observation
     summaries a vetter reasons with (the 1st..6th largest S/N in each band, so the 5th-largest is
-    there; spread of magnitudes; offsets from the motion fit; PSF chi-square; star proximity)."""
+    there; spread of magnitudes; offsets from the motion fit; PSF chi-square; star proximity).
+    ``summary_names`` names its columns."""
     N = len(batch)
     cols = [batch.sheet_scalars]
-    S = batch.composite.shape[-1]
-    c = S // 2
-    cols.append(batch.composite[:, :, c - 2:c + 3, c - 2:c + 3].reshape(N, -1))
+    c = batch.composite.shape[-1] // 2
+    cols.append(batch.composite[:, :, c - CENTRE:c + CENTRE + 1, c - CENTRE:c + CENTRE + 1].reshape(N, -1))
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for name in ("snr_ch1", "snr_ch2"):
+        for name in SUMMARY_RANKED:
             top = -np.sort(-np.nan_to_num(padded(batch, batch.obs_scalar(name)), nan=-np.inf), axis=1)[:, :SUMMARY_TOP]
             top = np.where(np.isfinite(top), top, np.nan)
             if top.shape[1] < SUMMARY_TOP:
                 top = np.pad(top, ((0, 0), (0, SUMMARY_TOP - top.shape[1])), constant_values=np.nan)
             cols.append(top)
-        for name, fns in (("fit_offset_arcsec", (np.nanmedian, np.nanmax)), ("psf_chi2", (np.nanmedian, np.nanmax)),
-                          ("mag_ch1", (np.nanstd,)), ("mag_ch2", (np.nanstd,)), ("near_star_flag", (np.nanmean,)),
-                          ("star_dist_arcsec", (np.nanmin,))):
-            v = padded(batch, batch.obs_scalar(name))
-            cols += [fn(v, axis=1)[:, None] for fn in fns]
+        for name, _, fn in SUMMARY_STATS:
+            cols.append(fn(padded(batch, batch.obs_scalar(name)), axis=1)[:, None])
     return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+def summary_names(sheet_scalar_names, channels) -> list[str]:
+    """The names of ``summary``'s columns, in its order."""
+    offsets = range(-CENTRE, CENTRE + 1)
+    return (list(sheet_scalar_names)
+            + [f"composite {ch} pixel ({dy:+d},{dx:+d})" for ch in channels for dy in offsets for dx in offsets]
+            + [f"{name}, {_ordinal(r)} largest" for name in SUMMARY_RANKED for r in range(1, SUMMARY_TOP + 1)]
+            + [f"{name}, {stat}" for name, stat, _ in SUMMARY_STATS])
+
+
+def _ordinal(r: int) -> str:
+    return f"{r}{'th' if 10 <= r % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(r % 10, 'th')}"
 
 
 def time_order(batch: SheetBatch) -> np.ndarray:

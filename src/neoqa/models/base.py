@@ -36,6 +36,9 @@ CAPABILITIES = {
     "own_weights": ("save_weights", "load_weights"),
     # made of other registered models: parts() -> [(name, model, extra)], from_parts(parts) -> self
     "composite": ("parts", "from_parts"),
+    # trees with exact attributions (TreeSHAP): contributions(batch) -> [n, features + 1] additive
+    # contributions to the logit, the last column the expected value; feature_names(batch) -> names
+    "tree_shap": ("contributions", "feature_names"),
 }
 
 

@@ -44,6 +44,12 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return _budgeted(self.pipeline_).predict(X)
 
+    def contributions(self, X):
+        """TreeSHAP of a LightGBM pipeline: each feature's exact contribution to the raw score (the
+        logit), [n, features + 1], the last column the expected value (LightGBM's pred_contrib)."""
+        check_is_fitted(self)
+        return _budgeted(self.pipeline_).predict(X, pred_contrib=True)
+
     def __sklearn_tags__(self):
         from sklearn.utils import get_tags
 
@@ -211,11 +217,19 @@ class SummaryModel(FixedLengthModel):
     gradients to explain, but more of them can be grown on new data."""
 
     view = "summary"
-    capabilities = frozenset({"finetune"})
+    capabilities = frozenset({"finetune", "tree_shap"})
 
     @staticmethod
     def _view(batch):
         return features.summary(batch)
+
+    def contributions(self, batch):
+        """Exact additive contributions of each summary feature to the logit (TreeSHAP), [n, F + 1]."""
+        return self.estimator_.contributions(self._view(batch))
+
+    @staticmethod
+    def feature_names(batch) -> list[str]:
+        return features.summary_names(batch.sheet_scalar_names, batch.meta.get("channels") or ("ch1", "ch2"))
 
     def fit(self, batch, y=None, *, validation=None, progress=False):
         y = labels_of(batch, y)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 import tomllib
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from neoqa.decide.score import MANIFEST, score
 from neoqa.errors import NeoqaError
 from neoqa.ingest.layout import ingest
 from neoqa.models import persistence as persist
-from neoqa.outputs import atomic_output, check_output, file_mark, read_json, read_marker, write_marker
+from neoqa.outputs import atomic_output, check_output, command, file_mark, read_json, read_marker, write_marker
 
 # section -> field -> (type, required)
 _FIELDS = {
@@ -168,7 +167,7 @@ def night(config_path, overwrite: bool = False, progress: bool = True, echo=prin
                "model": info["model"], "model_id": m["model_id"], "operating_point": point.as_dict(),
                "data": str(data), "data_digest": m["data_digest"], "sheets": m["sheets"], "buckets": m["buckets"],
                "human_load": m["buckets"]["review"] / max(m["sheets"], 1), "steps": steps,
-               "seconds": round(time.time() - started, 3), "command": " ".join(sys.argv)}
+               "seconds": round(time.time() - started, 3), "command": command()}
     with atomic_output(cfg.out / "night.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     return summary

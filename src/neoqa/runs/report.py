@@ -17,10 +17,11 @@ from neoqa.errors import NeoqaError
 from neoqa.evaluate import tables
 from neoqa.decide.triage import bucket_report, buckets, triage_thresholds
 from neoqa.data.splits import TEST, VAL, labelled, split_of
+from neoqa.models.base import capabilities
 from neoqa.models.torch_forward import is_differentiable
 from neoqa.outputs import FIGURE_MARK, atomic_output, safe_name, write_text
 from neoqa.data.store import SheetSet
-from neoqa.outputs import read_json
+from neoqa.outputs import provenance, read_json
 from neoqa.runs.zoo import fast_mover_lines, ranked
 
 FIGURES = (("roc.png", "ROC curves on the test split"), ("confusion.png", "Confusion matrices"),
@@ -36,17 +37,31 @@ def _img(png: Path | bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def pick_examples(model, info, batch) -> dict:
-    """The most confident example of each case (TP, FP, FN, TN) on the test split."""
+def pick_examples(model, info, batch) -> list[tuple]:
+    """The most confident example of each case (TP, FP, FN, TN) on the test split, as (code, name,
+    sheet id, score, note). Where the data has clean truth and that example's label is one of the
+    flipped 2%, the note says so, and the most confident example the truth confirms follows it."""
     test = labelled(batch, TEST)
     p = model.predict_proba(test)[:, 1]
     d = (p >= info["threshold"]).astype(int)
-    out = {}
-    for code, _, label, decision in CASES:
+    clean = test.truth_sheet["clean_label"] if test.truth_sheet is not None else None
+    out = []
+    for code, name, label, decision in CASES:
         idx = np.flatnonzero((test.label == label) & (d == decision))
-        if len(idx):
-            best = idx[np.argmax(p[idx])] if decision == 1 else idx[np.argmin(p[idx])]
-            out[code] = (str(test.sheet_id[best]), float(p[best]))
+        pick = (lambda i: i[np.argmax(p[i])]) if decision == 1 else (lambda i: i[np.argmin(p[i])])   # noqa: E731
+        if not len(idx):
+            continue
+        best = pick(idx)
+        flipped = clean is not None and clean[best] != label
+        note = (f"the label is one of the flipped ones: the clean truth says {'real' if clean[best] == 1 else 'false'}, "
+                "as the model does" if flipped else
+                "the clean truth agrees with the label" if clean is not None else "")
+        out.append((code, name, str(test.sheet_id[best]), float(p[best]), note))
+        genuine = idx[clean[idx] == label] if flipped else []
+        if len(genuine):
+            g = pick(genuine)
+            out.append((f"{code}-truth", f"{name} the clean truth confirms", str(test.sheet_id[g]), float(p[g]),
+                        "the clean truth agrees with the label: a real error of the model"))
     return out
 
 
@@ -126,6 +141,24 @@ def _fast_mover_section(summary: dict) -> str:
             "</p>" + tables.html(columns, rows))
 
 
+def _provenance_html(summary: dict, now: dict) -> str:
+    """Where the run and this page came from: version, commit, date, data digest and command."""
+    def line(what, p):
+        return (f"{what} by neoqa {html.escape(str(p.get('neoqa_version')))}"
+                f"{' (commit ' + html.escape(str(p['commit'])) + ')' if p.get('commit') else ''} on "
+                f"{html.escape(str(p.get('date')))}: <code>{html.escape(str(p.get('command')))}</code>")
+    run = summary.get("provenance")
+    made = line("The run was made", run) if run else "The run records no provenance (made before neoqa 0.6.0)"
+    digest = summary.get("data_digest")
+    data = f"; data digest <code>{html.escape(digest)}</code>" if digest else ""
+    return f"<p class='note'>{made}{data}. {line('This page was written', now)}.</p>"
+
+
+def explainable(model) -> bool:
+    """Whether ``neoqa explain`` draws ``model``: by its gradients, or trees by TreeSHAP."""
+    return is_differentiable(model) or "tree_shap" in capabilities(model)
+
+
 def write_report(run, samples: int = 32) -> Path:
     run = Path(run)
     summary = read_json(run / "results.json", "not a zoo run folder (no results.json)")
@@ -135,9 +168,9 @@ def write_report(run, samples: int = 32) -> Path:
     rank = ranked(results)
     best = rank[0]
     models = {n: persist.load(run / "models" / n) for n in results}
-    explained_name = next((n for n in rank if is_differentiable(models[n][0])), None)
-    if explained_name is None:
-        raise NeoqaError(f"{run}: no model in this run can be explained with gradients")
+    explained_name = next((n for n in rank if explainable(models[n][0])), None)    # the best, unless it is an
+    if explained_name is None:                                                    # ensemble (no explanation yet)
+        raise NeoqaError(f"{run}: no model in this run can be explained (by gradients or TreeSHAP)")
     model, info = models[explained_name]
     batch = SheetSet(summary["data"]).read()
     examples = pick_examples(model, info, batch)
@@ -145,13 +178,10 @@ def write_report(run, samples: int = 32) -> Path:
     # `neoqa report` is asked to do. The figures folder is swapped in whole, then the page.
     with atomic_output(run / "report_figures", overwrite=True, folder=True, kind="report figures") as fig_dir:
         explained = []
-        for code, name, _, _ in CASES:
-            if code not in examples:
-                continue
-            sid, p = examples[code]
+        for code, name, sid, p, note in examples:
             path = explain.explain_sheet(run / "models" / explained_name, summary["data"], sid,
                                          fig_dir / f"{code}_{safe_name(sid)}.png", samples=samples)
-            explained.append((code, name, sid, p, path.read_bytes()))
+            explained.append((code, name, sid, p, note, path.read_bytes()))
         linear = []
         for name, (mdl, _) in models.items():
             if explain.linear_weights(mdl) is not None:
@@ -174,6 +204,7 @@ def write_report(run, samples: int = 32) -> Path:
         f"<p>{summary['sheets']:,} {html.escape(str(summary['survey']))} sheets from "
         f"<code>{html.escape(str(summary['data']))}</code>; seed {summary['seed']}; zoo run time "
         f"{summary['total_seconds']:.0f} s. Best model by test accuracy: <b>{html.escape(best)}</b>.</p>",
+        _provenance_html(summary, provenance()),
         "<h2>Results</h2><p class='note'>Percentages on the test split; accuracy against the noisy labels (as the "
         "paper) and against the clean truth. The paper's column was measured on the paper's real NEOWISE QA sheets, "
         "not on this data.</p>",
@@ -183,15 +214,21 @@ def write_report(run, samples: int = 32) -> Path:
     for fname, caption in FIGURES:
         if (run / fname).exists():
             parts.append(f"<h3>{caption}</h3>{_img(run / fname, caption)}")
-    why = "" if explained_name == best else (f" (the best model, {html.escape(best)}, is a tree ensemble without "
-                                             "gradients; this is the best model that has them)")
+    why = "" if explained_name == best else (f" (the best model, {html.escape(best)}, combines models of different "
+                                             "kinds and has no explanation of its own; this is the best model that has "
+                                             "one)")
+    how = ("Bars are exact TreeSHAP contributions to the calibrated logit (LightGBM's own), each observation's "
+           "gathered from the features that summarise it, red toward real and blue toward false."
+           if "tree_shap" in capabilities(model) else
+           "Red maps are SmoothGrad saliency (|gradient| of the logit with respect to the model's standardised "
+           "inputs, averaged over noisy copies).")
     parts.append(triage_html)
     parts.append(_fast_mover_section(summary))
     parts.append(f"<h2>Explained examples: {html.escape(explained_name)}</h2><p class='note'>The most confident case "
-                 f"of each kind on the test split{why}. Red maps are SmoothGrad saliency (|gradient| of the logit with "
-                 "respect to the model's standardised inputs, averaged over noisy copies).</p>")
-    for code, name, sid, p, path in explained:
-        parts.append(f"<h3>{name} ({code}): sheet {html.escape(sid)}, score {p:.3f}</h3>{_img(path, name)}")
+                 f"of each kind on the test split{why}. {how}</p>")
+    for code, name, sid, p, note, path in explained:
+        parts.append(f"<h3>{name} ({code}): sheet {html.escape(sid)}, score {p:.3f}</h3>"
+                     + (f"<p class='note'>{html.escape(note)}.</p>" if note else "") + _img(path, name))
     if linear:
         parts.append("<h2>Linear models' weights</h2>")
         for name, path in linear:

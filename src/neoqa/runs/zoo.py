@@ -14,7 +14,7 @@ from neoqa.evaluate import tables
 from neoqa.evaluate.evaluation import PAPER, evaluate
 from neoqa.models import registry
 from neoqa.models.registry import make
-from neoqa.outputs import atomic_output, check_output
+from neoqa.outputs import atomic_output, check_output, provenance
 from neoqa.data.store import SheetSet
 from neoqa.train.fit import fit_and_save
 
@@ -26,11 +26,14 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
     for name in names:
         make(name)                               # an unknown name fails before anything is read
     check_output(out, overwrite=overwrite, inputs=(data,), folder=True)
-    batch = SheetSet(data).read()
+    ds = SheetSet(data)
+    batch = ds.read()
     results, scores = {}, {}
     t_start = time.perf_counter()
     with atomic_output(out, overwrite=overwrite, inputs=(data,), folder=True, kind="zoo") as tmp:
-        for name in tqdm(names, desc="zoo", unit="model", disable=not progress):
+        bar = tqdm(names, desc="zoo", unit="model", disable=not progress)
+        for name in bar:
+            bar.set_description(f"zoo: {name}")           # which model the minutes go to
             fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress)
             model, info = persist.load(tmp / "models" / name)          # what is scored is what was saved
             res = evaluate(model, info, batch, where=str(data))
@@ -40,6 +43,7 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
         summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
                    "best_model": best, "fast_movers": {"model": best, **(results[best]["fast_movers"] or {})},
                    "sheets": len(batch), "seed": seed, "total_seconds": time.perf_counter() - t_start,
+                   "data_digest": ds.digest(), "provenance": provenance(),
                    "paper": {n: PAPER[n] for n in names if n in PAPER}}
         write_tables(summary, tmp)
         write_figures(results, scores, tmp)

@@ -43,3 +43,19 @@ def save(fig, path, dpi: int = 120, overwrite: bool = False, inputs=()) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+MARKERS = "osD^v<>pP*Xhd"
+
+
+def styles(names) -> dict:
+    """One look per name (a model), kept in every figure of a run: the ten tab10 colours, then the
+    same colours dashed and dotted, each with its own marker, so 13 or more models stay apart."""
+    return {n: {"color": f"C{i % 10}", "ls": ("-", "--", ":")[(i // 10) % 3], "marker": MARKERS[i % len(MARKERS)]}
+            for i, n in enumerate(names)}
+
+
+def legend_outside(ax, **kw):
+    """The legend to the right of ``ax``, off the data."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7, title_fontsize=7,
+                     frameon=False, **kw)

@@ -33,10 +33,12 @@ PAPER = {  # Blair & Masiero 2019, measured on the paper's real NEOWISE QA sheet
 
 @dataclass
 class Scores:
-    """The test split's labels, scores and lengths, for curves and figures."""
+    """The test split's labels, scores and lengths, for curves and figures; ``clean``, the clean
+    truth, on simulated data."""
     label: np.ndarray
     p: np.ndarray
     k: np.ndarray
+    clean: np.ndarray | None = None
 
 
 @dataclass
@@ -85,7 +87,8 @@ def evaluate(model, info: dict, batch, where="data") -> Evaluation:
                           "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
             for k in np.unique(test.k)}
     by = breakdowns(test, decided)
-    return Evaluation(out, by_k, by, Scores(test.label, p_test, test.k), fast_movers({"by": by}))
+    clean = test.truth_sheet["clean_label"] if test.truth_sheet is not None else None
+    return Evaluation(out, by_k, by, Scores(test.label, p_test, test.k, clean), fast_movers({"by": by}))
 
 
 RATE_BINS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6, np.inf)

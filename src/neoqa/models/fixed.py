@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from neoqa import threads
 from neoqa.features import views as features
 from neoqa.models import torch_forward
+from neoqa.progress import heartbeat, tree_bar
 from neoqa.models.base import Model, labels_of
 from neoqa.models.registry import register
 
@@ -30,8 +31,8 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, pipeline=None):
         self.pipeline = pipeline
 
-    def fit(self, X, y):
-        self.pipeline_ = _budgeted(clone(self.pipeline)).fit(X, y)
+    def fit(self, X, y, **fit_params):
+        self.pipeline_ = _budgeted(clone(self.pipeline)).fit(X, y, **fit_params)
         self.classes_ = self.pipeline_.classes_
         self.n_features_in_ = self.pipeline_.n_features_in_
         return self
@@ -58,6 +59,12 @@ class PipelineClassifier(ClassifierMixin, BaseEstimator):
         steps = getattr(self.pipeline, "steps", [])
         tags.input_tags.sparse = len(steps) == 1 and get_tags(steps[0][1]).input_tags.sparse
         return tags
+
+
+def describe(estimator) -> str:
+    """What a (seeded) PipelineClassifier fits, for progress lines: its last step's class."""
+    steps = getattr(getattr(estimator, "pipeline", None), "steps", None)
+    return type(steps[-1][1]).__name__ if steps else type(estimator).__name__
 
 
 def _budgeted(pipeline):
@@ -147,7 +154,9 @@ class FixedLengthModel(Model):
         return features.fixed_length(batch)
 
     def fit(self, batch, y=None, *, validation=None, progress=False):
-        self.estimator_ = seeded(self.estimator, self.random_state).fit(self._view(batch), labels_of(batch, y))
+        est = seeded(self.estimator, self.random_state)
+        with heartbeat(f"fit {describe(est)}", progress):          # scikit-learn reports nothing while it fits
+            self.estimator_ = est.fit(self._view(batch), labels_of(batch, y))
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -237,7 +246,12 @@ class SummaryModel(FixedLengthModel):
         leaf = est.get_params().get("pipeline__clf__min_child_samples")
         if leaf is not None:           # a leaf may hold fewer sheets when few are labelled
             est.set_params(pipeline__clf__min_child_samples=min(leaf, leaf_size(len(y))))
-        self.estimator_ = est.fit(self._view(batch), y)
+        trees = est.get_params().get("pipeline__clf__n_estimators")
+        bar = tree_bar(trees or 0, "fit gradient-boosted trees", progress and bool(trees))
+        try:
+            self.estimator_ = est.fit(self._view(batch), y, **({"clf__callbacks": [bar]} if trees else {}))
+        finally:
+            bar.close()
         self.classes_ = self.estimator_.classes_
         return self
 

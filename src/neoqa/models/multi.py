@@ -11,8 +11,9 @@ from sklearn.base import clone
 from neoqa.features import views as features
 from neoqa.models import fixed, torch_forward
 from neoqa.models.base import Model, labels_of
-from neoqa.models.fixed import FixedLengthModel, count_parameters, seeded
+from neoqa.models.fixed import FixedLengthModel, count_parameters, describe, seeded
 from neoqa.models.registry import register
+from neoqa.progress import heartbeat
 
 
 class MultiLengthModel(Model):
@@ -27,7 +28,10 @@ class MultiLengthModel(Model):
         self.random_state = random_state
 
     def fit(self, batch, y=None, *, validation=None, progress=False):
-        y = labels_of(batch, y)
+        with heartbeat(f"fit {describe(self.per_k)} per k and a fallback", progress):   # scikit-learn is silent
+            return self._fit(batch, labels_of(batch, y))
+
+    def _fit(self, batch, y):
         self.fallback_ = FixedLengthModel(self.fallback, random_state=self.random_state).fit(batch, y)
         base = self.fallback_.predict_proba(batch)[:, 1]
         self.models_ = {}

@@ -111,3 +111,36 @@ def test_malformed_input_gets_a_clear_error_and_no_output(tmp_path, exported, da
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad"]
+
+
+def test_export_writes_telescope_date_and_unit(exported):
+    src, layout = exported
+    b = SheetSet(src).read()
+    sid = b.sheet_id[0]
+    with fits.open(layout / "fits" / f"{sid}.fits") as h:
+        assert h[0].header["TELESCOP"] == "WISE" and h[0].header["SURVEY"] == "neowise"
+        obs = h["OBS001"].header
+        assert obs["BUNIT"] == "DN"                                   # the simulator's pixels
+        from astropy.time import Time
+
+        assert Time(obs["DATE-OBS"], format="isot", scale="utc").mjd == pytest.approx(obs["MJD-OBS"], abs=1e-8)
+
+
+def test_ingest_stacks_a_missing_composite_and_reads_the_survey_keyword(tmp_path, exported):
+    """A team need not supply the composite: neoqa stacks it as the simulator does (the cutouts less
+    their sky, averaged), and the FITS SURVEY keyword names the survey when dataset.json is absent."""
+    src, layout = exported
+    d = shutil.copytree(layout, tmp_path / "own")
+    (d / "dataset.json").unlink()
+    for name in ("truth_sheets.parquet", "truth_observations.parquet"):
+        (d / name).unlink()
+    files = sorted((d / "fits").glob("*.fits"))
+    for p in files[::2]:                                              # half the sheets without a composite
+        with fits.open(p) as h:
+            kept = fits.HDUList([x.copy() for x in h if x.name != "COMPOSITE"])
+        kept.writeto(p, overwrite=True)
+    out = ingest(d, tmp_path / "ds")
+    a, b = SheetSet(src).read(), SheetSet(out).read()
+    assert b.meta["survey"] == "neowise"
+    np.testing.assert_allclose(b.composite, a.composite, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(b.composite[1::2], a.composite[1::2])             # given ones kept as they are

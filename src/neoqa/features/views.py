@@ -15,8 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from neoqa.data.schema import LABEL_MIN_OBS
-from neoqa.data.sheets import SheetBatch
-from neoqa.threads import split_rows
+from neoqa.data.sheets import SheetBatch, pixel_median
 
 
 def fixed_length(batch: SheetBatch) -> np.ndarray:
@@ -125,25 +124,6 @@ def flat_sets(batch: SheetBatch) -> dict:
         rows = slice(None)
     return {"images": batch.cutouts[rows], "scalars": batch.obs_scalars[rows], "offsets": batch.offsets,
             "fixed": fixed_length(batch)}
-
-
-def pixel_median(images: np.ndarray) -> np.ndarray:
-    """Each cutout channel's median pixel, [N, C] from [N, C, S, S]: np.median's values, four
-    times faster (a partition at the middle only, over the thread budget; the data contract keeps
-    pixels finite, and anything else goes to np.median, which propagates NaN)."""
-    flat = images.reshape(*images.shape[:2], -1)
-    n = flat.shape[-1]
-    if n == 0 or not np.isfinite(flat).all():
-        return np.median(flat, axis=-1)
-    return split_rows(_middle, flat)           # over the thread budget: a partition leaves the GIL
-
-
-def _middle(flat: np.ndarray) -> np.ndarray:
-    n = flat.shape[-1]
-    if n % 2:
-        return np.partition(flat, n // 2, axis=-1)[..., n // 2]
-    part = np.partition(flat, (n // 2 - 1, n // 2), axis=-1)
-    return np.mean(part[..., n // 2 - 1:n // 2 + 1], axis=-1)
 
 
 def standardised_cutouts(images: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:

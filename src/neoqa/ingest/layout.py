@@ -24,12 +24,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from astropy.io import fits
+from astropy.time import Time
 from tqdm import tqdm
 
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
 from neoqa.outputs import atomic_output, check_output, confined, safe_name
-from neoqa.data.sheets import SheetBatch
+from neoqa.data.sheets import SheetBatch, composite, pixel_median
 from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
 from neoqa.outputs import read_json
 
@@ -37,6 +38,7 @@ SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
 FINITE_REQUIRED = ("mjd", "ra", "dec")
 SHARD_SHEETS = 5_000
+TELESCOPES = {"neowise": "WISE", "neosurveyor": "NEO Surveyor"}      # FITS TELESCOP of each simulated survey
 
 
 # ------------------------------------------------------------------ export
@@ -85,10 +87,14 @@ def _obs_table(b: SheetBatch, channels) -> pa.Table:
 
 def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
     off = b.offsets
+    simulated = (meta.get("provenance") or {}).get("generator") == "neoqa.simulate"
+    unit = "DN" if simulated else None          # the simulator's pixels are DN (docs/simulator.md); others unknown
     for i, sid in enumerate(b.sheet_id):
         head = fits.Header()
         head["SHEETID"] = sid
         head["SURVEY"] = meta["survey"]
+        if meta["survey"] in TELESCOPES:
+            head["TELESCOP"] = TELESCOPES[meta["survey"]]
         head["NOBS"] = int(b.k[i])
         head["PIXSCALE"] = (meta["pixel_scale_arcsec"], "arcsec / pixel")
         for c, name in enumerate(meta["channels"]):
@@ -96,7 +102,11 @@ def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
         hdus = [fits.PrimaryHDU(header=head)]
         for j in range(int(b.k[i])):
             h = fits.ImageHDU(b.cutouts[off[i] + j], name=f"OBS{j + 1:03d}")
-            h.header["MJD-OBS"] = float(b.mjd[off[i] + j])
+            mjd = float(b.mjd[off[i] + j])
+            h.header["MJD-OBS"] = mjd
+            h.header["DATE-OBS"] = (Time(mjd, format="mjd", scale="utc").isot, "UTC, from MJD-OBS")
+            if unit:
+                h.header["BUNIT"] = unit
             hdus.append(h)
         hdus.append(fits.ImageHDU(b.composite[i], name="COMPOSITE"))
         fits.HDUList(hdus).writeto(folder / f"{safe_name(sid)}.fits")
@@ -158,7 +168,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
         else np.zeros((len(osid), 0), np.float32)
     bands = _strings(obs_path, obs, "band")[order]
 
-    channels, scale, images, composites = _read_fits(folder, sid, k, meta, progress)
+    channels, scale, images, composites, fits_survey = _read_fits(folder, sid, k, meta, progress)
     bad = np.flatnonzero(~np.isin(bands, channels))
     if len(bad):
         row = int(order[bad[0]]) + 2
@@ -166,9 +176,10 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
                          f"{str(bands[bad[0]])!r}, not one of the channels {channels}")
     band = np.array([channels.index(b) for b in bands], dtype=np.int8)
 
+    composites = _composites(composites, images, O_scal, obs_scalars, k, channels)
     truth_s, truth_o = _read_truth(folder, sid, order)
     full_meta = {
-        "survey": survey or meta.get("survey") or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
+        "survey": survey or fits_survey or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
         "provenance": meta.get("provenance") or {"generator": "neoqa.ingest.layout", "source": str(folder)},
         **{key: meta[key] for key in OPTIONAL_META_KEYS if meta.get(key) is not None},
     }
@@ -251,7 +262,7 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
     channels, scale = meta.get("channels"), meta.get("pixel_scale_arcsec")
     size = meta.get("cutout_size")
     shape = (len(channels), size, size) if channels and size else None
-    images, composites = [], []
+    images, composites, survey = [], [], meta.get("survey")
     for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet", disable=not progress)):
         p = confined(fdir, f"{safe_name(s)}.fits", f"{folder}: sheet {s!r}")
         if not p.is_file():
@@ -281,6 +292,13 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
             extra = [h.name for h in hdul[1:] if h.name.startswith("OBS") and h.name[3:].isdigit() and int(h.name[3:]) > k[i]]
             if extra:
                 raise NeoqaError(f"{p}: HDU {extra[0]} has no row in observations (sheet has k={k[i]})")
+            here = head.get("SURVEY")
+            if here is not None and survey is not None and here != survey:
+                raise NeoqaError(f"{p}: SURVEY is {here!r} but the other sheets' is {survey!r}")
+            survey = survey or here
+            if "COMPOSITE" not in hdul:           # neoqa stacks it (below), as the simulator does
+                composites.append(None)
+                continue
             comp = _hdu(p, hdul, "COMPOSITE")
             if comp.shape != shape:
                 raise NeoqaError(f"{p}: HDU COMPOSITE has shape {comp.shape}, expected {shape}")
@@ -288,7 +306,24 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
             composites.append(comp.astype(np.float32))
     if scale is None:
         raise NeoqaError(f"{folder}: the pixel scale is unknown (PIXSCALE header or dataset.json)")
-    return list(channels), float(scale), np.stack(images), np.stack(composites)
+    return list(channels), float(scale), np.stack(images), composites, survey
+
+
+def _composites(given: list, images: np.ndarray, obs: np.ndarray, obs_names, k, channels) -> np.ndarray:
+    """Each sheet's composite: the COMPOSITE HDU where its FITS file has one, else the stack neoqa's
+    simulator makes (``data.sheets.composite``: the mean of the cutouts, each less its sky), the sky
+    being the ``sky_ch1``.. observation scalars where the tables have them, else each cutout's median."""
+    missing = [i for i, c in enumerate(given) if c is None]
+    if not missing:
+        return np.stack(given)
+    names = [f"sky_ch{c + 1}" for c in range(len(channels))]
+    if all(n in obs_names for n in names):
+        sky = obs[:, [list(obs_names).index(n) for n in names]]
+        sky = np.where(np.isfinite(sky), sky, pixel_median(images))
+    else:
+        sky = pixel_median(images)
+    stacked = composite(images, sky, k)
+    return np.stack([stacked[i] if c is None else c for i, c in enumerate(given)])
 
 
 def _check_pixels(p, hdu, sheet, data) -> None:

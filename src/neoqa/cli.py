@@ -78,6 +78,18 @@ def _train(a):
               + (f" on {world} processes" if world > 1 else ""))
 
 
+def _list(a):
+    from neoqa.decide.listing import list_sheets, listing_text
+
+    rows = list_sheets(a.data, a.model, a.bucket, a.errors, a.split, a.limit)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(listing_text(rows))
+    else:
+        print("no sheets match", file=sys.stderr)
+
+
 def _evaluate(a):
     from neoqa.evaluate.evaluation import evaluate_path, evaluation_text
 
@@ -391,6 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_int, default=0, help="of the bootstrap")
     s.add_argument("--json", action="store_true", help="the full result (breakdowns included) as JSON")
     s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("list", help="list sheet ids (with a model: probabilities, buckets, its mistakes)")
+    s.add_argument("--data", required=True, help="the dataset (a shard or a folder of shards)")
+    s.add_argument("--model", default=None, help="a model folder: adds each sheet's probability and bucket")
+    s.add_argument("--bucket", choices=("accept", "review", "reject"), default=None,
+                   help="only the sheets the model's saved operating point puts in this bucket")
+    s.add_argument("--errors", action="store_true",
+                   help="only labelled sheets the model decides wrongly at its threshold, most confident first")
+    s.add_argument("--split", choices=("train", "validation", "test", "all"), default="all",
+                   help="only the sheets of this split (default all)")
+    s.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
+    s.add_argument("--json", action="store_true", help="the rows as JSON")
+    s.set_defaults(func=_list)
 
     s = sub.add_parser("zoo", help="train and evaluate every registered model")
     s.add_argument("--data", required=True)

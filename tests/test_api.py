@@ -32,3 +32,22 @@ def test_every_api_name_resolves_and_import_is_light():
     r = subprocess.run([sys.executable, "-c", "import sys, neoqa; print('torch' in sys.modules, 'sklearn' in sys.modules)"],
                        capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False", "False"]
+
+
+def test_drawing_leaves_a_notebooks_matplotlib_backend_alone(tmp_path):
+    """A notebook has chosen its backend before neoqa draws: neoqa must not switch it to Agg."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
+            "from neoqa import figures\n"
+            "fig, ax = figures.pyplot().subplots(); ax.plot([0, 1])\n"
+            f"figures.save(fig, {str(tmp_path / 'f.png')!r})\n"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "svg" and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    fresh = subprocess.run([sys.executable, "-c", "from neoqa import figures; import matplotlib; figures.pyplot();"
+                            "print(matplotlib.get_backend())"], capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"})
+    assert fresh.stdout.strip().lower() == "agg", fresh.stderr          # a pipeline machine: file-only

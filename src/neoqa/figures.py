@@ -10,10 +10,16 @@ from neoqa.outputs import FIGURE_MARK, atomic_output
 
 
 def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display on pipeline machines)."""
+    """matplotlib.pyplot, on the file-only Agg backend when nothing chose one (a pipeline machine
+    has no display); a notebook's or a user's backend (pyplot already imported, or MPLBACKEND set)
+    is left as it is."""
+    import os
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -618,6 +618,9 @@ def main(argv=None) -> int:
     from neoqa.threads import set_budget
 
     set_budget(args.threads)                 # before any library starts its pool
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0           # no daemon thread writing to stderr while the process exits
     handlers, unraisable = {}, sys.unraisablehook
     sys.unraisablehook = _unraisable(unraisable)
     for sig in (signal.SIGTERM, signal.SIGHUP):

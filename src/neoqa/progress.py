@@ -26,12 +26,13 @@ def heartbeat(desc: str, enabled: bool = True):
             bar.refresh()
 
     thread = threading.Thread(target=tick, daemon=True, name="neoqa-heartbeat")
-    thread.start()
-    try:
+    try:                          # started inside: a stop raised at any point still ends the thread
+        thread.start()
         yield
     finally:
         stop.set()
-        thread.join()
+        if thread.is_alive():
+            thread.join()
         bar.close()
 
 

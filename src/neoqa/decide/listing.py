@@ -37,7 +37,8 @@ def list_sheets(data, model_dir=None, bucket: str | None = None, errors: bool = 
                              "(neoqa triage --model DIR --data LABELLED --recall R --save sets one)")
     rows = []
     for shard in SheetSet(data).iter_shards():
-        keep = np.ones(len(shard), bool) if split == "all" else split_of(shard.sheet_id) == SPLIT_NAMES.index(split)
+        which = split_of(shard.sheet_id)
+        keep = np.ones(len(shard), bool) if split == "all" else which == SPLIT_NAMES.index(split)
         p = b = None
         if model is not None:
             shard = persist.conform(model, info, shard, str(data))
@@ -48,7 +49,7 @@ def list_sheets(data, model_dir=None, bucket: str | None = None, errors: bool = 
                 keep &= b == BUCKETS.index(bucket)
             if errors:
                 keep &= (shard.label >= 0) & np.isfinite(p) & ((p >= info["threshold"]) != (shard.label == 1))
-        names = np.array(SPLIT_NAMES)[split_of(shard.sheet_id)]
+        names = np.array(SPLIT_NAMES)[which]
         for i in np.flatnonzero(keep):
             row = {"sheet_id": str(shard.sheet_id[i]), "label": LABELS[int(shard.label[i])], "k": int(shard.k[i]),
                    "split": str(names[i])}

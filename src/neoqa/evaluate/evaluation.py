@@ -83,9 +83,7 @@ def evaluate(model, info: dict, batch, where="data") -> Evaluation:
     if test.truth_sheet is not None:
         clean = test.truth_sheet["clean_label"]
         out["test_accuracy_clean"] = float(np.mean(decided == (clean == 1)))
-    by_k = {str(int(k)): {"sheets": int((test.k == k).sum()),
-                          "accuracy": float(np.mean(decided[test.k == k] == (test.label[test.k == k] == 1)))}
-            for k in np.unique(test.k)}
+    by_k = accuracy_by_k(test, decided)
     by = breakdowns(test, decided)
     clean = test.truth_sheet["clean_label"] if test.truth_sheet is not None else None
     return Evaluation(out, by_k, by, Scores(test.label, p_test, test.k, clean), fast_movers({"by": by}))
@@ -96,6 +94,13 @@ SNR_BINS = (0.0, 4.0, 6.0, 10.0, 20.0, np.inf)
 # NEOs at NEOWISE's geometry move 0.5-1.4 deg/day (docs/simulator.md): the fast ones must not be lost.
 NEO_RATE_BINS = (0.0, 0.5, 1.0, 1.4, np.inf)
 FAST_MOVER_LIMIT_POINTS = 1.0      # recall for real NEO sheets at most this far below main-belt's
+
+
+def accuracy_by_k(sheets, decided) -> dict:
+    """Sheets and accuracy (against the labels) for each number of observations k."""
+    return {str(int(k)): {"sheets": int((sheets.k == k).sum()),
+                          "accuracy": float(np.mean(decided[sheets.k == k] == (sheets.label[sheets.k == k] == 1)))}
+            for k in np.unique(sheets.k)}
 
 
 def breakdowns(test, decided) -> dict:
@@ -218,10 +223,7 @@ def evaluate_split(model, info: dict, batch, split: str = "test", where="data", 
     if sheets.truth_sheet is not None:
         out["clean"] = rates_with_intervals(sheets.truth_sheet["clean_label"], p, thr, resamples, seed)
     decided = p >= thr
-    out["accuracy_by_k"] = {str(int(k)): {"sheets": int((sheets.k == k).sum()),
-                                          "accuracy": float(np.mean(decided[sheets.k == k] ==
-                                                                    (sheets.label[sheets.k == k] == 1)))}
-                            for k in np.unique(sheets.k)}
+    out["accuracy_by_k"] = accuracy_by_k(sheets, decided)
     out["by"] = breakdowns(sheets, decided)
     return out
 

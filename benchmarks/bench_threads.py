@@ -41,7 +41,7 @@ def command(mode: str, model: str, data: Path, out: Path, cores: int) -> list[st
     if mode == "no budget":
         return [sys.executable, "-c", NO_BUDGET, model, str(data), str(out)]
     threads = [] if mode == "default budget" else ["--threads", str(max(1, cores // 2))]
-    return [sys.executable, "-m", "neoqa.cli", "train", "--model", model, "--data", str(data), "--out", str(out),
+    return [sys.executable, "-m", "neoqa.cli", "train", "--kind", model, "--data", str(data), "--out", str(out),
             "--overwrite", *threads]
 
 

@@ -66,5 +66,5 @@ def zoo_run(tmp_path_factory, small_neowise):
     from neoqa.cli import main
 
     out = tmp_path_factory.mktemp("zoo")
-    assert main(["zoo", "--data", str(small_neowise), "--out", str(out), "--models", "ridge", "basic_sneon"]) == 0
+    assert main(["zoo", "--data", str(small_neowise), "--out", str(out), "--kinds", "ridge", "basic_sneon"]) == 0
     return out

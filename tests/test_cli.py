@@ -15,7 +15,7 @@ def run(*args, cwd=None):
 
 
 def test_info_json_has_the_contract_keys(small_neowise, capsys):
-    assert main(["info", str(small_neowise), "--json"]) == 0
+    assert main(["info", "--data", str(small_neowise), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     for key in ("sheets", "positive_fraction", "k_min", "k_max", "k_histogram", "survey", "channels",
                 "sheet_scalars", "obs_scalars", "label_noise_rate"):
@@ -28,7 +28,7 @@ def test_info_json_has_the_contract_keys(small_neowise, capsys):
 
 
 def test_info_text(small_neowise, capsys):
-    assert main(["info", str(small_neowise)]) == 0
+    assert main(["info", "--data", str(small_neowise)]) == 0
     out = capsys.readouterr().out
     assert "700 sheets" in out and "W1, W2" in out and "seed=11" in out
 
@@ -45,20 +45,20 @@ def test_info_counts_unvetted_sheets_apart(tmp_path, small_batch, capsys):
     label = b.label.copy()
     label[:40] = -1
     write_dataset(tmp_path / "d", [replace(b, label=label)])
-    assert main(["info", str(tmp_path / "d"), "--json"]) == 0
+    assert main(["info", "--data", str(tmp_path / "d"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["labelled"] == 60 and s["real"] == int((label == 1).sum())
     assert s["positive_fraction"] == pytest.approx(s["real"] / 60)
     clean = b.truth_sheet["clean_label"]
     assert s["label_noise_rate"] == pytest.approx(float(np.sum((label != clean) & (label >= 0))) / 60)
-    assert main(["info", str(tmp_path / "d")]) == 0
+    assert main(["info", "--data", str(tmp_path / "d")]) == 0
     assert "40 not vetted" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["info", "/nonexistent/data"], "no such file or folder"),
+    (["info", "--data", "/nonexistent/data"], "no such file or folder"),
     (["simulate", "--sheets", "0", "--out", "x"], "argument --sheets: must be at least 1"),
-    (["ingest", "/nonexistent/dir", "--out", "y"], "no such folder"),
+    (["ingest", "--data", "/nonexistent/dir", "--out", "y"], "no such folder"),
 ])
 def test_errors_are_one_line_and_non_zero(tmp_path, args, needle):
     r = run(*args, cwd=tmp_path)
@@ -81,13 +81,13 @@ def test_simulate_defaults():
 def test_show_draws_a_png(tmp_path, small_neowise, small_batch):
     i = int(np.flatnonzero(small_batch.truth_sheet["clean_label"] == 1)[0])
     out = tmp_path / "sheet.png"
-    assert main(["show", str(small_neowise), "--sheet", small_batch.sheet_id[i], "--out", str(out)]) == 0
+    assert main(["show", "--data", str(small_neowise), "--sheet", small_batch.sheet_id[i], "--out", str(out)]) == 0
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
 def test_show_unknown_sheet(tmp_path, small_neowise, capsys):
-    assert main(["show", str(small_neowise), "--sheet", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["show", "--data", str(small_neowise), "--sheet", "nope", "--out", str(tmp_path / "x.png")]) == 2
     assert "sheet 'nope' not found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
@@ -101,7 +101,7 @@ def test_version(capsys):
 
 
 def test_train_says_how_the_model_did(tmp_path, small_neowise, capsys):
-    assert main(["train", "--model", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "--kind", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     v = info["validation"]

@@ -123,9 +123,9 @@ def test_train_score_export_explain_killed(tmp_path, small_neowise, zoo_run):
     def explain_ok(p):
         assert len(list(p.glob("*.png"))) == 6
 
-    check_kills(["train", "--model", "ridge", "--data", small_neowise, "--out", tmp_path / "m"], tmp_path / "m",
+    check_kills(["train", "--kind", "ridge", "--data", small_neowise, "--out", tmp_path / "m"], tmp_path / "m",
                 model_ok)
-    check_kills(["export", small_neowise, "--to", tmp_path / "e"], tmp_path / "e", export_ok)
+    check_kills(["export", "--data", small_neowise, "--out", tmp_path / "e"], tmp_path / "e", export_ok)
     check_kills(["explain", "--model", ridge, "--data", small_neowise, "--all", "--limit", "6", "--method",
                  "saliency", "--out", tmp_path / "x"], tmp_path / "x", explain_ok)
 
@@ -171,4 +171,4 @@ def test_zoo_killed(tmp_path, small_neowise):
         persist.load(p / "models" / "ridge")
         assert (p / "roc.png").exists()
 
-    check_kills(["zoo", "--data", small_neowise, "--out", out, "--models", "ridge"], out, valid)
+    check_kills(["zoo", "--data", small_neowise, "--out", out, "--kinds", "ridge"], out, valid)

@@ -140,7 +140,7 @@ ARGUMENT_CASES = [
     (["suspects", "--data", "D", "--out", "s.csv", "--folds", "0"], ["--folds"]),
     (["learning-curve", "--model", "M", "--data", "D", "--out", "o", "--seeds", "0"], ["--seeds"]),
     (["main", "--workers", "-1"], ["--workers"]),
-    (["train", "--model", "ridge", "--data", "D"], ["--out", "required"]),
+    (["train", "--kind", "ridge", "--data", "D"], ["--out", "required"]),
     (["nosuchverb"], ["invalid choice"]),
 ]
 
@@ -166,9 +166,9 @@ def test_argument_values_in_the_library_too(tmp_path):
 
 def test_usage_errors_name_the_model_or_corruption(capsys, env):
     data = env.originals["data"]
-    refused(capsys, ["train", "--model", "nosuch", "--data", data, "--out", env.tmp / "m"], ["unknown model 'nosuch'"],
+    refused(capsys, ["train", "--kind", "nosuch", "--data", data, "--out", env.tmp / "m"], ["unknown model 'nosuch'"],
             absent=[env.tmp / "m"])
-    refused(capsys, ["zoo", "--data", data, "--out", env.tmp / "z", "--models", "ridge", "nosuch"],
+    refused(capsys, ["zoo", "--data", data, "--out", env.tmp / "z", "--kinds", "ridge", "nosuch"],
             ["unknown model 'nosuch'"], absent=[env.tmp / "z"])
     refused(capsys, ["suspects", "--data", data, "--out", env.tmp / "s.txt"], ["s.txt", ".csv"],
             absent=[env.tmp / "s.txt"])
@@ -176,10 +176,10 @@ def test_usage_errors_name_the_model_or_corruption(capsys, env):
             absent=[env.tmp / "s.csv"])
     refused(capsys, ["robustness", "--model", env.originals["ridge"], "--data", data, "--out", env.tmp / "r",
                      "--corruptions", "nosuch"], ["unknown corruption 'nosuch'"], absent=[env.tmp / "r"])
-    refused(capsys, ["finetune", "--model", env.originals["ridge"], "--data", data, "--labels", "0",
-                     "--out", env.tmp / "f"], ["--labels must be at least 1"], absent=[env.tmp / "f"])
-    refused(capsys, ["finetune", "--model", env.originals["ridge"], "--data", data, "--labels", "many",
-                     "--out", env.tmp / "f"], ["--labels", "'many'"], absent=[env.tmp / "f"])
+    refused(capsys, ["finetune", "--model", env.originals["ridge"], "--data", data, "--labelled", "0",
+                     "--out", env.tmp / "f"], ["--labelled must be at least 1"], absent=[env.tmp / "f"])
+    refused(capsys, ["finetune", "--model", env.originals["ridge"], "--data", data, "--labelled", "many",
+                     "--out", env.tmp / "f"], ["--labelled", "'many'"], absent=[env.tmp / "f"])
     refused(capsys, ["threshold", "--model", env.originals["ridge"], "--data", data, "--recall", "0.9",
                      "--labels", "sideways"], ["unknown labels 'sideways'"])
     refused(capsys, ["threshold", "--model", env.originals["ridge"], "--data", data, "--recall", "0.9",
@@ -191,9 +191,9 @@ def test_usage_errors_name_the_model_or_corruption(capsys, env):
 def test_unknown_figure_formats(capsys, env, suffix):
     data, ridge = env.originals["data"], env.originals["ridge"]
     out = env.tmp / f"fig{suffix}"
-    refused(capsys, ["show", data, "--sheet", "NW000000000", "--out", out], ["unknown figure format"], absent=[out])
-    refused(capsys, ["explain", "--model", ridge, "--data", data, "--sheet", "NW000000000", "--out", out],
-            ["unknown figure format"], absent=[out])
+    refused(capsys, ["show", "--data", data, "--sheet", "NW000000000", "--out", out], ["unknown figure format"], absent=[out])
+    refused(capsys, ["explain", "--model", ridge, "--data", data, "--sheet", "nosuch", "--out", out],
+            ["sheet 'nosuch' not found"], absent=[out])            # explain writes a folder: refused before it
 
 
 # ------------------------------------------------------------------ output paths
@@ -205,12 +205,12 @@ def test_existing_outputs_are_refused_without_overwrite(capsys, env):
             unchanged=[keep])
     refused(capsys, ["triage", "--model", ridge, "--data", data, "--out", keep], ["already exists"], unchanged=[keep])
     model = env.copy("ridge", "m")
-    refused(capsys, ["train", "--model", "ridge", "--data", data, "--out", model], ["already exists"],
+    refused(capsys, ["train", "--kind", "ridge", "--data", data, "--out", model], ["already exists"],
             unchanged=[model])
     refused(capsys, ["simulate", "--sheets", "5", "--out", data], ["already exists"], unchanged=[data])
     exp = env.copy("export", "exp")
-    refused(capsys, ["export", data, "--to", exp], ["already exists"], unchanged=[exp])
-    refused(capsys, ["ingest", env.originals["export"], "--out", data], ["already exists"], unchanged=[data])
+    refused(capsys, ["export", "--data", data, "--out", exp], ["already exists"], unchanged=[exp])
+    refused(capsys, ["ingest", "--data", env.originals["export"], "--out", data], ["already exists"], unchanged=[data])
 
 
 def test_folders_neoqa_did_not_write_are_never_replaced(capsys, env):
@@ -219,10 +219,10 @@ def test_folders_neoqa_did_not_write_are_never_replaced(capsys, env):
     mine.mkdir()
     (mine / "chapter1.tex").write_text("years of work")
     (mine / "manifest.json").write_text('{"name": "my web app"}')      # not neoqa's manifest
-    for args in (["train", "--model", "ridge", "--data", data, "--out", mine, "--overwrite"],
-                 ["zoo", "--data", data, "--out", mine, "--models", "ridge", "--overwrite"],
+    for args in (["train", "--kind", "ridge", "--data", data, "--out", mine, "--overwrite"],
+                 ["zoo", "--data", data, "--out", mine, "--kinds", "ridge", "--overwrite"],
                  ["simulate", "--sheets", "5", "--out", mine, "--overwrite"],
-                 ["export", data, "--to", mine, "--overwrite"],
+                 ["export", "--data", data, "--out", mine, "--overwrite"],
                  ["explain", "--model", env.originals["ridge"], "--data", data, "--all", "--out", mine, "--overwrite"]):
         refused(capsys, args, ["thesis", "not a folder neoqa wrote"], unchanged=[mine])
 
@@ -235,17 +235,17 @@ def test_outputs_that_are_or_hold_an_input_are_refused(capsys, env, monkeypatch)
             ["written into the input"], unchanged=[data])
     refused(capsys, ["triage", "--model", ridge, "--data", data, "--out", ridge, "--overwrite"],
             ["written into the input"], unchanged=[ridge])
-    refused(capsys, ["export", data, "--to", data / "inside"], ["written into the input"], unchanged=[data],
+    refused(capsys, ["export", "--data", data, "--out", data / "inside"], ["written into the input"], unchanged=[data],
             absent=[data / "inside"])
-    refused(capsys, ["ingest", env.originals["export"], "--out", env.originals["export"], "--overwrite"],
+    refused(capsys, ["ingest", "--data", env.originals["export"], "--out", env.originals["export"], "--overwrite"],
             ["written into the input"], unchanged=[env.originals["export"]])
     refused(capsys, ["suspects", "--data", data, "--out", env.tmp / "s.csv", "--prune", data, "--overwrite"],
             ["written into the input"], unchanged=[data], absent=[env.tmp / "s.csv"])
-    refused(capsys, ["finetune", "--model", ridge, "--data", data, "--labels", "10", "--out", ridge, "--overwrite"],
+    refused(capsys, ["finetune", "--model", ridge, "--data", data, "--labelled", "10", "--out", ridge, "--overwrite"],
             ["written into the input"], unchanged=[ridge])
     # `train --out .` with the data below the current folder: the old code emptied the folder
     monkeypatch.chdir(env.tmp)
-    refused(capsys, ["train", "--model", "ridge", "--data", "data", "--out", ".", "--overwrite"],
+    refused(capsys, ["train", "--kind", "ridge", "--data", "data", "--out", ".", "--overwrite"],
             ["would replace a folder holding the input"], unchanged=[data, ridge])
 
 
@@ -364,7 +364,7 @@ def test_ids_duplicated_across_shards_are_refused(capsys, env):
     batch = read_shard(env.shard(env.originals["data"]))
     data = env.tmp / "two"
     write_dataset(data, [batch.select(np.arange(20)), batch.select(np.arange(10, 30))])
-    refused(capsys, ["info", data], ["NW000000010", "also in shard-00000.h5", "unique across the dataset"])
+    refused(capsys, ["info", "--data", data], ["NW000000010", "also in shard-00000.h5", "unique across the dataset"])
 
 
 def test_a_model_needing_a_scalar_the_data_lacks_is_refused_and_names_what_can_run(capsys, env):
@@ -379,25 +379,25 @@ def test_a_model_needing_a_scalar_the_data_lacks_is_refused_and_names_what_can_r
     write_dataset(data, [replace(batch, obs_scalar_names=tuple("snr_w2" if n == "snr_ch2" else n
                                                                 for n in batch.obs_scalar_names))])
     out = env.tmp / "m"
-    line = refused(capsys, ["train", "--model", "gbdt", "--data", data, "--out", out],
+    line = refused(capsys, ["train", "--kind", "gbdt", "--data", data, "--out", out],
             ["renamed", "'gbdt' needs observation scalar(s) snr_ch2", "can run on it: ridge, quadratic, rbf, rff, "
              "mlp, multi_linear, multi_mlp, basic_sneon, sneon, sneon_soft, set_transformer"],
             absent=[out], unchanged=[data])
     assert line.endswith("set_transformer")                   # neither gbdt nor the ensemble (holds gbdt)
-    rc, _, err = cli(capsys, "train", "--model", "ridge", "--data", data, "--out", out)
+    rc, _, err = cli(capsys, "train", "--kind", "ridge", "--data", data, "--out", out)
     assert rc == 0 and (out / "model.json").exists(), err
 
 
 def test_every_verb_names_the_bad_file(capsys, env):
     data = _shard_case(env, lambda d, s: _poke(s, "obs/cutouts", (0, 0, 0, 0), np.inf))
     ridge = env.originals["ridge"]
-    for args in (["info", data], ["show", data, "--sheet", "NW000000001", "--out", env.tmp / "s.png"],
-                 ["export", data, "--to", env.tmp / "e"], ["train", "--model", "ridge", "--data", data,
+    for args in (["info", "--data", data], ["show", "--data", data, "--sheet", "NW000000001", "--out", env.tmp / "s.png"],
+                 ["export", "--data", data, "--out", env.tmp / "e"], ["train", "--kind", "ridge", "--data", data,
                                                             "--out", env.tmp / "m"],
                  ["evaluate", "--model", ridge, "--data", data],
                  ["triage", "--model", ridge, "--data", data, "--out", env.tmp / "t.parquet"],
                  ["explain", "--model", ridge, "--data", data, "--all", "--out", env.tmp / "x"],
-                 ["zoo", "--data", data, "--out", env.tmp / "z", "--models", "ridge"]):
+                 ["zoo", "--data", data, "--out", env.tmp / "z", "--kinds", "ridge"]):
         if args[0] == "info":                      # info reads no pixels: it counts, and succeeds
             assert cli(capsys, *args)[0] == 0
             continue
@@ -409,7 +409,7 @@ def test_an_empty_dataset_is_one_line(capsys, env):
     from neoqa.data.store import read_shard, write_shard
 
     empty = write_shard(env.tmp / "empty.h5", read_shard(env.shard(env.originals["data"])).select([]))
-    refused(capsys, ["info", empty], ["empty.h5", "no sheets"])
+    refused(capsys, ["info", "--data", empty], ["empty.h5", "no sheets"])
     refused(capsys, ["score", "--model", env.originals["ridge"], "--data", empty, "--out", env.tmp / "s.parquet"],
             ["no sheets"], absent=[env.tmp / "s.parquet"])
 
@@ -418,7 +418,7 @@ def test_unlabelled_data_is_one_line_where_labels_are_needed(capsys, env):
     data = _shard_case(env, lambda d, s: set_dataset(s, "sheets/label", np.full(40, -1, np.int8)))
     ridge = env.originals["ridge"]
     refused(capsys, ["evaluate", "--model", ridge, "--data", data], ["no labelled"])
-    refused(capsys, ["train", "--model", "ridge", "--data", data, "--out", env.tmp / "m"], ["labelled"],
+    refused(capsys, ["train", "--kind", "ridge", "--data", data, "--out", env.tmp / "m"], ["labelled"],
             absent=[env.tmp / "m"])
     refused(capsys, ["threshold", "--model", ridge, "--data", data, "--recall", "0.9"], ["no real sheets"])
 
@@ -671,7 +671,7 @@ def test_bad_ingest_folders(capsys, env, case):
     folder = env.copy("export", "in")
     make(folder)
     out = env.tmp / "ds"
-    refused(capsys, ["ingest", folder, "--out", out], needles, absent=[out], unchanged=[folder])
+    refused(capsys, ["ingest", "--data", folder, "--out", out], needles, absent=[out], unchanged=[folder])
 
 
 # ------------------------------------------------------------------ names and permissions
@@ -729,7 +729,7 @@ def test_files_neoqa_did_not_write_are_never_replaced(capsys, env):
         mine = env.tmp / name
         mine.write_text("my own file")
         args = {".parquet": ["triage", "--model", ridge, "--data", data, "--out", mine],
-                ".png": ["show", data, "--sheet", "NW000000001", "--out", mine],
+                ".png": ["show", "--data", data, "--sheet", "NW000000001", "--out", mine],
                 ".csv": ["suspects", "--data", data, "--out", mine],
                 ".json": ["suspects", "--data", data, "--out", env.tmp / "notes.csv"],
                 ".h5": ["triage", "--model", ridge, "--data", data, "--out", mine]}[mine.suffix]
@@ -740,7 +740,7 @@ def test_overwrite_replaces_neoqa_files(capsys, env):
     data = env.originals["data"]
     fig = env.tmp / "fig.png"
     for _ in range(2):
-        assert cli(capsys, "show", data, "--sheet", "NW000000001", "--out", fig, "--overwrite")[0] == 0
+        assert cli(capsys, "show", "--data", data, "--sheet", "NW000000001", "--out", fig, "--overwrite")[0] == 0
     from neoqa.outputs import file_written_by_neoqa
 
     assert file_written_by_neoqa(fig) and file_written_by_neoqa(env.shard(data))

@@ -48,7 +48,7 @@ def test_a_budget_set_after_the_libraries_load_caps_them_too():
 
 @pytest.mark.skipif(threads.cores() < 2, reason="a budget below the cores needs two cores to show")
 def test_every_verb_takes_threads(small_neowise):
-    capped = probe(f"from neoqa.cli import main; assert main(['info', {str(small_neowise)!r}, '--threads', '1']) == 0")
+    capped = probe(f"from neoqa.cli import main; assert main(['info', '--data', {str(small_neowise)!r}, '--threads', '1']) == 0")
     assert capped["torch"] == 1 and all(n == 1 for _, n in capped["pools"]), capped
     from neoqa.cli import build_parser
 
@@ -60,7 +60,7 @@ def test_every_verb_takes_threads(small_neowise):
 def test_bad_budgets_are_one_line(capsys, small_neowise):
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(SystemExit) as e:
-            main(["info", str(small_neowise), "--threads", bad])
+            main(["info", "--data", str(small_neowise), "--threads", bad])
         assert e.value.code == 2 and "--threads" in capsys.readouterr().err
     with pytest.raises(NeoqaError, match="--threads"):
         threads.set_budget(0)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from neoqa.errors import NeoqaError
 
+BUCKET_NAMES = ("accept", "review", "reject")     # models.calibration.BUCKETS, without importing the models to parse
+
 
 def _simulate(a):
     from neoqa.simulate import DEFAULT_PATH, DEFAULT_SHEETS, simulate
@@ -37,27 +39,27 @@ def _info_print(path, as_json):
 
 
 def _info(a):
-    _info_print(a.path, a.json)
+    _info_print(a.data, a.json)
 
 
 def _export(a):
     from neoqa.ingest.layout import export
 
-    export(a.path, a.to, overwrite=a.overwrite)
-    print(f"wrote {a.to}")
+    export(a.data, a.out, overwrite=a.overwrite)
+    print(f"wrote {a.out}")
 
 
 def _ingest(a):
     from neoqa.ingest.layout import ingest
 
-    ingest(a.dir, a.out, survey=a.survey, overwrite=a.overwrite)
+    ingest(a.data, a.out, survey=a.survey, overwrite=a.overwrite)
     _info_print(a.out, as_json=False)
 
 
 def _show(a):
     from neoqa.explain.sheet import show_sheet
 
-    out = show_sheet(a.path, a.sheet, a.out, overwrite=a.overwrite)
+    out = show_sheet(a.data, a.sheet, a.out, overwrite=a.overwrite)
     print(f"wrote {out}")
 
 
@@ -67,14 +69,14 @@ def _train(a):
 
     rank, world = ddp.init() if ddp.launched() else (0, 1)     # torchrun: one of `world` processes
     try:
-        res = train_path(a.model, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
+        res = train_path(a.kind, a.data, a.out, seed=a.seed, overwrite=a.overwrite)
     finally:
         ddp.close()
     if rank == 0:
         v = res["validation"]
         how = (f"validation accuracy {v['accuracy']:.1%} on {v['sheets']:,} sheets at threshold {res['threshold']:.3f}"
                if v else "no validation sheets of both classes: threshold 0.5")
-        print(f"wrote {a.out}: {a.model}, {how}; fitted in {res['fit_seconds']:.1f} s"
+        print(f"wrote {a.out}: {a.kind}, {how}; fitted in {res['fit_seconds']:.1f} s"
               + (f" on {world} processes" if world > 1 else ""))
 
 
@@ -100,7 +102,7 @@ def _evaluate(a):
 def _zoo(a):
     from neoqa.runs.zoo import run_zoo
 
-    run_zoo(a.data, a.out, models=a.models, seed=a.seed, overwrite=a.overwrite)
+    run_zoo(a.data, a.out, models=a.kinds, seed=a.seed, overwrite=a.overwrite)
     print((Path(a.out) / "results.md").read_text())
 
 
@@ -130,21 +132,20 @@ def _night(a):
 
 
 def _explain(a):
-    from neoqa.explain import saliency as explain
+    from neoqa.decide.listing import explain_listed
+    from neoqa.explain.saliency import draw_weights_into
 
     if a.weights:
-        print(f"wrote {explain.draw_linear_weights(a.model, a.out, overwrite=a.overwrite)}")
+        print(f"wrote {draw_weights_into(a.model, a.out, overwrite=a.overwrite)}")
         return
     if not a.data:
         raise NeoqaError("explain needs --data (or --weights for a linear model's weights)")
-    if a.all:
-        paths = explain.explain_many(a.model, a.data, a.out, limit=a.limit, method=a.method, samples=a.samples,
-                                     seed=a.seed, overwrite=a.overwrite)
-        print(f"wrote {len(paths)} figures to {a.out}")
-    elif a.sheet:
-        print(f"wrote {explain.explain_sheet(a.model, a.data, a.sheet, a.out, a.method, a.samples, a.seed, a.overwrite)}")
-    else:
-        raise NeoqaError("explain needs --sheet ID or --all")
+    if not (a.sheet or a.errors or a.bucket or a.all):
+        raise NeoqaError("explain needs --sheet ID, --errors, --bucket BUCKET or --all (which sheets to explain)")
+    paths = explain_listed(a.model, a.data, a.out, sheets=a.sheet or (), errors=a.errors, bucket=a.bucket,
+                           split=a.split, limit=a.limit, method=a.method, samples=a.samples, seed=a.seed,
+                           overwrite=a.overwrite)
+    print(f"wrote {len(paths)} figure{'s' if len(paths) != 1 else ''} and index.csv to {a.out}")
 
 
 def _report(a):
@@ -218,26 +219,26 @@ def _robustness(a):
 def _finetune(a):
     from neoqa.shift.transfer import finetune_path
 
-    print(f"wrote {finetune_path(a.model, a.data, _labels(a.labels), a.out, seed=a.seed, adapt=not a.keep_normalisation, overwrite=a.overwrite)}")
+    print(f"wrote {finetune_path(a.model, a.data, _labelled(a.labelled), a.out, seed=a.seed, adapt=not a.keep_normalisation, overwrite=a.overwrite)}")
 
 
-def _labels(value):
+def _labelled(value):
     """A number of labelled sheets, or all of them."""
     if str(value) == "all":
         return None
     try:
         n = int(value)
     except ValueError:
-        raise NeoqaError(f"--labels must be a number of sheets or 'all', not {value!r}") from None
+        raise NeoqaError(f"--labelled must be a number of sheets or 'all', not {value!r}") from None
     if n < 1:
-        raise NeoqaError(f"--labels must be at least 1 (got {n})")
+        raise NeoqaError(f"--labelled must be at least 1 (got {n})")
     return n
 
 
 def _learning_curve(a):
     from neoqa.shift.transfer import learning_curve
 
-    learning_curve(a.model, a.data, a.out, labels=[_labels(v) for v in a.labels], seeds=range(a.seeds),
+    learning_curve(a.model, a.data, a.out, labels=[_labelled(v) for v in a.labelled], seeds=range(a.seeds),
                    overwrite=a.overwrite)
     print((Path(a.out) / "learning_curve.md").read_text())
     print(f"figure: {Path(a.out) / 'learning_curve.png'}")
@@ -246,8 +247,8 @@ def _learning_curve(a):
 def _update(a):
     from neoqa.shift.online import update_path
 
-    state = update_path(a.model, a.data, a.out, replay_from=a.replay_from, size=a.replay_size, seed=a.seed,
-                        unlabelled=a.unlabelled, overwrite=a.overwrite)
+    state = update_path(a.model, a.data, a.out, replay_from=a.replay_data, size=a.replay_size, seed=a.seed,
+                        unlabelled=a.unlabelled_data, overwrite=a.overwrite)
     print(f"wrote {a.out}: update {state['updates']}, replay buffer {state['replay_sheets']} of "
           f"{state['replay_seen']} sheets seen")
 
@@ -264,7 +265,7 @@ def _stream(a):
 def _suspects(a):
     from neoqa.shift.suspects import find_suspects
 
-    s = find_suspects(a.data, a.out, name=a.model, folds=a.folds, seed=a.seed, prune=a.prune, overwrite=a.overwrite)
+    s = find_suspects(a.data, a.out, name=a.kind, folds=a.folds, seed=a.seed, prune=a.prune, overwrite=a.overwrite)
     print(f"wrote {a.out}: {s['sheets']:,} labelled sheets ranked, {s['flagged']:,} flagged by confident learning")
     t = s.get("against_truth")
     if t:
@@ -332,8 +333,27 @@ def _fraction(text):
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line (which verb, which argument, what is wrong) and exit status 2."""
 
+    epilog_fn = None                        # builds the epilog when help is printed, not at every parse
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self):
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+
+# Shared flags: one meaning each, whatever the verb (README's command table; tests/test_cli_language.py).
+_HELP = {
+    "data": "the dataset: a neoqa dataset folder (or one shard)",
+    "model": "a model folder (neoqa train writes one)",
+    "seed": "the seed: the same seed gives the same result",
+    "json": "print the result as JSON",
+    "labels": "the labels thresholds are set on: noisy (the default), clean (the truth of simulated data), or "
+              "a suspects .csv (the labels less the sheets it flags)",
+    "bootstrap": "resamples for the bootstrap intervals",
+}
 
 
 def _overwrite(s):
@@ -341,18 +361,41 @@ def _overwrite(s):
                    help="replace an existing output (only one neoqa wrote; the old one stays whole until the new is complete)")
 
 
+def _data(s, required=True, help=None):
+    s.add_argument("--data", required=required, metavar="PATH", help=help or _HELP["data"])
+
+
+def _model(s, required=True, help=None):
+    s.add_argument("--model", required=required, metavar="DIR", help=help or _HELP["model"])
+
+
+def _seed(s, of=None):
+    s.add_argument("--seed", type=_int, default=0, metavar="N", help=_HELP["seed"] + (f" ({of})" if of else ""))
+
+
+def _json(s):
+    s.add_argument("--json", action="store_true", help=_HELP["json"])
+
+
+def _kind_help() -> str:
+    from neoqa.models import registry
+
+    width = max(map(len, registry.ORDER))
+    return "models (--kind):\n" + "\n".join(f"  {n:<{width}}  {registry.SUMMARIES[n]}" for n in registry.ORDER)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from neoqa import __version__
 
     p = _Parser(prog="neoqa", description="Vetting of moving-object QA sheets (NEOWISE, NEO Surveyor).")
-    p.add_argument("--version", action="version", version=f"neoqa {__version__}")
-    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"neoqa {__version__}", help="print the version and exit")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser, metavar="VERB")
 
     s = sub.add_parser("simulate", help="simulate QA sheets (default: the NEOWISE benchmark)")
-    s.add_argument("--survey", choices=["neowise", "neosurveyor"], default="neowise")
+    s.add_argument("--survey", choices=["neowise", "neosurveyor"], default="neowise", help="the instrument (default neowise)")
     s.add_argument("--sheets", type=_positive_int, default=None, help="number of sheets (default 40000)")
-    s.add_argument("--seed", type=_int, default=0)
-    s.add_argument("--out", default=None, help="output dataset folder (default data/neowise-default)")
+    _seed(s)
+    s.add_argument("--out", default=None, help="the dataset folder to write (default data/neowise-default)")
     s.add_argument("--workers", type=_positive_int, default=1, help="processes writing shards in parallel")
     s.add_argument("--positive-fraction", type=_fraction, default=None, help="share of real sheets (default 0.23)")
     s.add_argument("--label-noise", type=_fraction, default=None, help="share of flipped labels (default 0.02)")
@@ -361,73 +404,75 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_simulate)
 
     s = sub.add_parser("info", help="summarise a dataset")
-    s.add_argument("path")
-    s.add_argument("--json", action="store_true")
+    _data(s)
+    _json(s)
     s.set_defaults(func=_info)
 
-    s = sub.add_parser("export", help="write a dataset as FITS cutouts plus Parquet tables")
-    s.add_argument("path")
-    s.add_argument("--to", required=True)
+    s = sub.add_parser("export", help="write a dataset as FITS cutouts plus Parquet tables (docs/format.md)")
+    _data(s)
+    s.add_argument("--out", required=True, help="the folder to write the FITS files and tables into")
     _overwrite(s)
     s.set_defaults(func=_export)
 
-    s = sub.add_parser("ingest", help="read FITS cutouts plus tables into a dataset")
-    s.add_argument("dir")
-    s.add_argument("--out", required=True)
-    s.add_argument("--survey", default=None, help="survey name if the folder does not say")
+    s = sub.add_parser("ingest", help="read FITS cutouts plus tables (docs/format.md) into a dataset")
+    _data(s, help="the folder of FITS cutouts and tables to read (the layout export writes)")
+    s.add_argument("--out", required=True, help="the dataset folder to write")
+    s.add_argument("--survey", default=None, help="survey name if neither the tables nor the FITS headers say")
     _overwrite(s)
     s.set_defaults(func=_ingest)
 
     s = sub.add_parser("show", help="draw one sheet as a vetter sees it")
-    s.add_argument("path")
-    s.add_argument("--sheet", required=True)
-    s.add_argument("--out", required=True)
+    _data(s)
+    s.add_argument("--sheet", required=True, help="the sheet's id (neoqa list prints them)")
+    s.add_argument("--out", required=True, help="the figure to write (.png, .pdf or .svg)")
     _overwrite(s)
     s.set_defaults(func=_show)
 
-    s = sub.add_parser("train", help="train one model")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=_int, default=0)
+    s = sub.add_parser("train", help="train one model", formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.epilog_fn = _kind_help                # the models are imported only to print this
+    s.add_argument("--kind", required=True, metavar="KIND", help="the model to train (listed below)")
+    _data(s)
+    s.add_argument("--out", required=True, help="the model folder to write")
+    _seed(s)
     _overwrite(s)
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="a saved model's rates, with 95%% intervals, on one split of labelled data")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
+    _model(s)
+    _data(s)
     s.add_argument("--split", choices=("test", "validation", "train", "all"), default="test",
                    help="the labelled sheets to evaluate on (default test; all: every labelled sheet, for data "
                         "the model never saw)")
-    s.add_argument("--bootstrap", type=_int, default=200, help="resamples for the AUC and FPR intervals (0: none)")
-    s.add_argument("--seed", type=_int, default=0, help="of the bootstrap")
-    s.add_argument("--json", action="store_true", help="the full result (breakdowns included) as JSON")
+    s.add_argument("--bootstrap", type=_int, default=200, help=_HELP["bootstrap"] + " of the AUCs and FPRs (0: none)")
+    _seed(s, "of the bootstrap")
+    _json(s)
     s.set_defaults(func=_evaluate)
 
     s = sub.add_parser("list", help="list sheet ids (with a model: probabilities, buckets, its mistakes)")
-    s.add_argument("--data", required=True, help="the dataset (a shard or a folder of shards)")
-    s.add_argument("--model", default=None, help="a model folder: adds each sheet's probability and bucket")
-    s.add_argument("--bucket", choices=("accept", "review", "reject"), default=None,
+    _data(s)
+    _model(s, required=False, help="a model folder: adds each sheet's probability and bucket")
+    s.add_argument("--bucket", choices=BUCKET_NAMES, default=None,
                    help="only the sheets the model's saved operating point puts in this bucket")
     s.add_argument("--errors", action="store_true",
                    help="only labelled sheets the model decides wrongly at its threshold, most confident first")
     s.add_argument("--split", choices=("train", "validation", "test", "all"), default="all",
                    help="only the sheets of this split (default all)")
     s.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
-    s.add_argument("--json", action="store_true", help="the rows as JSON")
+    _json(s)
     s.set_defaults(func=_list)
 
     s = sub.add_parser("zoo", help="train and evaluate every registered model")
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--models", nargs="+", default=None)
-    s.add_argument("--seed", type=_int, default=0)
+    _data(s)
+    s.add_argument("--out", required=True, help="the run folder: models, results.{md,csv,json}, figures")
+    s.add_argument("--kinds", nargs="+", metavar="KIND", default=None,
+                   help="only these models (default all; neoqa train --help lists them)")
+    _seed(s)
     _overwrite(s)
     s.set_defaults(func=_zoo)
 
     s = sub.add_parser("score", help="score a dataset shard by shard into a folder of Parquet parts")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
+    _model(s)
+    _data(s)
     s.add_argument("--out", required=True,
                    help="a folder: one part-NNNNN.parquet per shard and _manifest.json; a rerun skips finished parts")
     where = s.add_mutually_exclusive_group()
@@ -447,125 +492,132 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("explain", help="saliency and SmoothGrad over every input of a sheet (the paper's Figure 2); "
                                        "trees (gbdt) by exact TreeSHAP contributions")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", default=None)
-    s.add_argument("--sheet", default=None)
-    s.add_argument("--all", action="store_true", help="explain many sheets into the folder --out")
-    s.add_argument("--limit", type=_positive_int, default=20)
-    s.add_argument("--method", choices=["smoothgrad", "saliency"], default="smoothgrad")
+    _model(s)
+    _data(s, required=False, help=_HELP["data"] + " holding the sheets to explain")
+    which = s.add_argument_group("which sheets (one of)")
+    which.add_argument("--sheet", action="append", metavar="ID", help="this sheet (repeat for more)")
+    which.add_argument("--errors", action="store_true",
+                       help="the labelled sheets the model decides wrongly, most confident first")
+    which.add_argument("--bucket", choices=BUCKET_NAMES, default=None,
+                       help="the sheets the model's saved operating point puts in this bucket (review: what people see)")
+    which.add_argument("--all", action="store_true", help="the sheets in file order")
+    which.add_argument("--weights", action="store_true", help="no sheet: a linear model's weights (weights.png)")
+    s.add_argument("--split", choices=("train", "validation", "test", "all"), default="all",
+                   help="choose only among this split's sheets (default all)")
+    s.add_argument("--limit", type=_positive_int, default=20, help="at most this many sheets (default 20)")
+    s.add_argument("--method", choices=["smoothgrad", "saliency"], default="smoothgrad",
+                   help="gradient attribution (trees always use TreeSHAP)")
     s.add_argument("--samples", type=_positive_int, default=32, help="SmoothGrad noisy samples")
-    s.add_argument("--seed", type=_int, default=0)
-    s.add_argument("--weights", action="store_true", help="draw a linear model's weights instead")
-    s.add_argument("--out", required=True)
+    _seed(s, "of SmoothGrad's noise")
+    s.add_argument("--out", required=True,
+                   help="a folder: one PNG per sheet, named by its id, and index.csv listing them in order")
     _overwrite(s)
     s.set_defaults(func=_explain)
 
     s = sub.add_parser("threshold", help="the threshold that keeps a target recall (validation), with a bootstrap CI")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--recall", type=_rate, required=True)
-    s.add_argument("--bootstrap", type=_positive_int, default=1000)
-    s.add_argument("--seed", type=_int, default=0)
+    _model(s)
+    _data(s, help=_HELP["data"] + ", labelled (its validation split sets the threshold)")
+    s.add_argument("--recall", type=_rate, required=True, help="the recall to keep, in (0, 1]")
+    s.add_argument("--bootstrap", type=_positive_int, default=1000, help=_HELP["bootstrap"])
+    _seed(s, "of the bootstrap")
     s.add_argument("--save", action="store_true", help="make it the model's decision threshold")
-    s.add_argument("--labels", default="noisy",
-                   help="set it on the labels (noisy, the default), on the clean truth of simulated data (clean), "
-                        "or on the labels less the sheets a suspects .csv flags")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--labels", default="noisy", help=_HELP["labels"])
+    _json(s)
     s.set_defaults(func=_threshold)
 
     s = sub.add_parser("triage", help="split sheets into auto-accept, human review and auto-reject")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
+    _model(s)
+    _data(s)
     s.add_argument("--recall", type=_rate, default=None,
                    help="set an operating point for this recall on the data's validation split (labelled data); "
                         "without it, the model's saved operating point buckets the sheets (no labels needed)")
     s.add_argument("--precision", type=_rate, default=None, help="of automatic accepts (default: the recall)")
-    s.add_argument("--labels", default="noisy",
-                   help="set thresholds on the labels (noisy, the default), on the clean truth of simulated data "
-                        "(clean), or on the labels less the sheets a suspects .csv flags")
+    s.add_argument("--labels", default="noisy", help=_HELP["labels"])
     s.add_argument("--save", action="store_true", help="store the operating point in the model folder")
-    s.add_argument("--bootstrap", type=_positive_int, default=1000, help="resamples for the thresholds' intervals")
-    s.add_argument("--seed", type=_int, default=0)
-    s.add_argument("--out", default=None, help="the buckets of every sheet (Parquet)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--bootstrap", type=_positive_int, default=1000, help=_HELP["bootstrap"] + " of the thresholds")
+    _seed(s, "of the bootstrap")
+    s.add_argument("--out", default=None, help="the bucket of every sheet, a Parquet file")
+    _json(s)
     _overwrite(s)
     s.set_defaults(func=_triage)
 
     s = sub.add_parser("report", help="one self-contained HTML report for a zoo run")
-    s.add_argument("--run", required=True, help="a folder written by neoqa zoo")
+    s.add_argument("--run", required=True, help="a folder written by neoqa zoo (report.html is written into it)")
     s.add_argument("--samples", type=_positive_int, default=32, help="SmoothGrad noisy samples per explained example")
     s.set_defaults(func=_report)
 
     s = sub.add_parser("robustness", help="accuracy, TPR and TNR of saved models under corruptions of the test split")
     s.add_argument("--model", required=True, nargs="+", action="extend", help="model folder(s)")
-    s.add_argument("--data", required=True)
+    _data(s)
     s.add_argument("--out", required=True, help="folder for robustness.{md,csv,json,png}")
     s.add_argument("--corruptions", nargs="+", help="a subset of the corruptions (default: all)")
     s.add_argument("--sheets", type=_positive_int, help="score a seeded subset of this many test sheets")
-    s.add_argument("--seed", type=_int, default=0)
+    _seed(s)
     _overwrite(s)
     s.set_defaults(func=_robustness)
 
     s = sub.add_parser("finetune", help="fine-tune a saved model on N labelled sheets of new-survey data")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True, help="the new survey's dataset (its training split is used)")
-    s.add_argument("--labels", required=True, help="how many labelled sheets to use, or 'all'")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=_int, default=0)
+    _model(s)
+    _data(s, help="the new survey's dataset (its training split is used)")
+    s.add_argument("--labelled", required=True, help="how many of its labelled sheets to learn from, or 'all'")
+    s.add_argument("--out", required=True, help="the new model folder")
+    _seed(s)
     s.add_argument("--keep-normalisation", action="store_true",
                    help="keep the old input normalisation (default: re-fit it on the new unlabelled sheets)")
     _overwrite(s)
     s.set_defaults(func=_finetune)
 
     s = sub.add_parser("learning-curve", help="fine-tuned against from-scratch accuracy for N labelled new-survey sheets")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--labels", nargs="+", default=["10", "100", "1000"])
+    _model(s)
+    _data(s, help="the new survey's dataset")
+    s.add_argument("--out", required=True, help="folder for learning_curve.{md,json,png}")
+    s.add_argument("--labelled", nargs="+", default=["10", "100", "1000"],
+                   help="the numbers of labelled sheets to learn from (default 10 100 1000)")
     s.add_argument("--seeds", type=_positive_int, default=3, help="seeded draws of the labelled sheets per N")
     _overwrite(s)
     s.set_defaults(func=_learning_curve)
 
     s = sub.add_parser("update", help="update a saved model from a new labelled batch (online learning with replay)")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True, help="the new labelled batch (every labelled sheet is used)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--replay-from", help="the model's training data, to start its replay buffer on a first update")
-    s.add_argument("--replay-size", type=_positive_int, default=2000)
-    s.add_argument("--unlabelled", help="sheets of the batch's survey (labels unused) to fit its input statistics "
-                                        "on when the model meets that survey for the first time (default: the batch)")
-    s.add_argument("--seed", type=_int, default=0)
+    _model(s)
+    _data(s, help="the new labelled batch (every labelled sheet is used)")
+    s.add_argument("--out", required=True, help="the updated model folder")
+    s.add_argument("--replay-data", metavar="PATH", help="the model's training data, to start its replay buffer on a first update")
+    s.add_argument("--replay-size", type=_positive_int, default=2000, help="sheets the replay buffer keeps")
+    s.add_argument("--unlabelled-data", metavar="PATH", help="sheets of the batch's survey (labels unused) to fit its input statistics "
+                                             "on when the model meets that survey for the first time (default: the batch)")
+    _seed(s)
     _overwrite(s)
     s.set_defaults(func=_update)
 
     s = sub.add_parser("stream", help="online learning over a stream of new-survey batches; forgetting measured")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True, help="the new survey's dataset")
-    s.add_argument("--old-data", required=True, help="the data the model was trained on")
-    s.add_argument("--out", required=True)
-    s.add_argument("--batches", type=_positive_int, default=5)
-    s.add_argument("--batch-size", type=_positive_int, default=500)
-    s.add_argument("--replay-size", type=_positive_int, default=2000)
-    s.add_argument("--seed", type=_int, default=0)
+    _model(s)
+    _data(s, help="the new survey's dataset")
+    s.add_argument("--old-data", metavar="PATH", required=True, help="the data the model was trained on")
+    s.add_argument("--out", required=True, help="folder for stream.{md,json,png}")
+    s.add_argument("--batches", type=_positive_int, default=5, help="batches in the stream")
+    s.add_argument("--batch-size", type=_positive_int, default=500, help="labelled sheets per batch")
+    s.add_argument("--replay-size", type=_positive_int, default=2000, help="sheets the replay buffer keeps")
+    _seed(s)
     _overwrite(s)
     s.set_defaults(func=_stream)
 
     s = sub.add_parser("suspects", help="rank sheets whose labels are likely wrong (cross-validated confident learning)")
-    s.add_argument("--data", required=True)
+    _data(s)
     s.add_argument("--out", required=True, help="the ranked table, a .csv (a .json summary is written beside it)")
-    s.add_argument("--model", default="gbdt", help="the model cross-validated (default gbdt: fast and strong)")
-    s.add_argument("--folds", type=_positive_int, default=5)
-    s.add_argument("--seed", type=_int, default=0)
+    s.add_argument("--kind", default="gbdt", metavar="KIND",
+                   help="the model cross-validated (default gbdt: fast and strong; neoqa train --help lists them)")
+    s.add_argument("--folds", type=_positive_int, default=5, help="cross-validation folds")
+    _seed(s)
     s.add_argument("--prune", help="also write the dataset without the flagged sheets here (to train on)")
     _overwrite(s)
     s.set_defaults(func=_suspects)
 
     s = sub.add_parser("main", help="the README's main job on the embedded default data")
-    s.add_argument("--workers", type=_positive_int, default=2)
-    s.add_argument("--out", default="runs/zoo")
+    s.add_argument("--workers", type=_positive_int, default=2, help="processes simulating the default data")
+    s.add_argument("--out", default="runs/zoo", help="the run folder (default runs/zoo)")
     s.set_defaults(func=_main_job)
     for verb in sub.choices.values():
-        verb.add_argument("--threads", type=_positive_int, default=None,
+        verb.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                           help="threads every pool (BLAS, OpenMP, torch, LightGBM) may run (default: the cores this "
                                "process may use; two jobs sharing a machine should split them)")
     return p
@@ -610,7 +662,35 @@ def _close_progress() -> None:
         bar.close()
 
 
+# Flags renamed in 0.7.0 for one command language: the old spelling gets a one-line pointer.
+_RENAMED = {("train", "--model"): "--kind NAME (--model is always a model folder)",
+            ("suspects", "--model"): "--kind NAME (--model is always a model folder)",
+            ("export", "--to"): "--out DIR", ("zoo", "--models"): "--kinds NAME ...",
+            ("finetune", "--labels"): "--labelled N", ("learning-curve", "--labels"): "--labelled N ...",
+            ("update", "--replay-from"): "--replay-data PATH", ("update", "--unlabelled"): "--unlabelled-data PATH"}
+_WAS_POSITIONAL = ("info", "export", "ingest", "show")
+
+
+def _renamed(argv) -> str | None:
+    """What an argument list written for neoqa 0.6 should now say, or None."""
+    argv = [str(a) for a in argv]
+    if not argv:
+        return None
+    verb = argv[0]
+    for arg in argv[1:]:
+        new = _RENAMED.get((verb, arg.split("=")[0]))
+        if new:
+            return f"neoqa {verb}: {arg.split('=')[0]} is now {new} (see neoqa {verb} --help)"
+    if verb in _WAS_POSITIONAL and len(argv) > 1 and not argv[1].startswith("-"):
+        return f"neoqa {verb}: the dataset is now given as --data {argv[1]} (see neoqa {verb} --help)"
+    return None
+
+
 def main(argv=None) -> int:
+    moved = _renamed(sys.argv[1:] if argv is None else argv)
+    if moved:
+        print(f"neoqa: error: {moved}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     from neoqa.outputs import record_command
 

@@ -91,16 +91,49 @@ def test_model_randomisation_changes_the_saliency(fitted, data):
 
 
 def test_explain_cli(tmp_path, small_neowise, small_batch):
-    fit_and_save("ridge", small_batch, tmp_path / "ridge", progress=False)
-    sid = small_batch.sheet_id[3]
-    assert main(["explain", "--model", str(tmp_path / "ridge"), "--data", str(small_neowise), "--sheet", sid,
-                 "--samples", "4", "--out", str(tmp_path / "one.png")]) == 0
-    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["explain", "--model", str(tmp_path / "ridge"), "--data", str(small_neowise), "--all", "--limit", "3",
+    """explain --out is always a folder: one PNG per sheet named by its id, and index.csv in order."""
+    import csv
+
+    from neoqa.decide.listing import list_sheets
+
+    ridge = str(tmp_path / "ridge")
+    fit_and_save("ridge", small_batch, ridge, progress=False)
+    a, b = small_batch.sheet_id[3], small_batch.sheet_id[7]
+    assert main(["explain", "--model", ridge, "--data", str(small_neowise), "--sheet", b, "--sheet", a,
+                 "--samples", "4", "--out", str(tmp_path / "two")]) == 0
+    assert (tmp_path / "two" / f"{a}.png").read_bytes()[:4] == b"\x89PNG"
+    index = list(csv.DictReader(open(tmp_path / "two" / "index.csv")))
+    assert [r["sheet_id"] for r in index] == [b, a] and index[0]["figure"] == f"{b}.png"
+
+    assert main(["explain", "--model", ridge, "--data", str(small_neowise), "--all", "--limit", "3",
                  "--samples", "4", "--out", str(tmp_path / "many")]) == 0
     assert len(list((tmp_path / "many").glob("*.png"))) == 3
-    assert main(["explain", "--model", str(tmp_path / "ridge"), "--weights", "--out", str(tmp_path / "w.png")]) == 0
-    assert (tmp_path / "w.png").stat().st_size > 10_000
+
+    # --errors: the model's most confident mistakes, in the listing's order
+    assert main(["explain", "--model", ridge, "--data", str(small_neowise), "--errors", "--limit", "3",
+                 "--method", "saliency", "--out", str(tmp_path / "errors")]) == 0
+    wrong = list_sheets(small_neowise, ridge, errors=True, limit=3)
+    index = list(csv.DictReader(open(tmp_path / "errors" / "index.csv")))
+    assert [r["sheet_id"] for r in index] == [r["sheet_id"] for r in wrong] and len(wrong) == 3
+    assert {"label", "probability"} <= set(index[0]) and index[0]["rank"] == "1"
+    assert len(list((tmp_path / "errors").glob("*.png"))) == 3
+
+    assert main(["explain", "--model", ridge, "--weights", "--out", str(tmp_path / "w")]) == 0
+    assert (tmp_path / "w" / "weights.png").stat().st_size > 10_000
+
+
+def test_explain_cli_refusals(tmp_path, capsys, small_neowise, small_batch):
+    ridge = str(tmp_path / "ridge")
+    fit_and_save("ridge", small_batch, ridge, progress=False)
+    for args, needle in ((["--bucket", "review"], "no saved operating point"),
+                         (["--sheet", "nosuch"], "sheet 'nosuch' not found"),
+                         ([], "explain needs --sheet ID, --errors, --bucket BUCKET or --all"),
+                         (["--sheet", small_batch.sheet_id[0], "--errors"], "not both")):
+        assert main(["explain", "--model", ridge, "--data", str(small_neowise), *args,
+                     "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()
 
 
 def test_trees_are_refused_with_a_clear_message(data):

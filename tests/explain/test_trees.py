@@ -81,7 +81,7 @@ def test_contributions_land_on_the_observations_they_summarise(gbdt, small_batch
 
 
 def test_explain_cli_draws_trees(tmp_path, gbdt, small_neowise, small_batch):
-    out = tmp_path / "gbdt.png"
     assert main(["explain", "--model", str(gbdt), "--data", str(small_neowise), "--sheet", small_batch.sheet_id[5],
-                 "--out", str(out)]) == 0
+                 "--out", str(tmp_path / "gbdt")]) == 0
+    out = tmp_path / "gbdt" / f"{small_batch.sheet_id[5]}.png"
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 20_000

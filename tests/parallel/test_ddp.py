@@ -37,7 +37,7 @@ def test_torchrun_trains_a_set_model_on_two_processes(tmp_path, small_neowise):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, double = tmp_path / "one", tmp_path / "two"
-    args = ["train", "--model", "basic_sneon", "--data", str(small_neowise), "--seed", "3"]
+    args = ["train", "--kind", "basic_sneon", "--data", str(small_neowise), "--seed", "3"]
     run = subprocess.run([sys.executable, "-m", "neoqa.cli", *args, "--out", str(single)], capture_output=True,
                          text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -59,7 +59,7 @@ def test_torchrun_trains_a_set_model_on_two_processes(tmp_path, small_neowise):
 def test_torchrun_refuses_models_that_are_not_set_models(tmp_path, small_neowise):
     torchrun = Path(sys.executable).parent / "torchrun"
     run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "neoqa.cli", "train",
-                          "--model", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "m")],
+                          "--kind", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "m")],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert run.returncode != 0 and "trains the set models only" in run.stderr
     assert not (tmp_path / "m").exists()

@@ -80,7 +80,7 @@ def test_a_night_that_ingests_its_sheets(tmp_path, pointed, small_neowise, capsy
     from neoqa.data.store import SheetSet, read_shard, write_dataset
 
     few = write_dataset(tmp_path / "few", [read_shard(SheetSet(small_neowise).shard_paths[0]).select(np.arange(30))])
-    assert main(["export", str(few), "--to", str(tmp_path / "fits")]) == 0
+    assert main(["export", "--data", str(few), "--out", str(tmp_path / "fits")]) == 0
     cfg = night_config(tmp_path, "fits", pointed, out="n", source="ingest", extra="[run]\nthreads = 1\n")
     assert main(["night", str(cfg), "--quiet"]) == 0
     assert "sheets: ingested" in capsys.readouterr().out

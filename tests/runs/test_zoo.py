@@ -63,7 +63,7 @@ def test_wilson_intervals():
 
 
 def test_train_unknown_model_is_a_clear_error(tmp_path, small_neowise, capsys):
-    assert main(["train", "--model", "nope", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 2
+    assert main(["train", "--kind", "nope", "--data", str(small_neowise), "--out", str(tmp_path / "m")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 

@@ -45,7 +45,7 @@ def test_pruned_labels_feed_training_and_triage(tmp_path, small_neowise, small_b
     from neoqa.evaluate.thresholds import scored as _scored
 
     model = tmp_path / "m"
-    assert main(["train", "--model", "ridge", "--data", str(pruned), "--out", str(model)]) == 0
+    assert main(["train", "--kind", "ridge", "--data", str(pruned), "--out", str(model)]) == 0
     *_, y = _scored(model, small_neowise, str(table))
     ids = small_batch.sheet_id.astype(str)
     assert (y[np.isin(ids, list(flagged))] == -1).all()

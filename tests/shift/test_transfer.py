@@ -28,7 +28,7 @@ def test_pick_labelled_is_stratified_seeded_and_from_training(neos_batch):
 def test_finetune_learns_the_new_sheets_and_records_its_parent(tmp_path, zoo_run, small_neos, neos_batch):
     parent = zoo_run / "models" / "basic_sneon"
     out = tmp_path / "ft"
-    assert main(["finetune", "--model", str(parent), "--data", str(small_neos), "--labels", "60", "--out", str(out)]) == 0
+    assert main(["finetune", "--model", str(parent), "--data", str(small_neos), "--labelled", "60", "--out", str(out)]) == 0
     tuned, info = persist.load(out)
     old, old_info = persist.load(parent)
     picked = transfer.pick_labelled(neos_batch, 60, seed=0)
@@ -40,7 +40,7 @@ def test_finetune_learns_the_new_sheets_and_records_its_parent(tmp_path, zoo_run
 
 def test_finetune_refuses_models_that_cannot(tmp_path, zoo_run, small_neos):
     out = tmp_path / "ft"
-    assert main(["finetune", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neos), "--labels", "20",
+    assert main(["finetune", "--model", str(zoo_run / "models" / "ridge"), "--data", str(small_neos), "--labelled", "20",
                  "--out", str(out)]) == 2
     assert not out.exists()
 
@@ -57,7 +57,7 @@ def test_gbdt_finetune_adds_trees(small_batch, neos_batch):
 def test_learning_curve(tmp_path, zoo_run, small_neos):
     out = tmp_path / "lc"
     assert main(["learning-curve", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(small_neos),
-                 "--out", str(out), "--labels", "10", "40", "--seeds", "1"]) == 0
+                 "--out", str(out), "--labelled", "10", "40", "--seeds", "1"]) == 0
     res = json.loads((out / "learning_curve.json").read_text())
     assert [(r["labels"], r["how"]) for r in res["rows"]] == [(10, "finetuned"), (10, "scratch"),
                                                               (40, "finetuned"), (40, "scratch")]
@@ -71,7 +71,7 @@ def test_bad_label_counts_are_one_line_errors(tmp_path, zoo_run, small_neos, cap
     model = str(zoo_run / "models" / "basic_sneon")
     for labels in ("abc", "1"):
         out = tmp_path / f"ft{labels}"
-        assert main(["finetune", "--model", model, "--data", str(small_neos), "--labels", labels, "--out", str(out)]) == 2
+        assert main(["finetune", "--model", model, "--data", str(small_neos), "--labelled", labels, "--out", str(out)]) == 2
         assert not out.exists()
         err = capsys.readouterr().err.strip()
         assert err.startswith("neoqa: error:") and "\n" not in err

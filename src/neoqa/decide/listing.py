@@ -71,3 +71,25 @@ def listing_text(rows: list[dict]) -> str:
     keys = list(rows[0])
     fmt = {"probability": lambda v: f"{v:.4f}", "bucket": lambda v: v or "-"}
     return "\n".join(["\t".join(keys)] + ["\t".join(fmt.get(k, str)(r[k]) for k in keys) for r in rows])
+
+
+def explain_listed(model_dir, data, out, sheets=(), errors: bool = False, bucket: str | None = None,
+                   split: str = "all", limit: int = 20, method: str = "smoothgrad", samples: int = 32, seed: int = 0,
+                   overwrite: bool = False):
+    """``neoqa explain``: figures for the sheets named (``sheets``), else for those a listing chooses
+    (the model's most confident mistakes, one bucket of its operating point, or the first of a
+    split), at most ``limit`` of them, into the folder ``out`` with an ``index.csv`` in that order."""
+    from neoqa.explain.saliency import explain_many
+
+    if sheets and (errors or bucket):
+        raise NeoqaError("name sheets with --sheet, or choose them with --errors or --bucket, not both")
+    rows = None
+    if not sheets:
+        rows = list_sheets(data, model_dir, bucket, errors, split, limit)
+        if not rows:
+            what = ("mistakes of the model" if errors else f"sheets in the {bucket} bucket" if bucket
+                    else "sheets") + ("" if split == "all" else f" in the {split} split")
+            raise NeoqaError(f"{data}: no {what} to explain")
+        sheets = [r["sheet_id"] for r in rows]
+    return explain_many(model_dir, data, out, sheets, rows=rows, method=method, samples=samples, seed=seed,
+                        overwrite=overwrite)

@@ -62,33 +62,60 @@ def explain_sheet(model_dir, data, sheet_id, out, method="smoothgrad", samples=3
     return _draw(model, info, sheet, Path(out), method, samples, seed, overwrite=overwrite, inputs=(model_dir, data))
 
 
-def explain_many(model_dir, data, out, limit=20, method="smoothgrad", samples=32, seed=0,
+def explain_many(model_dir, data, out, sheet_ids, rows=None, method="smoothgrad", samples=32, seed=0,
                  overwrite: bool = False) -> list[Path]:
-    """Figures for the first ``limit`` sheets, shard by shard (memory bounded by one shard), into the
-    folder ``out``, which appears complete or not at all. Each file is named by the sheet's id
-    made safe (``outputs.safe_name``); the id itself is in the figure's title."""
+    """One figure per sheet of ``sheet_ids`` into the folder ``out``, which appears complete or not
+    at all, read shard by shard (memory bounded by one shard). Each file is named by the sheet's id
+    made safe (``outputs.safe_name``; the id itself is in the figure's title), and ``index.csv``
+    lists them in the order given, with the columns of ``rows`` (one dict per id: the listing that
+    chose them) where given. An id the data lacks is refused before anything is drawn."""
+    import csv
+
     from tqdm import tqdm
 
-    if limit < 1:
-        raise NeoqaError(f"--limit must be at least 1 (got {limit})")
+    ids = [str(s) for s in dict.fromkeys(sheet_ids)]
+    if not ids:
+        raise NeoqaError(f"{data}: no sheets to explain")
     check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
+    shards = SheetSet(data)
+    wanted = set(ids)
+    found = set()
+    for shard in shards.iter_shards():                    # every id exists before any figure is drawn
+        found.update(wanted.intersection(map(str, shard.sheet_id)))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NeoqaError(f"{data}: sheet {missing[0]!r} not found" + (f" (and {len(missing) - 1} more)"
+                                                                       if len(missing) > 1 else ""))
+    names = {i: f"{safe_name(i)}.png" for i in ids}
     out = Path(out)
-    names = []
     with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True, kind="explanations") as tmp:
-        bar = tqdm(total=limit, desc="explain", unit="sheet")
-        for shard in SheetSet(data).iter_shards():
-            shard = persist.conform(model, info, shard, str(data))
-            for i in range(min(len(shard), limit - len(names))):
+        bar = tqdm(total=len(ids), desc="explain", unit="sheet")
+        for shard in shards.iter_shards():
+            hit = np.flatnonzero(np.isin(shard.sheet_id.astype(str), ids))
+            if not len(hit):
+                continue
+            shard = persist.conform(model, info, shard.select(hit), str(data))
+            for i in range(len(shard)):
                 sheet = shard.select([i])
-                name = f"{safe_name(sheet.sheet_id[0])}.png"
-                _draw(model, info, sheet, tmp / name, method, samples, seed)
-                names.append(name)
+                _draw(model, info, sheet, tmp / names[str(sheet.sheet_id[0])], method, samples, seed)
                 bar.update(1)
-            if len(names) >= limit:
-                break
         bar.close()
-    return [out / n for n in names]
+        by_id = {str(r["sheet_id"]): r for r in rows or ()}
+        extra = [k for k in (rows[0] if rows else {}) if k != "sheet_id"]
+        with open(tmp / "index.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", "sheet_id", "figure", *extra])
+            for rank, i in enumerate(ids, 1):
+                w.writerow([rank, i, names[i], *(by_id.get(i, {}).get(k, "") for k in extra)])
+    return [out / names[i] for i in ids]
+
+
+def draw_weights_into(model_dir, out, overwrite: bool = False) -> Path:
+    """``draw_linear_weights`` as ``neoqa explain --weights`` does it: ``weights.png`` in the folder ``out``."""
+    with atomic_output(out, overwrite=overwrite, inputs=(model_dir,), folder=True, kind="explanations") as tmp:
+        draw_linear_weights(model_dir, tmp / "weights.png")
+    return Path(out) / "weights.png"
 
 
 def _draw(model, info, sheet, out: Path, method, samples, seed, overwrite=False, inputs=()) -> Path:

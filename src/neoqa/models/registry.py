@@ -14,6 +14,23 @@ from neoqa.errors import NeoqaError
 ORDER = ("ridge", "quadratic", "rbf", "rff", "mlp", "multi_linear", "multi_mlp", "basic_sneon", "sneon",
          "gbdt", "sneon_soft", "set_transformer", "ensemble")
 
+# One line each, for `neoqa train --help` (docs/models.md has the detail).
+SUMMARIES = {
+    "ridge": "linear (ridge) on the fixed-length view, Platt-scaled",
+    "quadratic": "degree-2 polynomial kernel (Nystroem) then ridge",
+    "rbf": "RBF kernel (Nystroem) then ridge",
+    "rff": "random Fourier features of the RBF kernel then ridge",
+    "mlp": "ReLU MLP, 7 hidden layers of 100, on the fixed-length view",
+    "multi_linear": "a ridge model per popular k, a fixed-length ridge for the rest",
+    "multi_mlp": "an MLP per popular k, the mlp for the rest",
+    "basic_sneon": "Siamese per-observation MLP with the 5th-largest confidence (the paper's Basic SNEON)",
+    "sneon": "Siamese residual CNN per observation (the paper's SNEON)",
+    "gbdt": "gradient-boosted trees (LightGBM) on engineered summaries; explained by TreeSHAP",
+    "sneon_soft": "SNEON with a soft 5th-largest and attention pooling",
+    "set_transformer": "self-attention over the observations with learned pooling",
+    "ensemble": "gbdt, sneon_soft and mlp, temperature-scaled and averaged in logit space",
+}
+
 _FACTORIES: dict = {}
 
 

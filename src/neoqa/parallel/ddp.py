@@ -1,6 +1,6 @@
 """Training on several processes with PyTorch's DistributedDataParallel, started by ``torchrun``.
 
-``torchrun --standalone --nproc_per_node N -m neoqa.cli train --model sneon --data D --out M`` starts N copies;
+``torchrun --standalone --nproc_per_node N -m neoqa.cli train --kind sneon --data D --out M`` starts N copies;
 each joins the process group here (gloo for CPU tensors, NCCL for CUDA ones, one backend per
 device type), reads the same data, makes the same split and normalisation, and trains its share
 of every minibatch; DDP averages the gradients, so the weights stay the same on every rank and

@@ -20,12 +20,15 @@ def test_list_every_sheet_and_one_split(capsys, small_neowise):
     rows = _rows(capsys, "--data", small_neowise)
     assert [r["sheet_id"] for r in rows] == list(batch.sheet_id)
     assert {r["label"] for r in rows} <= {"real", "false", "unvetted"} and rows[0]["k"] == int(batch.k[0])
+    flipped = [r for r in rows if r["truth"] != r["label"]]          # simulated: the clean truth beside the label
+    clean = batch.truth_sheet["clean_label"]
+    assert len(flipped) == int(np.sum(clean != batch.label)) > 0
     test = _rows(capsys, "--data", small_neowise, "--split", "test")
     assert len(test) == int(np.sum(split_of(batch.sheet_id) == SPLIT_NAMES.index("test"))) > 0
     assert {r["split"] for r in test} == {"test"}
     assert main(["list", "--data", str(small_neowise), "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "sheet_id\tlabel\tk\tsplit" and len(lines) == 4
+    assert lines[0] == "sheet_id\tlabel\tk\tsplit\ttruth" and len(lines) == 4
 
 
 def test_list_a_models_mistakes_most_confident_first(capsys, small_neowise, zoo_run):

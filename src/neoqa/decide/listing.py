@@ -1,7 +1,8 @@
-"""Finding sheets: ``neoqa list`` prints a dataset's sheet ids with their label, k and split and,
-given a model, its probability and bucket; filtered to a split, to one bucket of the model's saved
-operating point, or to the labelled sheets the model gets wrong (most confident first). Read shard
-by shard, so the listing of an archive holds only the rows it prints."""
+"""Finding sheets: ``neoqa list`` prints a dataset's sheet ids with their label, k and split (on
+simulated data the clean truth beside the label) and, given a model, its probability and bucket;
+filtered to a split, to one bucket of the model's saved operating point, or to the labelled sheets
+the model gets wrong (most confident first). Read shard by shard, so the listing of an archive holds
+only the rows it prints. ``neoqa explain`` draws the sheets a listing chooses (``explain_listed``)."""
 
 from __future__ import annotations
 
@@ -50,11 +51,14 @@ def list_sheets(data, model_dir=None, bucket: str | None = None, errors: bool = 
             if errors:
                 keep &= (shard.label >= 0) & np.isfinite(p) & ((p >= info["threshold"]) != (shard.label == 1))
         names = np.array(SPLIT_NAMES)[which]
+        truth = shard.truth_sheet["clean_label"] if shard.truth_sheet else None      # simulated data only
         for i in np.flatnonzero(keep):
             row = {"sheet_id": str(shard.sheet_id[i]), "label": LABELS[int(shard.label[i])], "k": int(shard.k[i]),
                    "split": str(names[i])}
+            if truth is not None:
+                row["truth"] = LABELS[int(truth[i])]
             if p is not None:
-                row["probability"] = float(p[i])
+                row["probability"] = round(float(p[i]), 6)
                 row["bucket"] = BUCKETS[int(b[i])] if b is not None else None
             rows.append(row)
         if limit is not None and not errors and len(rows) >= limit:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from neoqa.cli import main
-from neoqa.evaluate.thresholds import fpr_at_recall, precision_threshold, recall_threshold
+from neoqa.evaluate.thresholds import decimal_cut, fpr_at_recall, precision_threshold, recall_threshold
 
 
 def test_recall_threshold_keeps_the_recall():
@@ -15,9 +15,26 @@ def test_recall_threshold_keeps_the_recall():
     for r in (0.9, 0.99, 0.995):
         t = recall_threshold(y, p, r)
         assert np.mean(p[y == 1] >= t) >= r
-        # the largest such threshold: a hair above it loses recall
-        assert np.mean(p[y == 1] >= np.nextafter(t, 2)) < r
+        # the largest such threshold: a hair above the score it cuts at loses recall
+        t0 = p[p >= t].min()
+        assert np.mean(p[y == 1] >= np.nextafter(t0, 2)) < r
     assert fpr_at_recall(y, p, 0.5) < fpr_at_recall(y, p, 0.99)
+
+
+def test_thresholds_are_the_shortest_decimal_that_decides_alike():
+    """0.0123, not 0.012318840487301350: stored thresholds say what they mean and decide every
+    validation sheet as the exact score would."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        p = rng.random(rng.integers(2, 300)) ** rng.uniform(0.2, 5)
+        t = float(rng.choice(p))
+        cut = decimal_cut(t, p)
+        assert np.array_equal(p >= cut, p >= t) and cut <= t
+        digits = len(repr(cut).split(".")[1]) if "." in repr(cut) else 0
+        below = p[p < t].max(initial=0.0)
+        assert digits <= 1 or np.floor(t * 10 ** (digits - 1)) / 10 ** (digits - 1) <= below   # one digit fewer fails
+    assert decimal_cut(0.49999999999999994, [0.3, 0.49999999999999994]) == 0.4
+    assert decimal_cut(float("inf"), [0.5]) == float("inf")
 
 
 def test_precision_threshold_keeps_the_precision():
@@ -48,3 +65,6 @@ def test_threshold_save_changes_the_model(tmp_path, zoo_run, small_neowise):
                  "--bootstrap", "20", "--save"]) == 0
     info = json.loads((model / "model.json").read_text())
     assert info["threshold_target_recall"] == 0.97
+    assert len(repr(info["threshold"])) <= 10                    # a short decimal, not 0.38999999999999996
+    card = (model / "MODEL.md").read_text()                      # the model card follows model.json
+    assert f"decision threshold p >= {info['threshold']}, set for 97.00% recall" in card

@@ -224,6 +224,10 @@ class SheetSet:
     def read(self) -> SheetBatch:
         return SheetBatch.concat(list(self.iter_shards()))
 
+    def source(self) -> dict:
+        """Where data came from, for what is made of it (a model's training data): path and digest."""
+        return {"path": str(self.path.resolve()), "digest": self.digest()}
+
 
 def _open_folder(path: Path):
     mf = path / MANIFEST

@@ -117,12 +117,8 @@ def triage(model_dir, data, out=None, recall: float | None = None, precision: fl
                                      "split": np.array(SPLIT_NAMES)[split], "probability": p,
                                      "bucket": np.array(BUCKETS)[bucket]},
                                     metadata={k: str(v) for k, v in meta.items()}), tmp)
-    if save:
-        path = Path(model_dir) / persist.MODEL_JSON
-        info["operating_point"] = point.as_dict()
-        with atomic_output(path, overwrite=True) as tmp:      # --save asks to replace it
-            tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-        report["saved_in"] = str(path)
+    if save:                                                   # --save asks to replace them
+        report["saved_in"] = str(persist.write_info(model_dir, {**info, "operating_point": point.as_dict()}))
     return report
 
 

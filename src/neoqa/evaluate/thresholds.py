@@ -3,9 +3,8 @@ bootstrap intervals, and the rates they give."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
 
@@ -13,7 +12,6 @@ from neoqa.models import persistence as persist
 from neoqa.data.labels import labels_from
 from neoqa.errors import NeoqaError
 from neoqa.data.splits import TEST, VAL, split_of
-from neoqa.outputs import atomic_output
 from neoqa.data.store import SheetSet
 
 def check_rate(name: str, value) -> float:
@@ -23,23 +21,41 @@ def check_rate(name: str, value) -> float:
     return float(value)
 
 
+def decimal_cut(t: float, p) -> float:
+    """The shortest decimal that decides the sheets ``p`` exactly as ``t`` does: the threshold as
+    what it means (a cut between two validation scores), 0.0123 rather than 0.012318840487301350."""
+    if not math.isfinite(t) or t <= 0:
+        return float(t)
+    p = np.asarray(p, dtype=float)
+    below = p[p < t]
+    lo = float(below.max()) if below.size else 0.0
+    exact = Decimal(repr(float(t)))
+    for digits in range(1, 18):
+        x = float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
+        if lo < x <= t:
+            return x
+    return float(t)
+
+
 def recall_threshold(y, p, recall: float) -> float:
-    """The largest threshold t whose decisions p >= t keep at least ``recall`` of the positives."""
+    """The largest threshold t whose decisions p >= t keep at least ``recall`` of the positives
+    (as its shortest decimal: ``decimal_cut``)."""
     pos = np.sort(np.asarray(p)[np.asarray(y) == 1])
     if len(pos) == 0:
         raise NeoqaError("no real sheets to set a recall threshold on")
     m = math.ceil(recall * len(pos) - 1e-9)
-    return float(pos[len(pos) - m]) if m > 0 else float("inf")
+    return decimal_cut(float(pos[len(pos) - m]), p) if m > 0 else float("inf")
 
 
 def precision_threshold(y, p, precision: float) -> float:
-    """The smallest threshold whose accepted sheets (p >= t) reach ``precision`` (inf if none)."""
+    """The smallest threshold whose accepted sheets (p >= t) reach ``precision`` (inf if none), as
+    its shortest decimal."""
     order = np.argsort(-np.asarray(p), kind="stable")
     ys, ps = np.asarray(y)[order], np.asarray(p)[order]
     prec = np.cumsum(ys == 1) / np.arange(1, len(ys) + 1)
     ends = np.r_[ps[1:] != ps[:-1], True]          # tied scores are accepted together
     ok = np.flatnonzero(ends & (prec >= precision))
-    return float(ps[ok[-1]]) if len(ok) else float("inf")
+    return decimal_cut(float(ps[ok[-1]]), p) if len(ok) else float("inf")
 
 
 def rates(y, p, t) -> dict:
@@ -98,10 +114,6 @@ def operating_point(model_dir, data, recall: float, n_boot: int = 1000, seed: in
            "test_fpr_ci95": bootstrap_interval(lambda a, q: rates(a, q, t)["fpr"], (y[test], p[test]), n_boot, seed)}
     if batch.truth_sheet is not None:
         out["test_clean"] = rates(batch.truth_sheet["clean_label"][test], p[test], t)
-    if save:
-        path = Path(model_dir) / persist.MODEL_JSON
-        info["threshold"] = t
-        info["threshold_target_recall"] = recall
-        with atomic_output(path, overwrite=True) as tmp:      # --save asks to replace it
-            tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    if save:                                                   # --save asks to replace them
+        persist.write_info(model_dir, {**info, "threshold": t, "threshold_target_recall": recall})
     return out

@@ -32,6 +32,7 @@ from neoqa.models.base import capabilities
 from neoqa.outputs import atomic_output, confined, read_json
 
 MODEL_JSON = "model.json"
+MODEL_CARD = "MODEL.md"
 SKOPS_FILE = "model.skops"
 MEMBERS_JSON = "members.json"
 # skops node kinds that hold data only; FunctionNode, MethodNode, PartialNode, ReduceNode and
@@ -85,23 +86,54 @@ def data_fingerprint(batch) -> str:
 
 
 def save(model, folder, name: str, threshold: float, train_batch, extra: dict | None = None, attach=None,
-         overwrite: bool = False, inputs=()) -> Path:
-    """Write the model folder atomically; ``attach(tmp_folder)`` adds files of its own (a replay buffer)."""
+         overwrite: bool = False, inputs=(), source: dict | None = None) -> Path:
+    """Write the model folder atomically: weights, ``model.json`` and its model card ``MODEL.md``;
+    ``attach(tmp_folder)`` adds files of its own (a replay buffer). ``source`` says where the
+    training data came from (its path and digest), kept with the training data's summary."""
+    from neoqa.outputs import provenance
+
     folder = Path(folder)
     schema = data_schema(train_batch)
+    made = train_batch.meta.get("provenance") or {}
     info = {
         "model": name, "params": _jsonable(model.get_params(deep=False)), "threshold": float(threshold),
         "schema": schema, "schema_fingerprint": schema_fingerprint(schema), "neoqa_version": __version__,
+        "needs": sorted(model.needs()) if hasattr(model, "needs") else [],
         "training_data": {"fingerprint": data_fingerprint(train_batch), "sheets": len(train_batch),
-                          "survey": train_batch.meta.get("survey"), "channels": train_batch.meta.get("channels")},
+                          "survey": train_batch.meta.get("survey"), "channels": train_batch.meta.get("channels"),
+                          "simulated": made.get("generator") == "neoqa.simulate", **(source or {})},
+        "provenance": provenance(),
         **(extra or {}),
     }
     with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True, kind="model") as tmp:
         save_weights(model, tmp)
-        (tmp / MODEL_JSON).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        for name, text in _info_files(info):
+            (tmp / name).write_text(text)
         if attach is not None:
             attach(tmp)
     return folder
+
+
+def _info_files(info: dict) -> tuple:
+    """(name, text) of ``model.json`` and its model card ``MODEL.md``."""
+    from neoqa.models.card import model_card
+
+    return (MODEL_JSON, json.dumps(info, indent=1, sort_keys=True) + "\n"), (MODEL_CARD, model_card(info))
+
+
+def write_info(folder, info: dict) -> Path:
+    """Replace a saved model's ``model.json`` (a new threshold or operating point) and its model
+    card together, each atomically; returns the model.json path."""
+    from neoqa.outputs import check_output
+
+    folder = Path(folder)
+    files = _info_files(info)
+    for name, _ in files:                       # both may be replaced before either is
+        check_output(folder / name, overwrite=True)
+    for name, text in files:
+        with atomic_output(folder / name, overwrite=True) as tmp:
+            tmp.write_text(text)
+    return folder / MODEL_JSON
 
 
 def save_weights(model, folder: Path) -> None:

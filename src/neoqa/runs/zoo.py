@@ -30,13 +30,14 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
     check_output(out, overwrite=overwrite, inputs=(data,), folder=True)
     ds = SheetSet(data)
     batch = ds.read()
+    source = ds.source()
     results, scores = {}, {}
     t_start = time.perf_counter()
     with atomic_output(out, overwrite=overwrite, inputs=(data,), folder=True, kind="zoo") as tmp:
         bar = tqdm(names, desc="zoo", unit="model", disable=not progress)
         for name in bar:
             bar.set_description(f"zoo: {name}")           # which model the minutes go to
-            fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress)
+            fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress, source=source)
             model, info = persist.load(tmp / "models" / name)          # what is scored is what was saved
             res = evaluate(model, info, batch, where=str(data))
             scores[name] = res.scores
@@ -45,7 +46,7 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
         summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
                    "best_model": best, "fast_movers": {"model": best, **(results[best]["fast_movers"] or {})},
                    "sheets": len(batch), "seed": seed, "total_seconds": time.perf_counter() - t_start,
-                   "data_digest": ds.digest(), "provenance": provenance(),
+                   "data_digest": source["digest"], "provenance": provenance(),
                    "paper": {n: PAPER[n] for n in names if n in PAPER}}
         write_tables(summary, tmp)
         write_figures(results, scores, tmp)

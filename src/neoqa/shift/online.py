@@ -134,8 +134,8 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     inputs = (model_dir, data, replay_from, unlabelled)
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)
     model, info = persist.load(model_dir)
-    batch = SheetSet(data).read()
-    batch = persist.conform(model, info, batch, str(data))
+    ds = SheetSet(data)
+    batch = persist.conform(model, info, ds.read(), str(data))
     state = info.get("online", {"updates": 0})
     fields = ("updates", "replay_seen") if (Path(model_dir) / REPLAY_DIR).exists() else ("updates",)
     if not isinstance(state, dict) or not all(isinstance(state.get(k), int) and state[k] >= 0 for k in fields):
@@ -153,7 +153,7 @@ def update_path(model_dir, data, out, replay_from=None, size: int = REPLAY_SIZE,
     extra = {"seed": seed, "n_parameters": int(base.n_parameters()), "calibration": info.get("calibration"),
              "online": state, "updated_from": str(model_dir)}
     persist.save(base, out, info["model"], info["threshold"], labelled_sheets(batch), extra=extra, attach=replay.save,
-                 overwrite=overwrite, inputs=inputs)
+                 overwrite=overwrite, inputs=inputs, source=ds.source())
     return state
 
 

@@ -88,7 +88,7 @@ def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt
              "finetuned_from": {"model_dir": str(model_dir), "training_data": info.get("training_data"),
                                 "labels": len(picked), "adapted_normalisation": bool(adapt)}}
     return persist.save(tuned, out, info["model"], info["threshold"], picked, extra=extra, overwrite=overwrite,
-                        inputs=(model_dir, data))
+                        inputs=(model_dir, data), source=SheetSet(data).source())
 
 
 def _score(model, test, threshold) -> dict:

@@ -28,7 +28,9 @@ def labelled_splits(batch):
 
 
 def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, overwrite: bool = False,
-                 inputs=(), where="data") -> dict:
+                 inputs=(), where="data", source: dict | None = None) -> dict:
+    """Fit model ``name`` on ``batch``'s training split, calibrate and threshold it on the validation
+    split, save it to ``out`` (``source``: where the data came from, ``SheetSet.source``)."""
     check_output(out, overwrite=overwrite, inputs=inputs, folder=True)      # before the fit, not after
     require(name, batch.obs_scalar_names, where)
     train, val = labelled_splits(batch)
@@ -46,13 +48,14 @@ def fit_and_save(name: str, batch, out, seed: int = 0, progress: bool = True, ov
         temperature = fit_temperature(val.label, p_val)
         p_cal = apply_temperature(p_val, temperature)
         threshold = best_threshold(val.label, p_cal)
-        validation = {"sheets": int(len(val)), "accuracy": float(np.mean((p_cal >= threshold) == (val.label == 1)))}
+        validation = {"sheets": int(len(val)), "accuracy": float(np.mean((p_cal >= threshold) == (val.label == 1))),
+                      "threshold": threshold}
     if ddp.rank() == 0:                          # every rank holds the same weights; one writes
         persist.save(model, out, name, threshold, train,
                      extra={"fit_seconds": fit_seconds, "seed": seed, "n_parameters": int(model.n_parameters()),
                             "calibration": {"method": "temperature", "temperature": temperature},
                             "processes": processes, "validation": validation},
-                     overwrite=overwrite, inputs=inputs)
+                     overwrite=overwrite, inputs=inputs, source=source)
     ddp.barrier()
     return {"model": Calibrated(model, temperature, threshold), "threshold": threshold, "fit_seconds": fit_seconds,
             "validation": validation}
@@ -69,4 +72,6 @@ def train_model(name: str, batch, out, seed: int = 0, progress: bool = False, ov
 def train_path(name: str, data, out, seed: int = 0, overwrite: bool = False) -> dict:
     """``fit_and_save`` from a dataset on disk; its summary (threshold, fit time, validation accuracy)."""
     make(name)                                   # an unknown name fails before the data is read
-    return fit_and_save(name, SheetSet(data).read(), out, seed, overwrite=overwrite, inputs=(data,), where=str(data))
+    ds = SheetSet(data)
+    return fit_and_save(name, ds.read(), out, seed, overwrite=overwrite, inputs=(data,), where=str(data),
+                        source=ds.source() if ddp.rank() == 0 else None)

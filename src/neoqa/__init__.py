@@ -8,6 +8,7 @@ and the command line pays only for what it runs:
     models     model_names, make_model, train_model, load_model, capabilities
     judging    evaluate_model, evaluate_split, recall_threshold, triage_thresholds, set_operating_point, buckets
     explain    attribute
+    figures    sheet_figure, explanation_figure, weights_figure, zoo_figures (matplotlib Figures)
 
 (The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
 """
@@ -34,6 +35,10 @@ _API = {
     "set_operating_point": ("neoqa.decide.triage", "set_operating_point"),
     "buckets": ("neoqa.decide.triage", "buckets"),
     "attribute": ("neoqa.explain.saliency", "attribute"),
+    "sheet_figure": ("neoqa.explain.sheet", "sheet_figure"),
+    "explanation_figure": ("neoqa.explain.saliency", "explanation_figure"),
+    "weights_figure": ("neoqa.explain.saliency", "weights_figure"),
+    "zoo_figures": ("neoqa.runs.zoo", "zoo_figures"),
 }
 __all__ = ["__version__", *_API]
 

@@ -95,6 +95,27 @@ class SheetBatch:
     def obs_scalar(self, name: str) -> np.ndarray:
         return self.obs_scalars[:, self.obs_scalar_names.index(name)]
 
+    def to_pandas(self, observations: bool = False):
+        """The scalars as a pandas DataFrame (pixels stay arrays): one row per sheet, indexed by
+        ``sheet_id``, with ``label``, ``k``, every sheet scalar and, on simulated data, the truth
+        as ``truth_*`` columns; or with ``observations=True`` one row per observation, indexed by
+        (``sheet_id``, ``obs``: its place in the sheet), with time, position, band, magnitude,
+        every observation scalar and the observation truth."""
+        import pandas as pd
+
+        if observations:
+            sheet = self.obs_sheet_index()
+            cols = {"mjd": self.mjd, "ra": self.ra, "dec": self.dec, "band": self.band, "mag": self.mag,
+                    **{n: self.obs_scalars[:, i] for i, n in enumerate(self.obs_scalar_names)},
+                    **{f"truth_{n}": v for n, v in (self.truth_obs or {}).items()}}
+            index = pd.MultiIndex.from_arrays([self.sheet_id.astype(str)[sheet],
+                                               np.arange(self.n_obs) - self.offsets[sheet]], names=["sheet_id", "obs"])
+            return pd.DataFrame(cols, index=index)
+        cols = {"label": self.label, "k": self.k,
+                **{n: self.sheet_scalars[:, i] for i, n in enumerate(self.sheet_scalar_names)},
+                **{f"truth_{n}": v for n, v in (self.truth_sheet or {}).items()}}
+        return pd.DataFrame(cols, index=pd.Index(self.sheet_id.astype(str), name="sheet_id"))
+
     def index_of(self, sheet_id: str) -> int:
         hits = np.flatnonzero(self.sheet_id == sheet_id)
         if len(hits) == 0:

@@ -22,7 +22,7 @@ from neoqa.models.torch_forward import INPUT_NAMES, inputs_for, linear_weights
 from neoqa.errors import NeoqaError
 from neoqa.outputs import atomic_output, check_output, safe_name
 from neoqa.explain.sheet import find_sheet
-from neoqa.explain.trees import draw_tree_explanation
+from neoqa.explain.trees import tree_figure
 from neoqa.models.base import capabilities
 from neoqa.data.store import SheetSet
 
@@ -119,8 +119,16 @@ def draw_weights_into(model_dir, out, overwrite: bool = False) -> Path:
 
 
 def _draw(model, info, sheet, out: Path, method, samples, seed, overwrite=False, inputs=()) -> Path:
+    figures.save(explanation_figure(model, info, sheet, method, samples, seed), out, dpi=100, overwrite=overwrite,
+                 inputs=inputs)
+    return out
+
+
+def explanation_figure(model, info, sheet, method="smoothgrad", samples=32, seed=0):
+    """The explanation of one sheet (a one-sheet ``SheetBatch``) by a loaded model, a matplotlib
+    Figure: the paper's Figure 2 from gradient attributions, or trees' TreeSHAP contributions."""
     if "tree_shap" in capabilities(model):           # trees: exact attributions, not gradients
-        return draw_tree_explanation(model, info, sheet, out, overwrite=overwrite, inputs=inputs)
+        return tree_figure(model, info, sheet)
     plt = figures.pyplot()
 
     a = attribute(model, sheet, method, samples, seed=seed)
@@ -192,20 +200,26 @@ def _draw(model, info, sheet, out: Path, method, samples, seed, overwrite=False,
         lines.append(f"\n({which} {rows} of {k} observations shown, in time order)")
     ax.text(0, 0.97, "relative |gradient|, standardised inputs\n\n" + "\n".join(lines), va="top",
             family="monospace", fontsize=7.5, transform=ax.transAxes)
-    figures.save(fig, out, dpi=100, overwrite=overwrite, inputs=inputs)
-    return out
+    return fig
 
 
 def draw_linear_weights(model_dir, out, overwrite: bool = False) -> Path:
-    """A linear model's weights: images per channel and a bar chart of the scalar weights."""
+    """``weights_figure`` of a saved linear model, written to ``out``."""
     figures.check_format(out)
     check_output(out, overwrite=overwrite, inputs=(model_dir,))
-    plt = figures.pyplot()
-
     model, info = persist.load(model_dir)
+    figures.save(weights_figure(model, info, where=str(model_dir)), out, dpi=100, overwrite=overwrite,
+                 inputs=(model_dir,))
+    return Path(out)
+
+
+def weights_figure(model, info, where="model"):
+    """A linear model's weights, a matplotlib Figure: images per channel and a bar chart of the
+    scalar weights."""
+    plt = figures.pyplot()
     w = linear_weights(model)
     if w is None:
-        raise NeoqaError(f"{model_dir}: model {info['model']!r} is not linear")
+        raise NeoqaError(f"{where}: model {info['model']!r} is not linear")
     schema = info["schema"]
     C, S = schema["channels"], schema["cutout_size"]
     coef = w["coef"]
@@ -227,6 +241,4 @@ def draw_linear_weights(model_dir, out, overwrite: bool = False) -> Path:
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("sheet-scalar weights", fontsize=9)
     fig.suptitle(f"{info['model']}: the linear model's weights", fontsize=11)
-    out = Path(out)
-    figures.save(fig, out, dpi=100, overwrite=overwrite, inputs=(model_dir,))
-    return out
+    return fig

@@ -32,13 +32,20 @@ def find_sheet(path, sheet_id):
 
 
 def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
+    """``neoqa show``: ``sheet_figure`` of one sheet of a dataset, written to ``out``."""
     from neoqa.outputs import check_output
 
     figures.check_format(out)
     check_output(out, overwrite=overwrite, inputs=(path,))
-    plt = figures.pyplot()
+    fig = sheet_figure(find_sheet(path, sheet_id))
+    out = Path(out)
+    figures.save(fig, out, dpi=110, overwrite=overwrite, inputs=(path,))
+    return out
 
-    b = find_sheet(path, sheet_id)
+
+def sheet_figure(b):
+    """One sheet (a one-sheet ``SheetBatch``) as a vetter sees it: a matplotlib Figure."""
+    plt = figures.pyplot()
     meta = b.meta
     ch = meta["channels"]
     k = int(b.k[0])
@@ -74,7 +81,7 @@ def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
     ax = fig.add_subplot(gs[:, cols + 2])
     ax.axis("off")
     rows = [f"{name:<20s}{b.sheet_scalar(name)[0]:>9.3g}" for name in KEY_SCALARS]
-    text = [f"sheet {sheet_id}  ({meta['survey']})", f"label: {'REAL' if b.label[0] == 1 else 'FALSE' if b.label[0] == 0 else 'unknown'}"]
+    text = [f"sheet {b.sheet_id[0]}  ({meta['survey']})", f"label: {'REAL' if b.label[0] == 1 else 'FALSE' if b.label[0] == 0 else 'unknown'}"]
     if b.truth_sheet is not None:
         t = b.truth_sheet
         text.append(f"truth: {'real' if t['clean_label'][0] else 'false'}, {SCENARIOS[t['scenario'][0]]}, "
@@ -86,6 +93,4 @@ def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
         text.append(f"(first {cols} of {k} observations shown)")
     ax.text(0, 1, "\n".join(text + [""] + rows), va="top", ha="left", family="monospace", fontsize=7.5,
             transform=ax.transAxes)
-    out = Path(out)
-    figures.save(fig, out, dpi=110, overwrite=overwrite, inputs=(path,))
-    return out
+    return fig

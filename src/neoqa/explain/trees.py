@@ -11,7 +11,6 @@ temperature, so they add up to the calibrated logit: expected value + sum = logi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -78,9 +77,9 @@ def _picked(v: np.ndarray, stat: str) -> np.ndarray:
     return ok
 
 
-def draw_tree_explanation(model, info, sheet, out: Path, overwrite=False, inputs=()) -> Path:
-    """The explanation figure: observations with their contributions, the composite with its
-    pixels', and the features that moved the logit most, signed."""
+def tree_figure(model, info, sheet):
+    """The explanation figure of a tree model for one sheet: observations with their contributions,
+    the composite with its pixels', and the features that moved the logit most, signed."""
     plt = figures.pyplot()
     a = tree_attributions(model, sheet)
     ch = sheet.meta.get("channels") or ["ch1", "ch2"]
@@ -143,5 +142,4 @@ def draw_tree_explanation(model, info, sheet, out: Path, overwrite=False, inputs
     if k > rows:
         fig.text(0.01, 0.005, f"the {rows} observations of {k} with the largest contributions, in time order",
                  fontsize=8)
-    figures.save(fig, out, dpi=100, overwrite=overwrite, inputs=inputs)
-    return out
+    return fig

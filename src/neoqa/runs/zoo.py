@@ -86,10 +86,18 @@ def fast_mover_lines(summary: dict) -> list[str]:
 
 
 def write_figures(results: dict, scores: dict, out: Path) -> None:
-    """The zoo's figures, made to be shown: one look per model in every figure (``figures.styles``),
-    legends outside the data, 95% Wilson intervals on every binned rate, categories as points, and
-    the ROC against the clean truth beside the noisy labels where the data has it."""
+    """``zoo_figures`` written into the run folder ``out``, one PNG each."""
+    for name, fig in zoo_figures(results, scores).items():
+        figures.save(fig, out / name)
+
+
+def zoo_figures(results: dict, scores: dict) -> dict:
+    """The zoo's figures by file name, matplotlib Figures made to be shown: one look per model in
+    every figure (``figures.styles``), legends outside the data, 95% Wilson intervals on every
+    binned rate, categories as points, and the ROC against the clean truth beside the noisy labels
+    where the data has it."""
     plt = figures.pyplot()
+    drawn = {}
     from sklearn.metrics import roc_auc_score, roc_curve
 
     names = list(results)
@@ -115,7 +123,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
         ax.set_ylabel("true-positive rate (recall)")
         ax.legend(title="model (ROC AUC)", fontsize=7, title_fontsize=7, ncol=2, loc="upper center",
                   bbox_to_anchor=(0.5, -0.13), frameon=False)
-    figures.save(fig, out / "roc.png")
+    drawn["roc.png"] = fig
 
     cols = min(len(names), 5)
     rows = int(np.ceil(len(names) / cols))
@@ -132,7 +140,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
         ax.set_xlabel("predicted", fontsize=8); ax.set_ylabel("label", fontsize=8); ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    figures.save(fig, out / "confusion.png")
+    drawn["confusion.png"] = fig
 
     # Accuracy by k: one panel per model (13 lines with intervals are unreadable), the best model's
     # points in grey behind each for reference.
@@ -150,7 +158,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     fig.supxlabel("k (observations in the sheet; bins of at least 30 test sheets)", fontsize=9)
     fig.supylabel("test accuracy % (labels), 95% Wilson interval", fontsize=9)
     fig.suptitle(f"Accuracy by k (grey: {best}, the best model)", fontsize=10)
-    figures.save(fig, out / "accuracy_by_k.png")
+    drawn["accuracy_by_k.png"] = fig
 
     fig, ax = plt.subplots(figsize=(7.6, 5.2), constrained_layout=True)
     edges = np.linspace(0, 1, 11)
@@ -169,7 +177,7 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
     ax.set_ylabel("fraction labelled real, 95% Wilson interval"); ax.set_title("Reliability on the test split")
     figures.legend_outside(ax, title="model (ECE)")
     ax.grid(alpha=0.3)
-    figures.save(fig, out / "reliability.png")
+    drawn["reliability.png"] = fig
 
     groups = [g for g in ("rate_deg_per_day", "true_snr", "object_class") if g in results[names[0]]["by"]]
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups) + 1.8, 4.2), constrained_layout=True,
@@ -192,7 +200,8 @@ def write_figures(results: dict, scores: dict, out: Path) -> None:
                       fontsize=9)
     figures.legend_outside(axes[0][-1], title="model")
     fig.suptitle("Accuracy by group (test sheets per group in brackets; 95% Wilson intervals)", fontsize=10)
-    figures.save(fig, out / "accuracy_by.png")
+    drawn["accuracy_by.png"] = fig
+    return drawn
 
 
 def _yerr(v, lo, hi):

@@ -86,6 +86,34 @@ def test_show_draws_a_png(tmp_path, small_neowise, small_batch):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
+def test_show_labels_what_a_vetter_needs(small_batch):
+    """S/N on every cutout, the sheet's position, the fitted motion drawn along its position angle
+    (north up, east left) and a compass on simulated data; no compass where orientation is unknown."""
+    import matplotlib.pyplot as plt
+
+    from neoqa.explain.sheet import sheet_figure
+
+    i = int(np.flatnonzero(small_batch.truth_sheet["clean_label"] == 1)[0])
+    sheet = small_batch.select([i])
+    fig = sheet_figure(sheet)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    shown = min(int(sheet.k[0]), 12)
+    assert sum(t.startswith("S/N ") for t in texts) == 2 * shown
+    assert any(f"RA {sheet.ra[np.argmin(sheet.mjd)]:.5f}" in t for t in texts)
+    assert {"N", "E"} <= set(texts)
+    arrows = [c for ax in fig.axes for c in ax.texts if c.get_text() == "" and hasattr(c, "xyann")]
+    motion = arrows[0]                                   # the first arrow: the motion, on the W1 composite
+    (x1, y1), (x0, y0) = motion.xy, motion.xyann
+    pa = np.degrees(np.arctan2(-(x1 - x0), y1 - y0)) % 360       # east of north, east to the left
+    assert abs(pa - sheet.sheet_scalar("position_angle_deg")[0] % 360) < 0.5
+    plt.close(fig)
+    sheet.meta = {**sheet.meta, "provenance": {}}        # own data: orientation not recorded
+    fig = sheet_figure(sheet)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "N" not in texts and any("orientation not recorded" in t for t in texts)
+    plt.close(fig)
+
+
 def test_show_unknown_sheet(tmp_path, small_neowise, capsys):
     assert main(["show", "--data", str(small_neowise), "--sheet", "nope", "--out", str(tmp_path / "x.png")]) == 2
     assert "sheet 'nope' not found" in capsys.readouterr().err

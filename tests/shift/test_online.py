@@ -35,7 +35,7 @@ def test_update_twice_continues_the_replay_buffer(tmp_path, zoo_run, small_neowi
 
     write_dataset(half, [neos_batch.select(np.arange(300))])
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(first),
-                 "--replay-from", str(small_neowise), "--replay-size", "150"]) == 0
+                 "--replay-data", str(small_neowise), "--replay-size", "150"]) == 0
     assert main(["update", "--model", str(first), "--data", str(small_neos), "--out", str(second),
                  "--replay-size", "150"]) == 0
     i1, i2 = (json.loads((d / "model.json").read_text())["online"] for d in (first, second))
@@ -77,11 +77,11 @@ def test_update_fits_a_new_survey_on_unlabelled_sheets(tmp_path, zoo_run, small_
     half = write_dataset(tmp_path / "half", [neos_batch.select(np.arange(200))])
     out = tmp_path / "u"
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half), "--out", str(out),
-                 "--unlabelled", str(small_neos)]) == 0
+                 "--unlabelled-data", str(small_neos)]) == 0
     base = persist.load(out)[0]
     base = unwrap(base)
     want = _norm_of(features.flat_sets(neos_batch))["img_scale"]
     np.testing.assert_allclose(base.survey_norms_["neosurveyor"]["img_scale"], want, rtol=1e-6)
     assert main(["update", "--model", str(zoo_run / "models" / "basic_sneon"), "--data", str(half),
-                 "--out", str(tmp_path / "bad"), "--unlabelled", str(small_neowise)]) == 2
+                 "--out", str(tmp_path / "bad"), "--unlabelled-data", str(small_neowise)]) == 2
     assert not (tmp_path / "bad").exists()

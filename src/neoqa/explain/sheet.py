@@ -43,45 +43,104 @@ def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
     return out
 
 
+def _orientation_known(meta) -> bool:
+    """The simulator's cutouts are tangent-plane pixels, north up and east left; ingested data
+    does not record its cutouts' orientation (docs/format.md), so no compass is drawn for it."""
+    return (meta.get("provenance") or {}).get("generator") == "neoqa.simulate"
+
+
+def _scalar(b, name):
+    """An observation scalar by name, or None where the data lacks it (own data)."""
+    return b.obs_scalar(name) if name in b.obs_scalar_names else None
+
+
 def sheet_figure(b):
-    """One sheet (a one-sheet ``SheetBatch``) as a vetter sees it: a matplotlib Figure."""
+    """One sheet (a one-sheet ``SheetBatch``) as a vetter sees it, a matplotlib Figure: each
+    observation's cutouts in time order with its S/N, the S/N against time in every band, the
+    composite with the fitted motion and (simulated data) the compass, and the sheet's position,
+    label, truth and key scalars."""
     plt = figures.pyplot()
     meta = b.meta
-    ch = meta["channels"]
+    ch = list(meta["channels"])
+    C = b.cutouts.shape[1]
     k = int(b.k[0])
     order = np.argsort(b.mjd, kind="stable")
     cols = min(k, MAX_COLUMNS)
-    fig = plt.figure(figsize=(1.25 * cols + 5.2, 4.6), constrained_layout=True)
-    gs = fig.add_gridspec(3, cols + 3, height_ratios=[1, 1, 0.55], width_ratios=[1] * cols + [0.25, 1.6, 2.6])
-    dt = b.obs_scalar("dt_hr")
-    snr = b.obs_scalars[:, [b.obs_scalar_names.index("snr_ch1"), b.obs_scalar_names.index("snr_ch2")]]
+    fig = plt.figure(figsize=(1.15 * cols + 6.6, 1.25 * C + 2.9), constrained_layout=True)
+    gs = fig.add_gridspec(C + 1, cols + 2, height_ratios=[1] * C + [1.1], width_ratios=[1] * cols + [1.8, 3.0])
+    dt = _scalar(b, "dt_hr")
+    dt = (b.mjd - b.mjd.min()) * 24.0 if dt is None else dt
+    snr = [_scalar(b, f"snr_ch{c + 1}") for c in range(C)]
+    detect = meta.get("detect_snr")
     kinds = b.truth_obs["source_kind"] if b.truth_obs is not None else None
     for col, j in enumerate(order[:cols]):
-        for c in range(2):
+        for c in range(C):
             ax = fig.add_subplot(gs[c, col])
             img = b.cutouts[j, c] - np.median(b.cutouts[j, c])
             ax.imshow(img, origin="lower", cmap="gray", norm=_stretch(img))
             ax.set_xticks([]); ax.set_yticks([])
             if c == 0:
-                ax.set_title(f"{dt[j]:.1f} h", fontsize=8)
+                kind = SOURCE_KINDS[kinds[j]].replace("_", " ") if kinds is not None else ""
+                ax.set_title(f"{dt[j]:.1f} h" + (f"\n{kind}" if kind else ""), fontsize=8,
+                             color="C2" if kinds is not None and kinds[j] == 0 else "black")
             if col == 0:
-                ax.set_ylabel(ch[c], fontsize=9)
-            ax.text(0.03, 0.03, f"{snr[j, c]:.1f}", color="yellow", fontsize=6, transform=ax.transAxes)
-        ax = fig.add_subplot(gs[2, col])
-        ax.axis("off")
-        if kinds is not None:
-            name = SOURCE_KINDS[kinds[j]].replace("_", "\n")
-            ax.text(0.5, 0.9, name, ha="center", va="top", fontsize=6,
-                    color="green" if kinds[j] == 0 else "red", transform=ax.transAxes)
-    for c in range(2):
-        ax = fig.add_subplot(gs[c, cols + 1])
+                ax.set_ylabel(ch[c], fontsize=10)
+            if snr[c] is not None:
+                v = float(snr[c][j])
+                ax.text(0.04, 0.04, f"S/N {v:.1f}", color="white", fontsize=7.5, transform=ax.transAxes,
+                        fontweight="bold" if detect is not None and v >= detect else "normal",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.55, "lw": 0})
+    ax = fig.add_subplot(gs[C, :cols])
+    for c in range(C):
+        if snr[c] is not None:
+            ax.plot(dt[order], snr[c][order], marker="os^"[c % 3], ms=4, lw=1, label=ch[c])
+    if detect is not None:
+        ax.axhline(detect, color="0.5", ls="--", lw=0.8, label=f"detection threshold (S/N {detect:g})")
+    ax.set_xlabel("hours since the first observation", fontsize=9)
+    ax.set_ylabel("S/N of the linked detection", fontsize=9)
+    ax.tick_params(labelsize=8); ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if kinds is not None:
+        ax.set_title("titles: what truly made each detection (green: the object)", fontsize=8, loc="left")
+    oriented = _orientation_known(meta)
+    S = b.composite.shape[-1]
+    names = b.sheet_scalar_names
+    pa = float(b.sheet_scalar("position_angle_deg")[0]) if "position_angle_deg" in names else np.nan
+    rate = float(b.sheet_scalar("rate_deg_per_day")[0]) if "rate_deg_per_day" in names else np.nan
+    for c in range(C):
+        ax = fig.add_subplot(gs[c, cols])
         ax.imshow(b.composite[0, c], origin="lower", cmap="gray", norm=_stretch(b.composite[0, c]))
         ax.set_xticks([]); ax.set_yticks([])
-        ax.set_title(f"composite {ch[c]}", fontsize=8)
-    ax = fig.add_subplot(gs[:, cols + 2])
+        ax.set_title(f"composite {ch[c]}", fontsize=9)
+        if not oriented:
+            continue
+        if c == 0 and np.isfinite(pa):     # the fitted motion: east of north, north up and east left
+            d = np.array([-np.sin(np.radians(pa)), np.cos(np.radians(pa))]) * 0.36 * S
+            mid = (S - 1) / 2
+            ax.annotate("", xy=(mid + d[0], mid + d[1]), xytext=(mid - d[0], mid - d[1]),
+                        arrowprops={"arrowstyle": "-|>", "color": "C1", "lw": 1.6, "alpha": 0.9})
+        if c == C - 1:                     # the compass
+            x0, y0, L = S - 2.0, 1.2, 2.8
+            for (dx, dy), word in (((0, L), "N"), ((-L, 0), "E")):
+                ax.annotate("", xy=(x0 + dx, y0 + dy), xytext=(x0, y0),
+                            arrowprops={"arrowstyle": "-|>", "color": "C0", "lw": 1.2})
+                ax.text(x0 + 1.25 * dx, y0 + 1.25 * dy, word, color="C0", fontsize=8, ha="center", va="center",
+                        fontweight="bold")
+    ax = fig.add_subplot(gs[C, cols])
     ax.axis("off")
-    rows = [f"{name:<20s}{b.sheet_scalar(name)[0]:>9.3g}" for name in KEY_SCALARS]
-    text = [f"sheet {b.sheet_id[0]}  ({meta['survey']})", f"label: {'REAL' if b.label[0] == 1 else 'FALSE' if b.label[0] == 0 else 'unknown'}"]
+    ax.text(0, 1, "north up, east left\n(tangent-plane pixels,\n"
+            f"{meta.get('pixel_scale_arcsec', '?')}\" per pixel)" if oriented
+            else "orientation not recorded\nin the data: no compass", va="top", fontsize=7.5, transform=ax.transAxes)
+    ax = fig.add_subplot(gs[:, cols + 1])
+    ax.axis("off")
+    label = {1: "REAL", 0: "FALSE"}.get(int(b.label[0]), "not vetted")
+    first = order[0]
+    text = [f"sheet {b.sheet_id[0]}  ({meta['survey']})", f"label: {label}",
+            f"RA {b.ra[first]:.5f}  Dec {b.dec[first]:+.5f} deg",
+            f"  (first detection, MJD {b.mjd[first]:.5f})",
+            f"{k} observations over {float(np.ptp(b.mjd)) * 24:.1f} h"]
+    if np.isfinite(rate) and np.isfinite(pa):
+        text.append(f"motion {rate:.3g} deg/day at PA {pa:.0f} deg" + (" (arrow)" if oriented else ""))
     if b.truth_sheet is not None:
         t = b.truth_sheet
         text.append(f"truth: {'real' if t['clean_label'][0] else 'false'}, {SCENARIOS[t['scenario'][0]]}, "
@@ -91,6 +150,7 @@ def sheet_figure(b):
             text.append(f"D={t['diameter_km'][0]:.2f} km  r={t['r_au'][0]:.2f} AU  SNR={t['true_snr'][0]:.1f}")
     if k > cols:
         text.append(f"(first {cols} of {k} observations shown)")
-    ax.text(0, 1, "\n".join(text + [""] + rows), va="top", ha="left", family="monospace", fontsize=7.5,
+    rows = [f"{name:<20s}{b.sheet_scalar(name)[0]:>9.3g}" for name in KEY_SCALARS if name in names]
+    ax.text(0, 1, "\n".join(text + [""] + rows), va="top", ha="left", family="monospace", fontsize=8,
             transform=ax.transAxes)
     return fig

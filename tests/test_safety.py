@@ -191,7 +191,7 @@ def test_usage_errors_name_the_model_or_corruption(capsys, env):
 def test_unknown_figure_formats(capsys, env, suffix):
     data, ridge = env.originals["data"], env.originals["ridge"]
     out = env.tmp / f"fig{suffix}"
-    refused(capsys, ["show", "--data", data, "--sheet", "NW000000000", "--out", out], ["unknown figure format"], absent=[out])
+    refused(capsys, ["show", "--data", data, "--sheet", "NW3-000000000", "--out", out], ["unknown figure format"], absent=[out])
     refused(capsys, ["explain", "--model", ridge, "--data", data, "--sheet", "nosuch", "--out", out],
             ["sheet 'nosuch' not found"], absent=[out])            # explain writes a folder: refused before it
 
@@ -364,7 +364,7 @@ def test_ids_duplicated_across_shards_are_refused(capsys, env):
     batch = read_shard(env.shard(env.originals["data"]))
     data = env.tmp / "two"
     write_dataset(data, [batch.select(np.arange(20)), batch.select(np.arange(10, 30))])
-    refused(capsys, ["info", "--data", data], ["NW000000010", "also in shard-00000.h5", "unique across the dataset"])
+    refused(capsys, ["info", "--data", data], ["NW3-000000010", "also in shard-00000.h5", "unique across the dataset"])
 
 
 def test_a_model_needing_a_scalar_the_data_lacks_is_refused_and_names_what_can_run(capsys, env):
@@ -391,7 +391,7 @@ def test_a_model_needing_a_scalar_the_data_lacks_is_refused_and_names_what_can_r
 def test_every_verb_names_the_bad_file(capsys, env):
     data = _shard_case(env, lambda d, s: _poke(s, "obs/cutouts", (0, 0, 0, 0), np.inf))
     ridge = env.originals["ridge"]
-    for args in (["info", "--data", data], ["show", "--data", data, "--sheet", "NW000000001", "--out", env.tmp / "s.png"],
+    for args in (["info", "--data", data], ["show", "--data", data, "--sheet", "NW3-000000001", "--out", env.tmp / "s.png"],
                  ["export", "--data", data, "--out", env.tmp / "e"], ["train", "--kind", "ridge", "--data", data,
                                                             "--out", env.tmp / "m"],
                  ["evaluate", "--model", ridge, "--data", data],
@@ -729,7 +729,7 @@ def test_files_neoqa_did_not_write_are_never_replaced(capsys, env):
         mine = env.tmp / name
         mine.write_text("my own file")
         args = {".parquet": ["triage", "--model", ridge, "--data", data, "--out", mine],
-                ".png": ["show", "--data", data, "--sheet", "NW000000001", "--out", mine],
+                ".png": ["show", "--data", data, "--sheet", "NW3-000000001", "--out", mine],
                 ".csv": ["suspects", "--data", data, "--out", mine],
                 ".json": ["suspects", "--data", data, "--out", env.tmp / "notes.csv"],
                 ".h5": ["triage", "--model", ridge, "--data", data, "--out", mine]}[mine.suffix]
@@ -740,7 +740,7 @@ def test_overwrite_replaces_neoqa_files(capsys, env):
     data = env.originals["data"]
     fig = env.tmp / "fig.png"
     for _ in range(2):
-        assert cli(capsys, "show", "--data", data, "--sheet", "NW000000001", "--out", fig, "--overwrite")[0] == 0
+        assert cli(capsys, "show", "--data", data, "--sheet", "NW3-000000001", "--out", fig, "--overwrite")[0] == 0
     from neoqa.outputs import file_written_by_neoqa
 
     assert file_written_by_neoqa(fig) and file_written_by_neoqa(env.shard(data))
@@ -906,7 +906,7 @@ def test_skops_allow_list_is_what_the_models_write(small_batch, tmp_path):
         if capabilities(model) & {"own_weights", "composite"}:     # safetensors, or parts saved one by one
             continue
         if name.startswith("multi_"):
-            model.set_params(min_sheets=100)                       # small data: exercise the per-k models
+            model.set_params(min_sheets=100, keep_if_better=False)  # small data: exercise the per-k models
         folder = tmp_path / name
         folder.mkdir()
         persistence.save_weights(model.fit(train, validation=val), folder)

@@ -63,9 +63,16 @@ def simulate_batch(cfg: SimConfig, n: int, seed: int, shard: int = 0, first_inde
     batch = SheetBatch.gather(chunks, which, rows)
     flip = rng.random(n) < cfg.label_noise
     batch.label = np.where(flip, 1 - batch.truth_sheet["clean_label"], batch.truth_sheet["clean_label"]).astype(np.int8)
-    batch.sheet_id = np.array([f"{inst.id_prefix}{first_index + i:09d}" for i in range(n)])
+    batch.sheet_id = sheet_ids(inst, seed, first_index, n)
     batch.meta = dataset_meta(inst, cfg, seed)
     return batch
+
+
+def sheet_ids(inst, seed: int, first: int, n: int) -> np.ndarray:
+    """``NW7-000000042``: the survey's prefix, the seed and the sheet's index, so that ids stay
+    unique across seeds and surveys (sheets of two datasets can be pooled, and a split, a hash of
+    the id, is drawn independently for each)."""
+    return np.array([f"{inst.id_prefix}{seed}-{first + i:09d}" for i in range(n)])
 
 
 def _chunk_size(need_pos, need_neg, tried, found_pos, found_neg) -> int:

@@ -52,7 +52,7 @@ def _export(a):
 def _ingest(a):
     from neoqa.ingest.layout import ingest
 
-    ingest(a.data, a.out, survey=a.survey, overwrite=a.overwrite)
+    ingest(a.data, a.out, survey=a.survey, overwrite=a.overwrite, columns=a.columns)
     _info_print(a.out, as_json=False)
 
 
@@ -418,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data(s, help="the folder of FITS cutouts and tables to read (the layout export writes)")
     s.add_argument("--out", required=True, help="the dataset folder to write")
     s.add_argument("--survey", default=None, help="survey name if neither the tables nor the FITS headers say")
+    s.add_argument("--columns", default=None, metavar="FILE|neowise",
+                   help="rename the tables' columns to neoqa's first: a TOML mapping file (docs/own-data.md) or "
+                        "'neowise' for the NEOWISE single-exposure source table's names (w1snr, w1mpro, ...)")
     _overwrite(s)
     s.set_defaults(func=_ingest)
 

@@ -1,5 +1,6 @@
 """Real data in and out: the FITS-plus-tables layout, its round trip, and malformed input."""
 
+import re
 import shutil
 
 import numpy as np
@@ -145,3 +146,53 @@ def test_ingest_stacks_a_missing_composite_and_reads_the_survey_keyword(tmp_path
     assert b.meta["survey"] == "neowise"
     np.testing.assert_allclose(b.composite, a.composite, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(b.composite[1::2], a.composite[1::2])             # given ones kept as they are
+
+
+def test_columns_named_as_neowise_or_by_a_mapping_file(tmp_path, exported):
+    """A team's tables with NEOWISE's source-table names (--columns neowise), or any names mapped
+    by a TOML file, ingest to the same dataset; a bad mapping is one line naming table and column."""
+    from neoqa.cli import main
+    from neoqa.ingest.layout import NEOWISE_COLUMNS
+
+    src, layout = exported
+    d = shutil.copytree(layout, tmp_path / "theirs")
+    back = {ours: theirs for theirs, ours in NEOWISE_COLUMNS["observations"].items()}
+    obs = pq.read_table(d / "observations.parquet")
+    pq.write_table(obs.rename_columns([back.get(c, c) for c in obs.column_names]), d / "observations.parquet")
+    sheets = pq.read_table(d / "sheets.parquet")
+    pq.write_table(sheets.rename_columns(["vetted" if c == "label" else c for c in sheets.column_names]),
+                   d / "sheets.parquet")
+    (tmp_path / "cols.toml").write_text('[sheets]\nvetted = "label"\n[observations]\n'
+                                        + "".join(f'{t} = "{o}"\n' for t, o in NEOWISE_COLUMNS["observations"].items()))
+    assert main(["ingest", "--data", str(d), "--columns", str(tmp_path / "cols.toml"), "--out", str(tmp_path / "a")]) == 0
+    assert SheetSet(src).read().equals(SheetSet(tmp_path / "a").read())
+
+    pq.write_table(sheets, d / "sheets.parquet")             # label as neoqa names it: the built-in mapping is enough
+    out = ingest(d, tmp_path / "b", columns="neowise")
+    assert SheetSet(src).read().equals(SheetSet(out).read())
+
+    for text, needle in (('[observations]\nw9snr = "snr_ch1"\n', "column 'w9snr' named in the column mapping"),
+                         ('[observations]\nw1snr = "mjd"\n', "makes two columns named 'mjd'"),
+                         ("[observations\n", "not a readable TOML"),
+                         ('[pixels]\nx = "y"\n', "[pixels] is not a mapping table")):
+        (tmp_path / "bad.toml").write_text(text)
+        with pytest.raises(NeoqaError, match=re.escape(needle)):
+            ingest(d, tmp_path / "c", columns=tmp_path / "bad.toml")
+        assert not (tmp_path / "c").exists()
+
+
+def test_ingest_measures_the_sheet_scalars_a_table_lacks(tmp_path, exported):
+    """Observation summaries the sheets table lacks are computed by the simulator's own code: the
+    same values the simulated dataset holds, named in the provenance."""
+    src, layout = exported
+    d = shutil.copytree(layout, tmp_path / "few")
+    (d / "dataset.json").unlink()
+    drop = ["snr_median_ch1", "snr_max_ch2", "detected_fraction_ch1", "chi2_median", "near_star_fraction",
+            "color_ch1_ch2", "time_span_hr", "k"]
+    t = pq.read_table(d / "sheets.parquet")
+    pq.write_table(t.drop_columns(drop), d / "sheets.parquet")
+    b = SheetSet(ingest(d, tmp_path / "ds", survey="neowise")).read()
+    a = SheetSet(src).read()
+    assert sorted(b.meta["provenance"]["derived_at_ingest"]) == sorted(drop)
+    for name in drop:
+        np.testing.assert_allclose(b.sheet_scalar(name), a.sheet_scalar(name), rtol=1e-5, atol=1e-5, err_msg=name)

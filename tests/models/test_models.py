@@ -249,3 +249,13 @@ def test_what_each_model_needs_is_what_own_data_md_says():
     for name in registry.names():
         assert make(name).needs() == table[name], name
     assert make("gbdt").needs() == frozenset(features.SUMMARY_OBS_SCALARS)
+
+
+def test_set_models_name_themselves_as_the_registry_does():
+    """Progress bars say `train basic_sneon`, not the encoder and pooling behind it."""
+    from neoqa.models import registry
+
+    for name in registry.names():
+        model = registry.make(name)
+        if hasattr(model, "kind"):
+            assert model.kind() == name

@@ -13,6 +13,7 @@ import json
 FORMAT_NAME = "neoqa-sheets"
 FORMAT_VERSION = 1
 N_CHANNELS = 2
+DEFAULT_DETECT_SNR = 4.5      # WMOPS's single-exposure detection threshold, where a dataset does not record its own
 CUTOUT_SIZE = 15  # pixels; see docs/format.md for why
 LABEL_MIN_OBS = 5  # the label rule: real iff at least this many observations hold one moving object
 

@@ -166,7 +166,7 @@ def explanation_figure(model, info, sheet, method="smoothgrad", samples=32, seed
             if c == 0:
                 first = ax
             ax2 = fig.add_subplot(gs[r, 2 * c + 1])
-            ax2.imshow(sal[j, c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(sal.max()), 1e-12))
+            obs_map = ax2.imshow(sal[j, c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(sal.max()), 1e-12))
             ax2.set_xticks([]); ax2.set_yticks([])
             if unused and r == 0 and c == 0:
                 ax2.text(0.5, 0.5, "this model does not\nread the observations", ha="center", va="center",
@@ -183,8 +183,14 @@ def explanation_figure(model, info, sheet, method="smoothgrad", samples=32, seed
         ax.imshow(sheet.composite[0, c], origin="lower", cmap="gray")
         ax.set_xticks([]); ax.set_yticks([]); ax.set_xlabel(f"composite {ch[c]}", fontsize=8)
         ax2 = fig.add_subplot(gs[rows, 2 * c + 1])
-        ax2.imshow(a["composite"][c], origin="lower", cmap="Reds", vmin=0, vmax=max(float(a["composite"].max()), 1e-12))
+        comp_map = ax2.imshow(a["composite"][c], origin="lower", cmap="Reds", vmin=0,
+                              vmax=max(float(a["composite"].max()), 1e-12))
         ax2.set_xticks([]); ax2.set_yticks([]); ax2.set_xlabel("saliency", fontsize=8)
+    # One scale for every observation's maps, one for the composite's (the spacer column holds them).
+    for where, mappable, what in ((gs[:rows, 4], obs_map, "observations"), (gs[rows, 4], comp_map, "composite")):
+        bar = fig.colorbar(mappable, cax=fig.add_subplot(where))
+        bar.set_label(f"|gradient|, {what}", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     ax = fig.add_subplot(gs[:, 5])
     ax.axis("off")
     ax.set_title("Most important scalars", fontsize=10)

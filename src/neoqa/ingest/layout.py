@@ -28,7 +28,9 @@ from astropy.time import Time
 from tqdm import tqdm
 
 from neoqa.errors import NeoqaError
-from neoqa.data.schema import TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
+from neoqa.data.schema import (DEFAULT_DETECT_SNR, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
+                               TRUTH_SHEET_FIELDS)
+from neoqa.data.summaries import summarise
 from neoqa.outputs import atomic_output, check_output, confined, safe_name
 from neoqa.data.sheets import SheetBatch, composite, pixel_median
 from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
@@ -113,8 +115,57 @@ def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
 
 
 # ------------------------------------------------------------------ ingest
-def ingest(folder, out, survey: str | None = None, overwrite: bool = False, progress: bool = True) -> Path:
-    """Read the folder layout above into a validated dataset at ``out``."""
+# The NEOWISE single-exposure source table's names (IRSA's ``neowiser_p1bs_psd``) for the
+# observation scalars neoqa names otherwise: ``--columns neowise``.
+NEOWISE_COLUMNS = {"observations": {"w1snr": "snr_ch1", "w2snr": "snr_ch2", "w1mpro": "mag_ch1", "w2mpro": "mag_ch2",
+                                    "w1sigmpro": "magerr_ch1", "w2sigmpro": "magerr_ch2", "w1sky": "sky_ch1",
+                                    "w2sky": "sky_ch2"}}
+BUILT_IN_COLUMNS = {"neowise": NEOWISE_COLUMNS}
+
+
+def read_columns(spec) -> dict:
+    """A column mapping: a built-in one by name (``neowise``) or a TOML file whose ``[sheets]`` and
+    ``[observations]`` tables map a team's column names to neoqa's (``w1snr = "snr_ch1"``)."""
+    import tomllib
+
+    if spec is None:
+        return {}
+    if str(spec) in BUILT_IN_COLUMNS:
+        return BUILT_IN_COLUMNS[str(spec)]
+    path = Path(spec)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NeoqaError(f"{path}: no such column-mapping file (or built-in mapping: "
+                         f"{', '.join(BUILT_IN_COLUMNS)})") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise NeoqaError(f"{path}: not a readable TOML column mapping ({e})") from None
+    for table, names in doc.items():
+        if table not in ("sheets", "observations") or not isinstance(names, dict):
+            raise NeoqaError(f"{path}: [{table}] is not a mapping table (use [sheets] and [observations])")
+        for theirs, ours in names.items():
+            if not isinstance(ours, str) or not ours:
+                raise NeoqaError(f"{path}: [{table}] {theirs}: must name a neoqa column as a string")
+    return doc
+
+
+def _renamed(path: Path, table: pa.Table, mapping: dict) -> pa.Table:
+    """``table`` with its columns renamed by ``mapping`` (theirs -> neoqa's), refused in one line
+    where a mapped column is missing or a new name collides with a column already there."""
+    missing = [c for c in mapping if c not in table.column_names]
+    if missing:
+        raise NeoqaError(f"{path}: column {missing[0]!r} named in the column mapping is missing")
+    names = [mapping.get(c, c) for c in table.column_names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise NeoqaError(f"{path}: the column mapping makes two columns named {twice[0]!r}")
+    return table.rename_columns(names)
+
+
+def ingest(folder, out, survey: str | None = None, overwrite: bool = False, progress: bool = True,
+           columns=None) -> Path:
+    """Read the folder layout above into a validated dataset at ``out``; ``columns`` (``read_columns``)
+    renames a team's table columns to neoqa's first."""
     folder = Path(folder)
     check_output(out, overwrite=overwrite, inputs=(folder,), folder=True)     # before minutes of reading
     if not folder.is_dir():
@@ -122,8 +173,11 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     if not any(folder.iterdir()):
         raise NeoqaError(f"{folder}: the folder is empty")
     meta = read_json(folder / "dataset.json")
+    mapping = read_columns(columns)
     sheets_path, sheets = _read_table(folder, "sheets")
     obs_path, obs = _read_table(folder, "observations")
+    sheets = _renamed(sheets_path, sheets, mapping.get("sheets", {}))
+    obs = _renamed(obs_path, obs, mapping.get("observations", {}))
     for path, table in ((sheets_path, sheets), (obs_path, obs)):
         if table.num_rows == 0:
             raise NeoqaError(f"{path}: the table has no rows")
@@ -177,10 +231,19 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     band = np.array([channels.index(b) for b in bands], dtype=np.int8)
 
     composites = _composites(composites, images, O_scal, obs_scalars, k, channels)
+    # Sheet scalars that summarise the observations and that the sheets table lacks are measured
+    # here by the simulator's own code (data.summaries), so they mean what the benchmark's do.
+    derived = summarise({n: O_scal[:, i] for i, n in enumerate(obs_scalars)}, k,
+                        float(meta.get("detect_snr", DEFAULT_DETECT_SNR)))
+    added = [n for n in SHEET_SCALARS if n in derived and n not in sheet_scalars]
+    if added:
+        S_scal = np.concatenate([S_scal, np.stack([derived[n] for n in added], 1).astype(np.float32)], 1)
+        sheet_scalars = [*sheet_scalars, *added]
     truth_s, truth_o = _read_truth(folder, sid, order)
     full_meta = {
         "survey": survey or fits_survey or "unknown", "channels": channels, "pixel_scale_arcsec": scale,
-        "provenance": meta.get("provenance") or {"generator": "neoqa.ingest.layout", "source": str(folder)},
+        "provenance": {**(meta.get("provenance") or {"generator": "neoqa.ingest.layout", "source": str(folder)}),
+                       **({"derived_at_ingest": added} if added else {})},
         **{key: meta[key] for key in OPTIONAL_META_KEYS if meta.get(key) is not None},
     }
     batch = SheetBatch(sheet_id=sid, label=label.astype(np.int8), k=k, composite=composites,

@@ -17,6 +17,7 @@ from neoqa.models import registry
 from neoqa.models.registry import make
 from neoqa.outputs import atomic_output, check_output, provenance
 from neoqa.data.store import SheetSet
+from neoqa.memory import release
 from neoqa.train.fit import fit_and_save
 
 
@@ -42,6 +43,8 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
             res = evaluate(model, info, batch, where=str(data))
             scores[name] = res.scores
             results[name] = res.as_dict()
+            del model
+            release()                            # what the model's fit freed, before the next one
         best = ranked(results)[0]
         summary = {"models": results, "data": str(data), "survey": batch.meta.get("survey"),
                    "best_model": best, "fast_movers": {"model": best, **(results[best]["fast_movers"] or {})},

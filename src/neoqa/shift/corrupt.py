@@ -20,12 +20,11 @@ from scipy import ndimage
 
 from neoqa.errors import NeoqaError
 from neoqa.features.views import padded
-from neoqa.data.schema import LABEL_MIN_OBS, OBS_SCALARS
+from neoqa.data.schema import DEFAULT_DETECT_SNR, LABEL_MIN_OBS, OBS_SCALARS
 from neoqa.data.sheets import SheetBatch, composite
 from neoqa.data.summaries import summarise
 
 FWHM_PER_SIGMA = 2.3548
-DEFAULT_DETECT_SNR = 4.5      # WMOPS's single-exposure detection threshold, where a dataset does not record its own
 
 
 @dataclass(frozen=True)

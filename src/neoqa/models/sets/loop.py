@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from neoqa.features import views as features
+from neoqa.memory import Releaser, release
 from neoqa.models.sets.networks import ORDER_STAT
 
 
@@ -101,12 +102,14 @@ def train_epochs(net, batches, opt, sched, loss_fn, device, *, epochs: int, pati
     best, best_state, bad = np.inf, None, 0
     history = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
+    freed = Releaser()                           # minibatches of many shapes fragment the heap
     for epoch in bar:
         net.train()
         total, seen = 0.0, 0
         for minibatch in batches:
             total += step(net, minibatch, opt, loss_fn, device) * len(minibatch[-1])
             seen += len(minibatch[-1])
+            freed.tick()
         sched.step()
         vloss = validate() if validate is not None else total / seen
         history.append({"epoch": epoch, "train_loss": total / seen, "val_loss": vloss})
@@ -131,11 +134,13 @@ def train_steps(net, batches, opt, loss_fn, device, *, steps: int, anchor: float
         else None
     net.train()
     done = 0
+    freed = Releaser()
     while done < steps:
         for minibatch in batches:
             if len(minibatch[-1]) < 2 and skip_lone:
                 continue
             step(net, minibatch, opt, loss_fn, device, penalty)
+            freed.tick()
             done += 1
             if done >= steps:
                 break
@@ -169,4 +174,6 @@ def logits(net, data: dict, device, chunk: int = 1024, by_length: bool = False) 
                               data["fixed"][torch.from_numpy(idx)].to(device)).cpu())
     result = torch.empty(n, dtype=out[0].dtype)
     result[torch.from_numpy(order)] = torch.cat(out)
+    del rows, out
+    release()                                    # the chunks' activations, back to the system
     return result

@@ -108,9 +108,13 @@ class SetModel(Model):
         self.history_ = loop.train_epochs(loop.for_training(self.net_, self.device_), batches, opt, sched, loss_fn,
                                           self.device_, epochs=self.epochs,
                                           patience=self.patience, validate=validate, progress=progress,
-                                          desc=f"train {self.encoder}/{self.pooling} set model")
+                                          desc=f"train {self.kind()}")
         self.classes_ = np.array([0, 1])
         return self
+
+    def kind(self) -> str:
+        """The registry's name for this encoder and pooling (what a progress bar says), else both."""
+        return _KINDS.get((self.encoder, self.pooling), f"{self.encoder}/{self.pooling} set model")
 
     # ---------------------------------------------------------------- transfer and online learning
     def initialise(self, unlabelled):
@@ -250,6 +254,11 @@ def _concat_tensors(parts: list) -> dict:
         base += int(p["offsets"][-1])
     return {"images": torch.cat([p["images"] for p in parts]), "scalars": torch.cat([p["scalars"] for p in parts]),
             "fixed": torch.cat([p["fixed"] for p in parts]), "offsets": np.concatenate(offsets)}
+
+
+# The registered set models by (encoder, pooling), as the factories below make them.
+_KINDS = {("mlp", "fifth"): "basic_sneon", ("resnet", "fifth"): "sneon", ("mlp", "soft"): "sneon_soft",
+          ("mlp", "transformer"): "set_transformer"}
 
 
 @register("basic_sneon")

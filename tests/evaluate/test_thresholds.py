@@ -68,3 +68,13 @@ def test_threshold_save_changes_the_model(tmp_path, zoo_run, small_neowise):
     assert len(repr(info["threshold"])) <= 10                    # a short decimal, not 0.38999999999999996
     card = (model / "MODEL.md").read_text()                      # the model card follows model.json
     assert f"decision threshold p >= {info['threshold']}, set for 97.00% recall" in card
+
+
+def test_a_bootstrap_interval_of_an_unreachable_threshold_is_not_nan():
+    """Resamples where no threshold reaches the precision give inf; the interval stays ordered."""
+    from neoqa.evaluate.thresholds import bootstrap_interval
+
+    y = np.array([1, 0] * 20)
+    p = np.r_[np.linspace(0.1, 0.9, 38), 0.95, 0.96]
+    lo, hi = bootstrap_interval(lambda a, q: precision_threshold(a, q, 0.99), (y, p), 100, 0)
+    assert lo <= hi and not np.isnan(lo) and not np.isnan(hi)

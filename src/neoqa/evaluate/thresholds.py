@@ -78,8 +78,11 @@ def bootstrap_interval(fn, arrays, n: int, seed: int):
     def resample():
         return np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
 
-    vals = [fn(*(a[idx] for a in arrays)) for idx in (resample() for _ in range(n))]
-    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+    vals = np.array([fn(*(a[idx] for a in arrays)) for idx in (resample() for _ in range(n))], dtype=float)
+    # A threshold no resample can reach is inf: interpolating between two of them is nan, so then
+    # the interval takes sample values as they are.
+    method = "linear" if np.all(np.isfinite(vals)) else "inverted_cdf"
+    return [float(np.percentile(vals, 2.5, method=method)), float(np.percentile(vals, 97.5, method=method))]
 
 
 def scored(model_dir, data, labels="noisy"):

@@ -8,7 +8,8 @@ and the command line pays only for what it runs:
     models     model_names, make_model, train_model, load_model, capabilities
     judging    evaluate_model, evaluate_split, recall_threshold, triage_thresholds, set_operating_point, buckets
     explain    attribute
-    figures    sheet_figure, explanation_figure, weights_figure, zoo_figures (matplotlib Figures)
+    figures    sheet_figure, explanation_figure, weights_figure, zoo_figures, robustness_figure,
+               learning_curve_figure, stream_figure, suspects_figure (matplotlib Figures)
 
 (The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
 """
@@ -39,6 +40,10 @@ _API = {
     "explanation_figure": ("neoqa.explain.saliency", "explanation_figure"),
     "weights_figure": ("neoqa.explain.saliency", "weights_figure"),
     "zoo_figures": ("neoqa.runs.zoo", "zoo_figures"),
+    "robustness_figure": ("neoqa.shift.robustness", "robustness_figure"),
+    "learning_curve_figure": ("neoqa.shift.transfer", "learning_curve_figure"),
+    "stream_figure": ("neoqa.shift.online", "stream_figure"),
+    "suspects_figure": ("neoqa.shift.suspects", "suspects_figure"),
 }
 __all__ = ["__version__", *_API]
 

@@ -122,6 +122,24 @@ def test_explain_cli(tmp_path, small_neowise, small_batch):
     assert (tmp_path / "w" / "weights.png").stat().st_size > 10_000
 
 
+def test_explain_the_review_bucket(tmp_path, small_neowise, small_batch):
+    """--bucket review: the sheets the saved operating point leaves to people, in the listing's order."""
+    import csv
+
+    from neoqa.decide.listing import list_sheets
+
+    ridge = str(tmp_path / "ridge")
+    fit_and_save("ridge", small_batch, ridge, progress=False)
+    assert main(["triage", "--model", ridge, "--data", str(small_neowise), "--recall", "0.97", "--save",
+                 "--bootstrap", "20"]) == 0
+    assert main(["explain", "--model", ridge, "--data", str(small_neowise), "--bucket", "review", "--limit", "2",
+                 "--method", "saliency", "--out", str(tmp_path / "review")]) == 0
+    index = list(csv.DictReader(open(tmp_path / "review" / "index.csv")))
+    want = list_sheets(small_neowise, ridge, bucket="review", limit=2)
+    assert [r["sheet_id"] for r in index] == [r["sheet_id"] for r in want] and len(index) == 2
+    assert {r["bucket"] for r in index} == {"review"}
+
+
 def test_explain_cli_refusals(tmp_path, capsys, small_neowise, small_batch):
     ridge = str(tmp_path / "ridge")
     fit_and_save("ridge", small_batch, ridge, progress=False)

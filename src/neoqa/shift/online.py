@@ -242,6 +242,12 @@ def _write_into(result: dict, out: Path) -> None:
         table.append({"learner": f"{title}: {result['old_survey']}", **{r["batch"]: r["accuracy_old"] for r in sub},
                       "forgetting": result["forgetting"][v]["max_drop"]})
     tables.write_markdown(out / "stream.md", lines + tables.markdown(columns, table))
+    figures.save(stream_figure(result), out / "stream.png")
+
+
+def stream_figure(result: dict):
+    """Each learner's accuracy on the new and the old survey as batches arrive: a matplotlib Figure."""
+    rows = result["rows"]
     plt = figures.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for ax, key, survey in ((axes[0], "accuracy_new", result["new_survey"]),
@@ -255,4 +261,4 @@ def _write_into(result: dict, out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Online learning of {result['model']}: new survey gained, old survey kept")
-    figures.save(fig, out / "stream.png")
+    return fig

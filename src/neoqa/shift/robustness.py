@@ -82,7 +82,7 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
                          "sheets": len(data_c), **rates_against_truth(data_c, p, info["threshold"])})
     with atomic_output(out, overwrite=overwrite, inputs=inputs, folder=True, kind="robustness") as tmp:
         write_tables(rows, tmp, str(data), len(test), seed, skipped)
-        plot(rows, tmp / "robustness.png")
+        figures.save(robustness_figure(rows), tmp / "robustness.png")
     return rows
 
 
@@ -111,8 +111,8 @@ def _accuracy_cell(r: dict) -> str:
     return f"{100 * r['accuracy']:.1f}{clean}"
 
 
-def plot(rows, path) -> None:
-    """Accuracy against severity, one panel per corruption, one line per model."""
+def robustness_figure(rows):
+    """Accuracy against severity, one panel per corruption, one line per model: a matplotlib Figure."""
     plt = figures.pyplot()
     corr = list(dict.fromkeys(r["corruption"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -133,4 +133,4 @@ def plot(rows, path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Accuracy against corruption severity" + (" (clean truth)" if key.endswith("clean") else ""))
-    figures.save(fig, path)
+    return fig

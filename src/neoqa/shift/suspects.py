@@ -112,7 +112,7 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
                "flagged": int(r["flagged"].sum())}
     if wrong is not None:
         summary["against_truth"] = precision_recall(wrong, r["order"], r["flagged"])
-        plot(wrong, r["order"], r["flagged"], out.with_suffix(".png"), **kw)
+        figures.save(suspects_figure(wrong, r["order"], r["flagged"]), out.with_suffix(".png"), **kw)
     if prune is not None:
         drop = set(batch.sheet_id[r["flagged"]].astype(str))
         kept = full.select(np.flatnonzero([str(s) not in drop for s in full.sheet_id]))
@@ -132,8 +132,8 @@ def find_suspects(data, out, name: str = "gbdt", folds: int = FOLDS, seed: int =
     return summary
 
 
-def plot(wrong, order, flagged, path, **save) -> None:
-    """Precision and recall of the top of the ranking against the clean truth."""
+def suspects_figure(wrong, order, flagged):
+    """Precision and recall of the top of the ranking against the clean truth, a matplotlib Figure."""
     plt = figures.pyplot()
     hits = np.cumsum(wrong[order])
     k = np.arange(1, len(order) + 1)
@@ -149,4 +149,4 @@ def plot(wrong, order, flagged, path, **save) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Suspect-label ranking against the clean truth")
-    figures.save(fig, path, **save)
+    return fig

@@ -175,10 +175,12 @@ def _write_into(result: dict, out: Path) -> None:
         table.append(row)
     lines += [""] + tables.markdown(CURVE_TABLE, table)
     tables.write_markdown(out / "learning_curve.md", lines)
-    plot(result, out / "learning_curve.png", key)
+    figures.save(learning_curve_figure(result, key), out / "learning_curve.png")
 
 
-def plot(result: dict, path, key: str) -> None:
+def learning_curve_figure(result: dict, key: str):
+    """Fine-tuned against from-scratch accuracy by the number of labelled sheets, with the
+    zero-shot levels: a matplotlib Figure."""
     plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
     for how, colour in (("finetuned", "C0"), ("scratch", "C1")):
@@ -195,4 +197,4 @@ def plot(result: dict, path, key: str) -> None:
     ax.set_title(f"{result['model']}: {result['trained_on']} to {result['survey']}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    figures.save(fig, path)
+    return fig

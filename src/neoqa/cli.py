@@ -623,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
         verb.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                           help="threads every pool (BLAS, OpenMP, torch, LightGBM) may run (default: the cores this "
                                "process may use; two jobs sharing a machine should split them)")
+        for action in verb._actions:             # usage lines say what kind of value a flag takes
+            if action.option_strings and action.metavar is None and action.nargs != 0:
+                if action.type in (_int, _positive_int):
+                    action.metavar = "N"
+                elif action.dest in ("out", "prune", "run"):
+                    action.metavar = "PATH"
     return p
 
 

@@ -117,3 +117,11 @@ def test_parsing_does_not_import_the_models():
             "print(sorted(m for m in ('torch', 'lightgbm', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_parsers_bucket_names_are_the_models():
+    """The parser keeps its own copy (parsing imports no model library); it must not drift."""
+    from neoqa.cli import BUCKET_NAMES
+    from neoqa.models.calibration import BUCKETS
+
+    assert BUCKET_NAMES == BUCKETS

@@ -79,10 +79,13 @@ def explain_many(model_dir, data, out, sheet_ids, rows=None, method="smoothgrad"
     check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
     shards = SheetSet(data)
-    wanted = set(ids)
     found = set()
-    for shard in shards.iter_shards():                    # every id exists before any figure is drawn
-        found.update(wanted.intersection(map(str, shard.sheet_id)))
+    if rows is None:                                      # named ids: all exist before any figure is drawn
+        wanted = set(ids)                                 # (a listing's ids came from the data itself)
+        for shard in shards.iter_shards():
+            found.update(wanted.intersection(map(str, shard.sheet_id)))
+    else:
+        found = set(ids)
     missing = [i for i in ids if i not in found]
     if missing:
         raise NeoqaError(f"{data}: sheet {missing[0]!r} not found" + (f" (and {len(missing) - 1} more)"

@@ -81,14 +81,14 @@ def finetune_path(model_dir, data, labels: int | None, out, seed: int = 0, adapt
                   overwrite: bool = False) -> Path:
     check_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True)
     model, info = persist.load(model_dir)
-    batch = SheetSet(data).read()
-    batch = persist.conform(model, info, batch, str(data))
+    ds = SheetSet(data)
+    batch = persist.conform(model, info, ds.read(), str(data))
     tuned, picked = finetune(model, info["model"], batch, labels, seed, adapt)
     extra = {"seed": seed, "n_parameters": int(tuned.n_parameters()), "calibration": info.get("calibration"),
              "finetuned_from": {"model_dir": str(model_dir), "training_data": info.get("training_data"),
                                 "labels": len(picked), "adapted_normalisation": bool(adapt)}}
     return persist.save(tuned, out, info["model"], info["threshold"], picked, extra=extra, overwrite=overwrite,
-                        inputs=(model_dir, data), source=SheetSet(data).source())
+                        inputs=(model_dir, data), source=ds.source())
 
 
 def _score(model, test, threshold) -> dict:

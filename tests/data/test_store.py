@@ -116,6 +116,26 @@ def test_read_shard_restores_names_and_meta(small_neowise):
     assert "rate_deg_per_day" in b.sheet_scalar_names
 
 
+def test_a_reader_of_some_arrays_leaves_the_rest_on_disk(tmp_path, small_batch):
+    part = small_batch.select(np.arange(30))
+    part.cutouts = part.cutouts.copy()
+    part.cutouts[7, 0, 3, 3] = np.nan                   # a bad pixel only a pixel reader meets
+    path = write_shard(tmp_path / "s.h5", part)
+    some = read_shard(path, arrays={"composite", "sheet_scalars"})
+    np.testing.assert_array_equal(some.composite, part.composite)
+    np.testing.assert_array_equal(some.sheet_scalars, part.sheet_scalars)
+    np.testing.assert_array_equal(some.k, part.k)
+    for name in ("cutouts", "obs_scalars", "ra", "mjd", "mag"):        # stand-ins: NaN, read-only, no memory
+        a, full = getattr(some, name), getattr(part, name)
+        assert a.shape == full.shape and np.isnan(a).all() and not a.flags.writeable and a.strides[0] == 0
+    assert some.n_obs == part.n_obs and len(some.slice(3, 9)) == 6
+    with pytest.raises(NeoqaError, match="field 'cutouts' holds NaN"):
+        read_shard(path)
+    assert part.keeping(None) is part
+    kept = part.keeping({"obs_scalars"})
+    assert np.isnan(kept.composite).all() and np.array_equal(kept.obs_scalars, part.obs_scalars, equal_nan=True)
+
+
 def test_long_and_non_ascii_sheet_ids_survive(tmp_path, small_batch):
     part = small_batch.select(np.arange(3))
     part.sheet_id = np.array(["x" * 120, "C009wuj-ÅÖ", "NEOWISE/2016-03-01/tracklet-77"])

@@ -69,6 +69,9 @@ def test_every_model_beats_the_majority_baseline(name, small_batch, splits):
     majority = max(np.mean(test.label == 1), np.mean(test.label == 0))
     assert acc > majority + 0.05, f"{name}: accuracy {acc:.3f}, majority {majority:.3f}"
     assert model.n_parameters() > 0
+    # what it says it reads is all it reads: the rest unread (NaN stand-ins), the same probabilities
+    np.testing.assert_array_equal(model.predict_proba(test.keeping(model.reads())), p)
+    assert (model.reads() is None) == (name in ("multi_linear", "multi_mlp", "ensemble") or isinstance(model, SetModel))
 
 
 @pytest.mark.parametrize("name", ["ridge", "multi_linear", "basic_sneon", "set_transformer", "gbdt", "ensemble"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from scipy import sparse
@@ -15,6 +15,15 @@ from neoqa.data.schema import OBS_SCALARS, SHEET_SCALARS
 # HDF5 layout and the FITS/table export are both written from these lists.
 SHEET_ARRAYS = ("sheet_id", "label", "k", "composite", "sheet_scalars")
 OBS_ARRAYS = ("cutouts", "obs_scalars", "ra", "dec", "mjd", "band", "mag")
+# The arrays a reader may leave unread when a model reads none of them (``Model.reads``); ids,
+# labels, k and band are always read (they are what a shard is checked by).
+OPTIONAL_ARRAYS = ("composite", "sheet_scalars", "cutouts", "obs_scalars", "ra", "dec", "mjd", "mag")
+
+
+def unread(shape, dtype) -> np.ndarray:
+    """The stand-in for an array left unread: NaN everywhere, read-only and without memory (one
+    value broadcast). A model that read it after all would give NaN, which never becomes a decision."""
+    return np.broadcast_to(np.array(np.nan, dtype), tuple(shape))
 
 
 @dataclass
@@ -88,6 +97,14 @@ class SheetBatch:
             kw["truth_obs"] = {n: per_obs(lambda b, n=n: b.truth_obs[n]) for n in self.truth_obs}
         return SheetBatch(**kw, sheet_scalar_names=self.sheet_scalar_names,
                           obs_scalar_names=self.obs_scalar_names, meta=dict(self.meta))
+
+    def keeping(self, arrays) -> "SheetBatch":
+        """This batch with only ``arrays`` of ``OPTIONAL_ARRAYS`` (and those always read) real, the
+        rest ``unread``: what a reader that reads only ``arrays`` gives (all of them for None)."""
+        if arrays is None:
+            return self
+        return replace(self, **{n: unread(getattr(self, n).shape, getattr(self, n).dtype)
+                                for n in OPTIONAL_ARRAYS if n not in arrays})
 
     def sheet_scalar(self, name: str) -> np.ndarray:
         return self.sheet_scalars[:, self.sheet_scalar_names.index(name)]

@@ -48,12 +48,13 @@ def ensure_part(model, info: dict, model_id: str, shard_path: Path, part: Path, 
     """Make ``part`` from the shard unless it is already a whole part of this model's scores of
     these very bytes; (the shard's sheets, whether it was made). The unit of work a process or a
     Dask worker runs: it opens the shard itself, and hashes it once."""
-    return make_part(model, info, model_id, fetch(shard_path, part, model_id), part, where)
+    return make_part(model, info, model_id, fetch(shard_path, part, model_id, model.reads()), part, where)
 
 
-def fetch(shard_path: Path, part: Path, model_id: str) -> tuple:
-    """What scoring a shard needs from disk: (the shard, its sha256, the sheets of ``part`` if that
-    is already a whole part of these bytes, else the shard's sheets, truth unread). The hash runs on
+def fetch(shard_path: Path, part: Path, model_id: str, arrays=None) -> tuple:
+    """What scoring a shard needs from disk: (the shard, its digest, the sheets of ``part`` if that
+    is already a whole part of these bytes, else the shard's sheets: truth unread, and of the other
+    arrays only ``arrays``, the model's ``reads()``, None for all). The hash runs on
     a thread of its own while the shard is read (hashlib and HDF5 reads leave the interpreter lock),
     unless a part is there to be checked, when the hash comes first and a whole part is not read."""
     if part.exists():
@@ -61,12 +62,12 @@ def fetch(shard_path: Path, part: Path, model_id: str) -> tuple:
         done = part_done(part, model_id, digest)
         if done is not None:
             return shard_path, digest, done
-        return shard_path, digest, read_shard(shard_path, truth=False)
+        return shard_path, digest, read_shard(shard_path, truth=False, arrays=arrays)
     if threads.budget() == 1:           # one thread may run: one after the other
-        return shard_path, file_digest(shard_path), read_shard(shard_path, truth=False)
+        return shard_path, file_digest(shard_path), read_shard(shard_path, truth=False, arrays=arrays)
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(file_digest, shard_path)
-        batch = read_shard(shard_path, truth=False)
+        batch = read_shard(shard_path, truth=False, arrays=arrays)
         return shard_path, digest.result(), batch
 
 
@@ -104,7 +105,7 @@ def score_batch(model, info: dict, model_id: str, batch, shard_path: Path, part:
 
 def part_done(part: Path, model_id: str, shard_digest: str) -> int | None:
     """The sheet count of ``part`` if it is a whole part of this model's scores of the shard whose
-    sha256 is ``shard_digest`` (a rerun skips it), else None."""
+    digest is ``shard_digest`` (a rerun skips it), else None."""
     try:
         meta = pq.read_schema(part).metadata or {}
         rows = pq.read_metadata(part).num_rows
@@ -162,8 +163,8 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
 
             if run is None:
                 parts = [out / part_name(i) for i in range(len(ds.shard_paths))]
-                for fetched, part in zip(_ahead(fetch, [(p, part, mid) for p, part in zip(ds.shard_paths, parts)]),
-                                         parts):
+                calls = [(p, part, mid, model.reads()) for p, part in zip(ds.shard_paths, parts)]
+                for fetched, part in zip(_ahead(fetch, calls), parts):
                     done(make_part(model, info, mid, fetched, part, str(data)))
             else:
                 run(score_task, [(str(model_dir.resolve()), mid, str(shard_path.resolve()),

@@ -44,6 +44,17 @@ def needs(view: str) -> frozenset:
     return frozenset(SUMMARY_OBS_SCALARS) if view == "summary" else frozenset()
 
 
+# The stored arrays each view is built from (beside ids, labels, k and band, always read); a view
+# not here reads them all. A scorer reads no others from disk (``data.store.read_shard``).
+_READS = {"fixed": frozenset({"composite", "sheet_scalars"}),
+          "summary": frozenset({"composite", "sheet_scalars", "obs_scalars"})}
+
+
+def reads(view: str) -> frozenset | None:
+    """The arrays ``view`` is built from, or None for all of them."""
+    return _READS.get(view)
+
+
 # The observation summaries after the ranked S/N: (observation scalar, statistic, NumPy function).
 SUMMARY_STATS = (("fit_offset_arcsec", "median", np.nanmedian), ("fit_offset_arcsec", "max", np.nanmax),
                  ("psf_chi2", "median", np.nanmedian), ("psf_chi2", "max", np.nanmax), ("mag_ch1", "std", np.nanstd),

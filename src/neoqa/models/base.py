@@ -67,6 +67,13 @@ class Model(ClassifierMixin, BaseEstimator):
 
         return needs(self.view)
 
+    def reads(self) -> frozenset | None:
+        """The stored arrays its predictions are made from (``data.sheets.OPTIONAL_ARRAYS``), or
+        None for all: a scorer reads no others from disk."""
+        from neoqa.features.views import reads
+
+        return reads(self.view)
+
 
 def labels_of(batch, y) -> np.ndarray:
     """The labels to fit on: ``y`` where given, else the batch's own."""

@@ -153,6 +153,12 @@ class Calibrated(Model):
     def n_parameters(self) -> int:
         return self.base.n_parameters()
 
+    def needs(self) -> frozenset:
+        return self.base.needs()
+
+    def reads(self) -> frozenset | None:
+        return self.base.reads()
+
 
 def unwrap(model):
     return model.base if isinstance(model, Calibrated) else model

@@ -44,6 +44,10 @@ class EnsembleModel(Model):
     def needs(self) -> frozenset:
         return frozenset().union(*(make(name).needs() for name in self.members))
 
+    def reads(self) -> frozenset | None:
+        each = [m.reads() for m in self.members_]
+        return None if any(r is None for r in each) else frozenset().union(*each)
+
     def parts(self) -> list:
         """(registry name, fitted member, what else it needs: its temperature) per member."""
         return [(name, m, {"temperature": float(t)})

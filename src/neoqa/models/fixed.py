@@ -232,6 +232,12 @@ class SummaryModel(FixedLengthModel):
     def _view(batch):
         return features.summary(batch)
 
+    def predict_proba(self, batch):
+        forest = _forest(self.estimator_)
+        if forest is None:
+            return super().predict_proba(batch)
+        return features.apply_label_rule(batch, forest.predict_proba(self._view(batch)))
+
     def contributions(self, batch):
         """Exact additive contributions of each summary feature to the logit (TreeSHAP), [n, F + 1]."""
         return self.estimator_.contributions(self._view(batch))
@@ -268,6 +274,18 @@ class SummaryModel(FixedLengthModel):
         new.fit(X, y, init_model=old.booster_)
         steps[-1] = (steps[-1][0], new)
         return self
+
+
+def _forest(estimator):
+    """The flattened trees of a fitted one-step LightGBM pipeline (``models.forest``: LightGBM's
+    predictions, faster), or None where the pipeline is anything else."""
+    steps = getattr(getattr(estimator, "pipeline_", None), "steps", [])
+    clf = steps[0][1] if len(steps) == 1 else None
+    if type(clf).__name__ != "LGBMClassifier" or list(getattr(clf, "classes_", [])) != [0, 1]:
+        return None
+    from neoqa.models.forest import forest_of
+
+    return forest_of(clf.booster_)
 
 
 @register("ridge")

@@ -349,13 +349,37 @@ def _poke(shard, key, index, value):
         f[key][...] = a
 
 
+# Values a model of the fixed-length view never reads (scoring leaves them on disk): a set model meets them.
+READ_BY_SET_MODELS = {"inf pixel", "nan time"}
+
+
 @pytest.mark.parametrize("case", list(SHARD_CASES))
 def test_bad_shards_and_manifests(capsys, env, case):
     edit, needles = SHARD_CASES[case]
     data = _shard_case(env, edit)
     out = env.tmp / "scores.parquet"
-    refused(capsys, ["score", "--model", env.originals["ridge"], "--data", data, "--out", out], needles,
-            absent=[out], unchanged=[data])
+    model = env.originals["sneon" if case in READ_BY_SET_MODELS else "ridge"]
+    refused(capsys, ["score", "--model", model, "--data", data, "--out", out], needles, absent=[out],
+            unchanged=[data])
+
+
+@pytest.mark.parametrize("case", sorted(READ_BY_SET_MODELS))
+def test_a_model_scores_what_it_reads_whatever_the_rest_holds(capsys, env, case):
+    """A bad pixel or time is refused by every reader of it (above) and by ``SheetSet.read``, but it
+    cannot change the decision of a model that never reads it: ridge scores the shard as if clean."""
+    from neoqa.data.store import SheetSet
+    from neoqa.errors import NeoqaError
+
+    data = _shard_case(env, SHARD_CASES[case][0])
+    assert main(["score", "--model", str(env.originals["ridge"]), "--data", str(data), "--out",
+                 str(env.tmp / "s")]) == 0
+    assert main(["score", "--model", str(env.originals["ridge"]), "--data", str(env.originals["data"]), "--out",
+                 str(env.tmp / "clean")]) == 0
+    got, clean = pq.read_table(env.tmp / "s").to_pandas(), pq.read_table(env.tmp / "clean").to_pandas()
+    clean = clean[clean.sheet_id.isin(got.sheet_id)].reset_index(drop=True)
+    np.testing.assert_array_equal(got.probability, clean.probability)
+    with pytest.raises(NeoqaError, match=SHARD_CASES[case][1][0]):
+        SheetSet(data).read()
 
 
 def test_ids_duplicated_across_shards_are_refused(capsys, env):

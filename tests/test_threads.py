@@ -66,16 +66,28 @@ def test_bad_budgets_are_one_line(capsys, small_neowise):
         threads.set_budget(0)
 
 
-def test_lightgbm_follows_the_budget_at_fit_and_at_prediction(monkeypatch, small_batch):
+def test_the_gbdt_follows_the_budget_at_fit_and_at_prediction(monkeypatch, small_batch):
     from neoqa.models.fixed import SummaryModel, gbdt_pipeline
 
     model = SummaryModel(gbdt_pipeline(0, n_estimators=5), random_state=0)
     monkeypatch.setattr(threads, "_budget", 1)
     model.fit(small_batch)
     assert model.estimator_.pipeline_.steps[-1][1].n_jobs == 1
-    monkeypatch.setattr(threads, "_budget", 2)
-    model.predict_proba(small_batch)
-    assert model.estimator_.pipeline_.steps[-1][1].n_jobs == 2
+    # prediction walks the flattened trees (models/forest.py), its rows split over the budget's threads
+    import concurrent.futures
+
+    pools = []
+
+    class Recorded(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, n, *a, **kw):
+            pools.append(n)
+            super().__init__(n, *a, **kw)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Recorded)
+    for n in (1, 2):
+        monkeypatch.setattr(threads, "_budget", n)
+        model.predict_proba(small_batch)
+    assert pools == [2]                 # one thread: no pool; two: a pool of two
 
 
 def test_split_rows_gives_what_one_call_gives():

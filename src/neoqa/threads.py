@@ -12,7 +12,8 @@ core, so two jobs on two cores run four spinning threads each and crawl (a zoo's
 
 Idle OpenMP threads are told to sleep (``OMP_WAIT_POLICY=PASSIVE``) rather than spin, so a job
 waiting for work leaves the cores to the other jobs. LightGBM's models take their thread count
-from the budget at fit and at prediction time (``budget()``).
+from the budget at fit and at prediction time (``budget()``); the gbdt's own tree walk splits its
+rows over the budget (``split_rows``).
 """
 
 from __future__ import annotations

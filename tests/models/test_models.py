@@ -262,3 +262,11 @@ def test_set_models_name_themselves_as_the_registry_does():
         model = registry.make(name)
         if hasattr(model, "kind"):
             assert model.kind() == name
+
+
+def test_a_saved_model_needs_and_reads_what_its_base_does():
+    from neoqa.models.calibration import Calibrated
+
+    ensemble, gbdt = make("ensemble"), make("gbdt")
+    assert "snr_ch1" in Calibrated(base=ensemble).needs() == ensemble.needs()
+    assert Calibrated(base=gbdt).reads() == gbdt.reads() == {"composite", "sheet_scalars", "obs_scalars"}

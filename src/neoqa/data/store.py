@@ -177,7 +177,7 @@ def write_dataset(path, batches, overwrite: bool = False, inputs=()) -> Path:
 # ---------------------------------------------------------------- reading
 def file_digest(path: Path) -> str:
     """The BLAKE3 digest of a file's bytes (hex): a cryptographic hash 2.5 times as fast as SHA-256
-    here (benchmarks/bench_score.py), which matters because a scorer hashes every shard it reads.
+    here (docs/performance.md, third round), which matters because a scorer hashes every shard it reads.
     One thread (the thread budget counts it); the file is read in 4 MiB blocks."""
     h = blake3.blake3()
     with open(path, "rb") as f:

@@ -55,7 +55,7 @@ def fetch(shard_path: Path, part: Path, model_id: str, arrays=None) -> tuple:
     """What scoring a shard needs from disk: (the shard, its digest, the sheets of ``part`` if that
     is already a whole part of these bytes, else the shard's sheets: truth unread, and of the other
     arrays only ``arrays``, the model's ``reads()``, None for all). The hash runs on
-    a thread of its own while the shard is read (hashlib and HDF5 reads leave the interpreter lock),
+    a thread of its own while the shard is read (the hash leaves the interpreter lock),
     unless a part is there to be checked, when the hash comes first and a whole part is not read."""
     if part.exists():
         digest = file_digest(shard_path)
@@ -163,7 +163,8 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
 
             if run is None:
                 parts = [out / part_name(i) for i in range(len(ds.shard_paths))]
-                calls = [(p, part, mid, model.reads()) for p, part in zip(ds.shard_paths, parts)]
+                reads = model.reads()
+                calls = [(p, part, mid, reads) for p, part in zip(ds.shard_paths, parts)]
                 for fetched, part in zip(_ahead(fetch, calls), parts):
                     done(make_part(model, info, mid, fetched, part, str(data)))
             else:

@@ -45,7 +45,7 @@ class EnsembleModel(Model):
         return frozenset().union(*(make(name).needs() for name in self.members))
 
     def reads(self) -> frozenset | None:
-        each = [m.reads() for m in self.members_]
+        each = [make(name).reads() for name in self.members]         # as ``needs``: a member's view is its class's
         return None if any(r is None for r in each) else frozenset().union(*each)
 
     def parts(self) -> list:

@@ -104,3 +104,46 @@ def test_split_rows_gives_what_one_call_gives():
             np.testing.assert_array_equal(threads.split_rows(np.sort, a, -1, min_rows=1000), np.sort(a, -1))
     finally:
         threads.set_budget(before)
+
+
+def test_each_runs_calls_on_threads_with_a_share_of_the_budget(monkeypatch):
+    import threading
+
+    import torch
+
+    seen = []
+
+    def call(i):
+        seen.append((i, threading.current_thread().name, threads.budget(), torch.get_num_threads()))
+        return i * i
+
+    torch_before = torch.get_num_threads()
+    for n, calls, per in ((1, 5, 1), (2, 5, 1), (4, 2, 2), (2, 1, 2)):
+        monkeypatch.setattr(threads, "_budget", n)
+        seen.clear()
+        assert sorted(threads.each(call, [(i,) for i in range(calls)])) == [i * i for i in range(calls)]
+        on_threads = min(n, calls) > 1
+        assert all(name.startswith("neoqa") == on_threads for _, name, _, _ in seen)
+        assert {b for _, _, b, _ in seen} == ({per} if on_threads else {n})
+        if on_threads:                     # torch's pool is one per process: capped at a thread's share
+            assert {t for _, _, _, t in seen} == {per}
+        assert threads.budget() == n and torch.get_num_threads() == torch_before       # restored after
+
+
+def test_each_stops_at_an_error_and_waits_for_what_runs(monkeypatch):
+    import time
+
+    monkeypatch.setattr(threads, "_budget", 2)
+    began = []
+
+    def call(i):
+        began.append(i)
+        if i == 0:
+            raise NeoqaError("shard 0 is bad")
+        time.sleep(0.05)
+        return i
+
+    with pytest.raises(NeoqaError, match="shard 0"):
+        list(threads.each(call, [(i,) for i in range(50)]))
+    time.sleep(0.2)
+    assert len(began) < 50 and len(set(began)) == len(began)        # the rest never began

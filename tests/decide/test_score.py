@@ -97,3 +97,19 @@ def test_a_saved_operating_point_fills_the_bucket_column(sneon, small_neowise, t
     assert f"{manifest['buckets']['review']:,} review" in text
     # saving the point changed the model, so its id; the scores say which model made them
     assert manifest["operating_point"] == json.loads((sneon / "model.json").read_text())["operating_point"]
+
+
+@pytest.mark.parametrize("kind", ["ridge", "basic_sneon"])
+def test_shards_scored_on_threads_of_their_own_give_the_same_parts(kind, zoo_run, small_neowise, tmp_path,
+                                                                     monkeypatch):
+    from neoqa import threads
+
+    model = zoo_run / "models" / kind
+    tables = {}
+    for n in (1, 2, 3):            # one after the other; a shard per thread; more threads than shards
+        monkeypatch.setattr(threads, "_budget", n)
+        score(model, small_neowise, tmp_path / str(n), progress=False)
+        tables[n] = [pq.read_table(p) for p in sorted((tmp_path / str(n)).glob("part-*.parquet"))]
+    assert len(tables[1]) == 2
+    for n in (2, 3):
+        assert all(a.equals(b) for a, b in zip(tables[1], tables[n], strict=True))

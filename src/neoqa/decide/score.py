@@ -46,8 +46,8 @@ def part_name(i: int) -> str:
 
 def ensure_part(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str) -> tuple[int, bool]:
     """Make ``part`` from the shard unless it is already a whole part of this model's scores of
-    these very bytes; (the shard's sheets, whether it was made). The unit of work a process or a
-    Dask worker runs: it opens the shard itself, and hashes it once."""
+    these very bytes; (the shard's sheets, whether it was made). The unit of work a thread, a process
+    or a Dask worker runs: it opens the shard itself, and hashes it once."""
     return make_part(model, info, model_id, fetch(shard_path, part, model_id, model.reads()), part, where)
 
 
@@ -161,12 +161,10 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                 bar.update(result[0])
                 made.append(result[1])
 
-            if run is None:
-                parts = [out / part_name(i) for i in range(len(ds.shard_paths))]
-                reads = model.reads()
-                calls = [(p, part, mid, reads) for p, part in zip(ds.shard_paths, parts)]
-                for fetched, part in zip(_ahead(fetch, calls), parts):
-                    done(make_part(model, info, mid, fetched, part, str(data)))
+            if run is None:         # a shard per thread of the budget (threads.each)
+                for result in threads.each(ensure_part, [(model, info, mid, p, out / part_name(i), str(data))
+                                                         for i, p in enumerate(ds.shard_paths)]):
+                    done(result)
             else:
                 run(score_task, [(str(model_dir.resolve()), mid, str(shard_path.resolve()),
                                   str((out / part_name(i)).resolve()), str(data))
@@ -180,21 +178,6 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                     out.rmdir()
         raise
     return _finish(out, mid, info, ds, data, sum(made), len(made) - sum(made))
-
-
-def _ahead(fn, calls):
-    """``fn(*args)`` for each of ``calls``, in order, each computed while the caller works on the
-    one before (a thread of its own; one at a time when the thread budget is one)."""
-    if threads.budget() == 1 or not calls:
-        yield from (fn(*args) for args in calls)
-        return
-    with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(fn, *calls[0])
-        for i in range(len(calls)):
-            got = nxt.result()
-            if i + 1 < len(calls):
-                nxt = pool.submit(fn, *calls[i + 1])
-            yield got
 
 
 def _prepare(out: Path, model_id: str, ds: SheetSet, overwrite: bool, inputs) -> None:

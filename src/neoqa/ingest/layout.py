@@ -28,7 +28,8 @@ from astropy.time import Time
 from tqdm import tqdm
 
 from neoqa.errors import NeoqaError
-from neoqa.data.schema import (DEFAULT_DETECT_SNR, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
+from neoqa.data.motion import geometry_scalars
+from neoqa.data.schema import (DEFAULT_DETECT_SNR, OBS_SCALARS, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
                                TRUTH_SHEET_FIELDS)
 from neoqa.data.summaries import summarise
 from neoqa.outputs import atomic_output, check_output, confined, safe_name
@@ -231,14 +232,21 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     band = np.array([channels.index(b) for b in bands], dtype=np.int8)
 
     composites = _composites(composites, images, O_scal, obs_scalars, k, channels)
-    # Sheet scalars that summarise the observations and that the sheets table lacks are measured
-    # here by the simulator's own code (data.summaries), so they mean what the benchmark's do.
-    derived = summarise({n: O_scal[:, i] for i, n in enumerate(obs_scalars)}, k,
-                        float(meta.get("detect_snr", DEFAULT_DETECT_SNR)))
+    # Scalars the tables lack are measured here by the simulator's own code, so they mean what the
+    # benchmark's do: the motion fit and the sheet's place on the sky from the observations' times and
+    # positions (data.motion), then the summaries of the observations (data.summaries).
+    obs_geo, sheet_geo = geometry_scalars(mjd, ra, dec, k)
+    added_obs = [n for n in OBS_SCALARS if n in obs_geo and n not in obs_scalars]
+    if added_obs:
+        O_scal = np.concatenate([O_scal, np.stack([obs_geo[n] for n in added_obs], 1).astype(np.float32)], 1)
+        obs_scalars = [*obs_scalars, *added_obs]
+    derived = {**sheet_geo, **summarise({n: O_scal[:, i] for i, n in enumerate(obs_scalars)}, k,
+                                        float(meta.get("detect_snr", DEFAULT_DETECT_SNR)))}
     added = [n for n in SHEET_SCALARS if n in derived and n not in sheet_scalars]
     if added:
         S_scal = np.concatenate([S_scal, np.stack([derived[n] for n in added], 1).astype(np.float32)], 1)
         sheet_scalars = [*sheet_scalars, *added]
+    added = added_obs + added
     truth_s, truth_o = _read_truth(folder, sid, order)
     full_meta = {
         "survey": survey or fits_survey or "unknown", "channels": channels, "pixel_scale_arcsec": scale,

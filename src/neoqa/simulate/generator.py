@@ -22,6 +22,7 @@ import numpy as np
 
 from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
 from neoqa.data.sheets import SheetBatch, composite
+from neoqa.data import motion
 from neoqa.data.summaries import summarise
 from neoqa.simulate import field, kernels, linker, orbits, population, render, geometry as geo
 from neoqa.simulate.config import SimConfig
@@ -373,7 +374,7 @@ def _scene(rng, inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey) -> S
     ax[si[obj_rows], ei[obj_rows]], ay[si[obj_rows], ei[obj_rows]] = _exact_track(inst, sv, objA, si[obj_rows],
                                                                                   ei[obj_rows])
     offsets = np.concatenate([[0], np.cumsum(mask.sum(1))])
-    line_x, line_y, _, _ = kernels.fit_tracklets(offsets, dtm, ax[si, ei], ay[si, ei], np.ones(M, bool), 0.0, 0)
+    line_x, line_y, _, _ = motion.fit_tracklets(offsets, dtm, ax[si, ei], ay[si, ei], np.ones(M, bool), 0.0, 0)
     pred_x = np.where(obj_rows, line_x, hyp_v[si, 0] * dtm)
     pred_y = np.where(obj_rows, line_y, hyp_v[si, 1] * dtm)
 
@@ -682,9 +683,9 @@ def _pipeline(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     # dropped one at a time, the longest chain of the rest, and the final fit.
     gx = meas["x"] + ox                                           # measured tangent-plane position
     gy = meas["y"] + oy
-    kernels.fit_tracklets(offsets, sn.dtm, gx, gy, linked, tol, MAX_DROPS)
+    motion.fit_tracklets(offsets, sn.dtm, gx, gy, linked, tol, MAX_DROPS)
     linker.longest_chain(offsets, linked, inst.max_gap)
-    pred_x, pred_y, vx, vy = kernels.fit_tracklets(offsets, sn.dtm, gx, gy, linked, tol, 0)
+    pred_x, pred_y, vx, vy = motion.fit_tracklets(offsets, sn.dtm, gx, gy, linked, tol, 0)
     k = np.bincount(sn.si, weights=linked, minlength=n).astype(np.int64)
     fit_rate = np.hypot(vx, vy) * inst.pixel_scale_arcsec / 3600.0
     rmin, rmax = inst.rate_window_deg_per_day
@@ -776,14 +777,12 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     # the motion fit, the composite and where the sheet lies on the sky.
     sheet = summarise(dict(zip(OBS_SCALARS, obs_scalars.T)), kk, inst.detect_snr)
     _, ecl_lat = geo.unit_to_lonlat(sv.pointing_ecl[keep_idx])
-    sun = -geo.earth_position(sv.t_mid[keep_idx])
     sheet.update({
         "rate_deg_per_day": lk.fit_rate[keep_idx],
-        "position_angle_deg": np.rad2deg(np.arctan2(-lk.vx[keep_idx], lk.vy[keep_idx])) % 360.0,
+        "position_angle_deg": motion.position_angle(lk.vx[keep_idx], lk.vy[keep_idx]),
         "composite_snr_ch1": cm["snr"][:, 0], "composite_snr_ch2": cm["snr"][:, 1],
         "ecliptic_lat_deg": ecl_lat, "galactic_lat_deg": geo.galactic_latitude(sv.centre_eq[keep_idx]),
-        "solar_elongation_deg": np.rad2deg(np.arccos(np.clip(np.sum(
-            sun / np.linalg.norm(sun, axis=-1, keepdims=True) * sv.pointing_ecl[keep_idx], -1), -1, 1))),
+        "solar_elongation_deg": geo.solar_elongation(sv.pointing_ecl[keep_idx], sv.t_mid[keep_idx]),
     })
     sheet_scalars = np.stack([sheet[name] for name in SHEET_SCALARS], axis=1).astype(np.float32)
     assert sheet_scalars.shape[1] == len(SHEET_SCALARS)

@@ -1,4 +1,6 @@
-"""Vectorised solar-system geometry in the J2000 ecliptic frame (AU, days).
+"""The simulator's solar-system geometry in the J2000 ecliptic frame (AU, days): where its
+observatories are. Positions on the sky and the Earth's orbit are ``data.sky`` (shared with
+ingest), imported here so the simulator reads them as ``geo.<name>``.
 
 Accurate to well under the cutout scale for the simulator's purposes and tested
 against astropy (Earth) and kete (propagation) in tests/test_physics.py.
@@ -8,31 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-MJD_TO_JD = 2400000.5
-OBLIQUITY = np.deg2rad(23.4392911)      # J2000 mean obliquity
+from neoqa.data.sky import (MJD_TO_JD, OBLIQUITY, deproject, earth_position, ecliptic_to_equatorial,
+                            equatorial_to_ecliptic, galactic_latitude, lonlat_to_unit, project, solar_elongation,
+                            tangent_basis, unit_to_lonlat)
+
+__all__ = ["MJD_TO_JD", "OBLIQUITY", "AU_KM", "C_AU_PER_DAY", "WISE_ORBIT_RADIUS_AU", "WISE_ORBIT_PERIOD_DAY",
+           "L1_DISTANCE_AU", "deproject", "earth_position", "ecliptic_to_equatorial", "equatorial_to_ecliptic",
+           "galactic_latitude", "lonlat_to_unit", "observer_position", "project", "solar_elongation",
+           "tangent_basis", "unit_to_lonlat"]
+
 AU_KM = 1.495978707e8
 C_AU_PER_DAY = 173.1446326846693
 WISE_ORBIT_RADIUS_AU = (6378.0 + 525.0) / AU_KM   # terminator orbit ~525 km (EW)
 WISE_ORBIT_PERIOD_DAY = 94.7 / 1440.0             # EW
 L1_DISTANCE_AU = 0.01                              # Sun-Earth L1, 1.5e6 km sunward (B20)
-
-# ICRS (~J2000 equatorial) to galactic rotation (Hipparcos definition, as in astropy).
-_EQ_TO_GAL = np.array([
-    [-0.0548755604162154, -0.8734370902348850, -0.4838350155487132],
-    [+0.4941094278755837, -0.4448296299600112, +0.7469822444972189],
-    [-0.8676661490190047, -0.1980763734312015, +0.4559837761750669],
-])
-
-
-def earth_position(mjd) -> np.ndarray:
-    """Heliocentric ecliptic position of the Earth (low-precision solar theory, ~1e-4 AU)."""
-    d = np.asarray(mjd, dtype=np.float64) + MJD_TO_JD - 2451545.0
-    g = np.deg2rad(357.529 + 0.98560028 * d)
-    q = 280.459 + 0.98564736 * d
-    # Apparent solar longitude of date, less precession (to J2000) and aberration (to geometric).
-    lon = np.deg2rad(q + 1.915 * np.sin(g) + 0.020 * np.sin(2 * g) - 1.3969713 * d / 36525.0 + 0.00569)
-    r = 1.00014 - 0.01671 * np.cos(g) - 0.00014 * np.cos(2 * g)
-    return np.stack([-r * np.cos(lon), -r * np.sin(lon), np.zeros_like(r)], axis=-1)
 
 
 def observer_position(kind: str, mjd, phase0=0.0) -> np.ndarray:
@@ -53,61 +44,3 @@ def observer_position(kind: str, mjd, phase0=0.0) -> np.ndarray:
     e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
     phi = 2 * np.pi * np.asarray(mjd) / WISE_ORBIT_PERIOD_DAY + phase0
     return earth + WISE_ORBIT_RADIUS_AU * (np.cos(phi)[..., None] * z + np.sin(phi)[..., None] * e1)
-
-
-def ecliptic_to_equatorial(v: np.ndarray) -> np.ndarray:
-    c, s = np.cos(OBLIQUITY), np.sin(OBLIQUITY)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([x, c * y - s * z, s * y + c * z], axis=-1)
-
-
-def equatorial_to_ecliptic(v: np.ndarray) -> np.ndarray:
-    c, s = np.cos(OBLIQUITY), np.sin(OBLIQUITY)
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([x, c * y + s * z, -s * y + c * z], axis=-1)
-
-
-def unit_to_lonlat(v: np.ndarray):
-    """Unit vectors to (longitude, latitude) in degrees, longitude in [0, 360)."""
-    lon = np.rad2deg(np.arctan2(v[..., 1], v[..., 0])) % 360.0
-    lat = np.rad2deg(np.arcsin(np.clip(v[..., 2], -1.0, 1.0)))
-    return lon, lat
-
-
-def lonlat_to_unit(lon_deg, lat_deg) -> np.ndarray:
-    lon, lat = np.deg2rad(lon_deg), np.deg2rad(lat_deg)
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
-
-
-def galactic_latitude(eq_unit: np.ndarray) -> np.ndarray:
-    return unit_to_lonlat(eq_unit @ _EQ_TO_GAL.T)[1]
-
-
-def tangent_basis(center_eq: np.ndarray):
-    """East and north unit vectors at a sky position (equatorial)."""
-    z = np.broadcast_to([0.0, 0.0, 1.0], center_eq.shape)
-    east = np.cross(z, center_eq)
-    east /= np.linalg.norm(east, axis=-1, keepdims=True)
-    north = np.cross(center_eq, east)
-    return east, north
-
-
-def project(dirs_eq: np.ndarray, center_eq: np.ndarray, scale_arcsec: float):
-    """Gnomonic projection of directions ``[..., n, 3]`` about ``center_eq [..., 3]`` to
-    pixels: x grows to the west (east to the left, as on the sky), y to the north."""
-    east, north = tangent_basis(center_eq)
-    c = center_eq[..., None, :]
-    w = np.sum(dirs_eq * c, axis=-1)
-    xi = np.sum(dirs_eq * east[..., None, :], axis=-1) / w
-    eta = np.sum(dirs_eq * north[..., None, :], axis=-1) / w
-    k = np.rad2deg(1.0) * 3600.0 / scale_arcsec
-    return -xi * k, eta * k
-
-
-def deproject(x, y, center_eq: np.ndarray, scale_arcsec: float) -> np.ndarray:
-    """Inverse of ``project``: pixels to equatorial unit vectors."""
-    east, north = tangent_basis(center_eq)
-    k = np.deg2rad(scale_arcsec / 3600.0)
-    xi, eta = -np.asarray(x) * k, np.asarray(y) * k
-    v = center_eq + xi[..., None] * east + eta[..., None] * north
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)

@@ -1,12 +1,12 @@
 """Compiled kernels: rendering with sky, noise and saturation, noise peaks, the sky estimate,
-pipeline measurement, and the linker's motion fits.
+pipeline measurement and cutouts.
 
 The simulator spends most of its time on small images (a 19 x 19 patch per
 exposure, two channels). NumPy pays for a temporary array at every step there;
 ``expose`` renders, adds noise, saturates, takes the sky and measures the primary
 detection of each patch in one pass, ``measure`` fits a detection in one pass over
-its window, and ``fit_tracklets`` fits each candidate's motion over its rows of the
-flat exposure list. They are serial on purpose: parallelism comes from ``--workers`` (one shard per process),
+its window (the linker's motion fit is ``data.motion.fit_tracklets``, shared with ingest). They
+are serial on purpose: parallelism comes from ``--workers`` (one shard per process),
 so the bytes never depend on thread scheduling.
 
 Noise comes from one random stream per exposure: a 64-bit seed drawn from the
@@ -555,54 +555,3 @@ def cutouts(img, rows, r0, c0, size):
                 for x in range(size):
                     out[i, c, y, x] = img[rows[i], c, r0[i] + y, c0[i] + x]
     return out
-
-
-# ------------------------------------------------------------------ linking
-@njit(cache=True)
-def fit_tracklets(offsets, t, x, y, linked, drop_above, passes):
-    """Least-squares lines x(t), y(t) per candidate over its linked detections, dropping
-    the worst detection while its offset from the line exceeds ``drop_above``, at most
-    ``passes`` times, then fitting again.
-
-    Candidate i owns rows offsets[i]:offsets[i + 1] of the flat arrays t, x, y, linked
-    (``linked`` is updated in place). Returns the line's x and y at every row and each
-    candidate's velocity (vx, vy).
-    """
-    n = offsets.shape[0] - 1
-    pred_x = np.empty(t.shape[0])
-    pred_y = np.empty(t.shape[0])
-    vx = np.zeros(n)
-    vy = np.zeros(n)
-    for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        for p in range(passes + 1):
-            sw = st = sx = sy = 0.0
-            for j in range(a, b):
-                if linked[j]:
-                    sw += 1
-                    st += t[j]
-                    sx += x[j]
-                    sy += y[j]
-            sw = max(sw, 1.0)
-            tm, xm, ym = st / sw, sx / sw, sy / sw
-            stt = sxt = syt = 0.0
-            for j in range(a, b):
-                if linked[j]:
-                    dt = t[j] - tm
-                    stt += dt * dt
-                    sxt += dt * (x[j] - xm)
-                    syt += dt * (y[j] - ym)
-            stt = max(stt, 1e-12)
-            vx[i], vy[i] = sxt / stt, syt / stt
-            worst, worst_res = -1, -1.0
-            for j in range(a, b):
-                pred_x[j] = xm + vx[i] * (t[j] - tm)
-                pred_y[j] = ym + vy[i] * (t[j] - tm)
-                if linked[j]:
-                    res = math.hypot(x[j] - pred_x[j], y[j] - pred_y[j])
-                    if res > worst_res:
-                        worst, worst_res = j, res
-            if p == passes or worst_res <= drop_above:
-                break
-            linked[worst] = False
-    return pred_x, pred_y, vx, vy

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from neoqa.errors import NeoqaError
 from neoqa.simulate import simulate, runner
+from neoqa.data.sheets import SheetBatch
 from neoqa.data.store import SheetSet, read_shard, write_shard
 
 
@@ -134,6 +136,27 @@ def test_a_reader_of_some_arrays_leaves_the_rest_on_disk(tmp_path, small_batch):
     assert part.keeping(None) is part
     kept = part.keeping({"obs_scalars"})
     assert np.isnan(kept.composite).all() and np.array_equal(kept.obs_scalars, part.obs_scalars, equal_nan=True)
+
+
+def test_a_shard_from_before_the_wcs_reads_it_as_unknown(tmp_path, small_batch):
+    """obs/wcs came in 0.8.0: a shard without it opens, its WCS NaN; a wrong shape or an infinite
+    value is refused in one line."""
+    part = small_batch.select(np.arange(10))
+    assert np.isfinite(part.wcs).all() and part.wcs.shape == (part.n_obs, 8)       # the simulator's
+    path = write_shard(tmp_path / "s.h5", part)
+    with h5py.File(path, "a") as f:
+        del f["obs/wcs"]
+    old = SheetSet(path).read()
+    assert old.wcs.shape == (part.n_obs, 8) and np.isnan(old.wcs).all()
+    assert old.equals(replace(part, wcs=old.wcs))                                   # the rest as written
+    assert np.isnan(old.select([2, 0]).wcs).all() and np.isnan(SheetBatch.concat([old, old]).wcs).all()
+    for bad, message in ((np.zeros((part.n_obs, 7)), "dataset 'obs/wcs' has shape"),
+                         (np.full((part.n_obs, 8), np.inf), "field 'wcs' holds infinite values")):
+        with h5py.File(path, "a") as f:
+            f.pop("obs/wcs", None)
+            f["obs/wcs"] = bad
+        with pytest.raises(NeoqaError, match=message):
+            SheetSet(path).read()
 
 
 def test_long_and_non_ascii_sheet_ids_survive(tmp_path, small_batch):

@@ -14,10 +14,14 @@ from neoqa.data.schema import OBS_SCALARS, SHEET_SCALARS
 # Per-sheet and per-observation arrays (first axis = sheet or observation); the
 # HDF5 layout and the FITS/table export are both written from these lists.
 SHEET_ARRAYS = ("sheet_id", "label", "k", "composite", "sheet_scalars")
-OBS_ARRAYS = ("cutouts", "obs_scalars", "ra", "dec", "mjd", "band", "mag")
+OBS_ARRAYS = ("cutouts", "obs_scalars", "ra", "dec", "mjd", "band", "mag", "wcs")
+# A cutout's world coordinates: a gnomonic (FITS ``RA---TAN``/``DEC--TAN``) projection given by
+# CRVAL1, CRVAL2 (deg), CRPIX1, CRPIX2 (FITS pixels: 1-based, x along a row) and the CD matrix (deg
+# per pixel); NaN where they are not known (data from before 0.8.0, tables without them).
+WCS_FIELDS = ("crval1", "crval2", "crpix1", "crpix2", "cd1_1", "cd1_2", "cd2_1", "cd2_2")
 # The arrays a reader may leave unread when a model reads none of them (``Model.reads``); ids,
 # labels, k and band are always read (they are what a shard is checked by).
-OPTIONAL_ARRAYS = ("composite", "sheet_scalars", "cutouts", "obs_scalars", "ra", "dec", "mjd", "mag")
+OPTIONAL_ARRAYS = ("composite", "sheet_scalars", "cutouts", "obs_scalars", "ra", "dec", "mjd", "mag", "wcs")
 
 
 def unread(shape, dtype) -> np.ndarray:
@@ -47,11 +51,16 @@ class SheetBatch:
     mjd: np.ndarray               # [M] float64
     band: np.ndarray              # [M] int8 index into channels: the detecting band
     mag: np.ndarray               # [M] float32 magnitude in that band
+    wcs: np.ndarray | None = None     # [M, 8] float64 each cutout's WCS_FIELDS; None: unknown (NaN)
     truth_sheet: dict | None = None   # name -> [N]
     truth_obs: dict | None = None     # name -> [M]
     sheet_scalar_names: tuple = SHEET_SCALARS
     obs_scalar_names: tuple = OBS_SCALARS
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.wcs is None:
+            self.wcs = unread((len(self.mjd), len(WCS_FIELDS)), np.float64)
 
     def __len__(self) -> int:
         return int(self.sheet_id.shape[0])

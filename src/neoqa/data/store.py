@@ -20,7 +20,7 @@ import numpy as np
 from neoqa.errors import NeoqaError
 from neoqa.outputs import atomic_output, confined, read_json
 from neoqa.data.schema import FORMAT_NAME, FORMAT_VERSION, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS, TRUTH_SHEET_FIELDS
-from neoqa.data.sheets import OBS_ARRAYS, OPTIONAL_ARRAYS, SHEET_ARRAYS, SheetBatch, unread
+from neoqa.data.sheets import OBS_ARRAYS, OPTIONAL_ARRAYS, SHEET_ARRAYS, WCS_FIELDS, SheetBatch, unread
 
 MANIFEST = "manifest.json"
 # Dataset meta keys every shard and manifest carry.
@@ -31,9 +31,10 @@ OPTIONAL_META_KEYS = ("psf_fwhm_arcsec", "detect_snr")   # instrument facts the 
 _DTYPES = {
     "label": np.int8, "k": np.int32, "composite": np.float32, "sheet_scalars": np.float32,
     "cutouts": np.float32, "obs_scalars": np.float32, "ra": np.float64, "dec": np.float64,
-    "mjd": np.float64, "band": np.int8, "mag": np.float32,
+    "mjd": np.float64, "band": np.int8, "mag": np.float32, "wcs": np.float64,
 }
 _GROUP = {**{n: "sheets" for n in SHEET_ARRAYS}, **{n: "obs" for n in OBS_ARRAYS}}
+UNSTORED_BEFORE = {"wcs": "0.8.0"}        # arrays a shard written before that version lacks (read as NaN)
 _TRUTH_DTYPES = {"clean_label": np.int8, "scenario": np.int8, "object_class": np.int8,
                  "n_object_obs": np.int16, "source_kind": np.int8, "object_id": np.int16,
                  "observer_x_au": np.float64, "observer_y_au": np.float64, "observer_z_au": np.float64}
@@ -297,10 +298,13 @@ def _validate(f, path: Path):
     ns, no = len(meta["sheet_scalars"]), len(meta["obs_scalars"])
     expect = {"sheet_id": (None,), "label": (None,), "k": (None,), "composite": (None, n_ch, size, size),
               "sheet_scalars": (None, ns), "cutouts": (None, n_ch, size, size), "obs_scalars": (None, no),
-              "ra": (None,), "dec": (None,), "mjd": (None,), "band": (None,), "mag": (None,)}
+              "ra": (None,), "dec": (None,), "mjd": (None,), "band": (None,), "mag": (None,),
+              "wcs": (None, len(WCS_FIELDS))}
     lengths = {}
     for name, shape in expect.items():
         key = f"{_GROUP[name]}/{name}"
+        if key not in f and name in UNSTORED_BEFORE:
+            continue
         if key not in f:
             raise NeoqaError(f"{path}: dataset '{key}' is missing")
         ds = f[key]
@@ -346,7 +350,7 @@ def _validate(f, path: Path):
 
 # numpy dtype kinds each stored array may have: fractional k or labels are refused on open
 _KINDS = {"sheet_id": "S", "label": "iu", "k": "iu", "band": "iu", "composite": "f", "sheet_scalars": "f",
-          "cutouts": "f", "obs_scalars": "f", "ra": "f", "dec": "f", "mjd": "f", "mag": "f"}
+          "cutouts": "f", "obs_scalars": "f", "ra": "f", "dec": "f", "mjd": "f", "mag": "f", "wcs": "f"}
 
 
 def _check_meta(path, meta) -> None:
@@ -372,7 +376,7 @@ def _check_meta(path, meta) -> None:
 
 # Missing values are NaN by contract; infinities never are, and pixels and positions are never missing.
 _FINITE = ("composite", "cutouts", "ra", "dec", "mjd")
-_NO_INF = ("sheet_scalars", "obs_scalars", "mag")
+_NO_INF = ("sheet_scalars", "obs_scalars", "mag", "wcs")
 
 
 def check_finite(where, arrays: dict) -> None:
@@ -420,15 +424,15 @@ def read_shard(path: Path, truth: bool = True, arrays=None) -> SheetBatch:
         meta, _, kw = _validate(f, path)
         skip = () if arrays is None else [n for n in OPTIONAL_ARRAYS if n not in arrays]
         kw.update({name: f[f"{_GROUP[name]}/{name}"][()] for name in SHEET_ARRAYS + OBS_ARRAYS
-                   if name not in kw and name not in skip})
+                   if name not in kw and name not in skip and f"{_GROUP[name]}/{name}" in f})
         try:
             kw["sheet_id"] = decode_ids(kw["sheet_id"])
         except UnicodeDecodeError:
             raise NeoqaError(f"{path}: dataset 'sheets/sheet_id' holds an id that is not UTF-8") from None
         check_finite(path, kw)
         for name in skip:
-            ds = f[f"{_GROUP[name]}/{name}"]
-            kw[name] = unread(ds.shape, _DTYPES[name])
+            if f"{_GROUP[name]}/{name}" in f:
+                kw[name] = unread(f[f"{_GROUP[name]}/{name}"].shape, _DTYPES[name])
         if meta["has_truth"] and truth:
             kw["truth_sheet"] = {n: f[f"truth/sheets/{n}"][()] for n in TRUTH_SHEET_FIELDS}
             m = len(kw["mjd"])

@@ -16,6 +16,7 @@ Either table may be CSV (``sheets.csv``, ``observations.csv``) instead of Parque
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from neoqa.data.schema import (DEFAULT_DETECT_SNR, OBS_SCALARS, SHEET_SCALARS, T
                                TRUTH_SHEET_FIELDS)
 from neoqa.data.summaries import summarise
 from neoqa.outputs import atomic_output, check_output, confined, safe_name
-from neoqa.data.sheets import SheetBatch, composite, pixel_median
+from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite, pixel_median
 from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
 from neoqa.outputs import read_json
 
@@ -110,9 +111,22 @@ def _export_fits(b: SheetBatch, folder: Path, meta: dict) -> None:
             h.header["DATE-OBS"] = (Time(mjd, format="mjd", scale="utc").isot, "UTC, from MJD-OBS")
             if unit:
                 h.header["BUNIT"] = unit
+            _write_wcs(h.header, b.wcs[off[i] + j])
             hdus.append(h)
         hdus.append(fits.ImageHDU(b.composite[i], name="COMPOSITE"))
         fits.HDUList(hdus).writeto(folder / f"{safe_name(sid)}.fits")
+
+
+def _write_wcs(header, w: np.ndarray) -> None:
+    """A cutout's WCS (``WCS_FIELDS``) as FITS keywords on its celestial axes 1 and 2 (x, y; the
+    band axis 3 has none), where it is known."""
+    if not np.isfinite(w).all():
+        return
+    header["CTYPE1"], header["CTYPE2"] = "RA---TAN", "DEC--TAN"
+    header["CUNIT1"], header["CUNIT2"] = "deg", "deg"
+    header["RADESYS"] = "ICRS"
+    for name, value in zip(WCS_FIELDS, w):
+        header[name.upper()] = float(value)
 
 
 # ------------------------------------------------------------------ ingest
@@ -223,7 +237,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
         else np.zeros((len(osid), 0), np.float32)
     bands = _strings(obs_path, obs, "band")[order]
 
-    channels, scale, images, composites, fits_survey = _read_fits(folder, sid, k, meta, progress)
+    channels, scale, images, composites, wcs, fits_survey = _read_fits(folder, sid, k, meta, progress)
     bad = np.flatnonzero(~np.isin(bands, channels))
     if len(bad):
         row = int(order[bad[0]]) + 2
@@ -256,7 +270,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     }
     batch = SheetBatch(sheet_id=sid, label=label.astype(np.int8), k=k, composite=composites,
                        sheet_scalars=S_scal, cutouts=images, obs_scalars=O_scal, ra=ra, dec=dec, mjd=mjd,
-                       band=band, mag=mag, truth_sheet=truth_s, truth_obs=truth_o,
+                       band=band, mag=mag, wcs=wcs, truth_sheet=truth_s, truth_obs=truth_o,
                        sheet_scalar_names=tuple(sheet_scalars), obs_scalar_names=tuple(obs_scalars), meta=full_meta)
     check_finite(folder, {"sheet_id": sid, "k": k, "composite": composites, "cutouts": images, "ra": ra, "dec": dec,
                           "mjd": mjd, "sheet_scalars": S_scal, "obs_scalars": O_scal, "mag": mag})
@@ -333,7 +347,7 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
     channels, scale = meta.get("channels"), meta.get("pixel_scale_arcsec")
     size = meta.get("cutout_size")
     shape = (len(channels), size, size) if channels and size else None
-    images, composites, survey = [], [], meta.get("survey")
+    images, composites, wcs, survey = [], [], [], meta.get("survey")
     for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet", disable=not progress)):
         p = confined(fdir, f"{safe_name(s)}.fits", f"{folder}: sheet {s!r}")
         if not p.is_file():
@@ -360,6 +374,7 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
                                      f"{shape if shape else (len(channels), 'S', 'S')}")
                 _check_pixels(p, name, s, data)
                 images.append(data.astype(np.float32))
+                wcs.append(_read_wcs(p, name, hdul[name].header))
             extra = [h.name for h in hdul[1:] if h.name.startswith("OBS") and h.name[3:].isdigit() and int(h.name[3:]) > k[i]]
             if extra:
                 raise NeoqaError(f"{p}: HDU {extra[0]} has no row in observations (sheet has k={k[i]})")
@@ -377,7 +392,37 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
             composites.append(comp.astype(np.float32))
     if scale is None:
         raise NeoqaError(f"{folder}: the pixel scale is unknown (PIXSCALE header or dataset.json)")
-    return list(channels), float(scale), np.stack(images), composites, survey
+    return list(channels), float(scale), np.stack(images), composites, np.array(wcs, np.float64), survey
+
+
+def _read_wcs(p: Path, hdu: str, header) -> list:
+    """An observation HDU's celestial WCS as ``WCS_FIELDS`` (NaN where it has none). A plain
+    gnomonic projection is kept; another (SIP distortions, other projections) is noted once and
+    not kept, since neoqa's WCS holds a TAN projection only."""
+    if "CTYPE1" not in header:
+        return [np.nan] * len(WCS_FIELDS)
+    import warnings
+
+    from astropy.wcs import WCS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = WCS(header).celestial
+    except Exception as e:          # astropy raises several kinds for a malformed header
+        raise NeoqaError(f"{p}: HDU {hdu}: the WCS keywords cannot be read ({str(e).splitlines()[0]})") from None
+    ctype = list(w.wcs.ctype)
+    if ctype != ["RA---TAN", "DEC--TAN"] or w.sip is not None or w.wcs.naxis != 2:
+        if p.parent not in _NOTED_WCS:
+            _NOTED_WCS.add(p.parent)
+            print(f"note: {p}: HDU {hdu}: WCS {'/'.join(ctype) or 'without celestial axes'} is not a plain TAN "
+                  "projection; the cutouts' WCS is not kept", file=sys.stderr)
+        return [np.nan] * len(WCS_FIELDS)
+    cd = w.wcs.cd if w.wcs.has_cd() else w.pixel_scale_matrix        # CD as written, else PC x CDELT
+    return [*w.wcs.crval, *w.wcs.crpix, *np.ravel(cd)]
+
+
+_NOTED_WCS: set = set()
 
 
 def _composites(given: list, images: np.ndarray, obs: np.ndarray, obs_names, k, channels) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
-from neoqa.data.sheets import SheetBatch, composite
+from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite
 from neoqa.data import motion
 from neoqa.data.summaries import summarise
 from neoqa.simulate import field, kernels, linker, orbits, population, render, geometry as geo
@@ -766,6 +766,12 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     # Astrometry of each detection, from its measured position.
     det_eq = geo.deproject(lk.gx[fi], lk.gy[fi], sv.centre_eq[osi], scale)
     lon, lat = geo.unit_to_lonlat(det_eq)
+    # Each cutout's WCS: the candidate's tangent plane (x west, y north at its tangent point), its
+    # centre pixel at (ccx, ccy) there; FITS pixels are 1-based.
+    wcs = np.zeros((len(fi), len(WCS_FIELDS)))
+    wcs[:, 0], wcs[:, 1] = geo.unit_to_lonlat(sv.centre_eq[osi])
+    wcs[:, 2], wcs[:, 3] = S // 2 + 1 - ccx, S // 2 + 1 - ccy
+    wcs[:, 4], wcs[:, 7] = -scale / 3600.0, scale / 3600.0
 
     # Composite: background-subtracted cutouts averaged in the moving frame.
     comp = composite(cut, ex.sky[fi], kk)
@@ -826,7 +832,7 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
         sheet_id=np.array([""] * N, dtype=object), label=clean.copy(), k=kk.astype(np.int32),
         composite=comp, sheet_scalars=sheet_scalars, cutouts=cut,
         obs_scalars=obs_scalars, ra=lon, dec=lat, mjd=t_obs, band=band.astype(np.int8),
-        mag=mag[np.arange(len(fi)), band].astype(np.float32),
+        mag=mag[np.arange(len(fi)), band].astype(np.float32), wcs=wcs,
         truth_sheet=truth_sheet, truth_obs=truth_obs,
     )
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -107,8 +108,21 @@ def test_show_labels_what_a_vetter_needs(small_batch):
     pa = np.degrees(np.arctan2(-(x1 - x0), y1 - y0)) % 360       # east of north, east to the left
     assert abs(pa - sheet.sheet_scalar("position_angle_deg")[0] % 360) < 0.5
     plt.close(fig)
-    sheet.meta = {**sheet.meta, "provenance": {}}        # own data: orientation not recorded
-    fig = sheet_figure(sheet)
+    # a team's cutouts turned 30 degrees on the sky (their WCS says so): the compass and the motion turn too
+    turn = np.radians(30.0)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    wcs = sheet.wcs.copy()
+    wcs[:, 4:] = (wcs[:, 4:].reshape(-1, 2, 2) @ rot).reshape(-1, 4)
+    turned = replace(sheet, wcs=wcs, meta={**sheet.meta, "provenance": {}})
+    fig = sheet_figure(turned)
+    arrows = [c for ax in fig.axes for c in ax.texts if c.get_text() == "" and hasattr(c, "xyann")]
+    angle = [np.degrees(np.arctan2(a.xy[1] - a.xyann[1], a.xy[0] - a.xyann[0])) for a in arrows]
+    north_before = 90.0
+    assert abs((angle[1] - north_before + 180) % 360 - 180 - (-30.0)) < 1.0      # north, turned with the pixels
+    assert abs((angle[0] - np.degrees(np.arctan2(y1 - y0, x1 - x0)) + 180) % 360 - 180 + 30.0) < 1.0   # the motion too
+    plt.close(fig)
+    blind = replace(sheet, wcs=np.full_like(sheet.wcs, np.nan), meta={**sheet.meta, "provenance": {}})
+    fig = sheet_figure(blind)                            # own data without a WCS: orientation not recorded
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "N" not in texts and any("orientation not recorded" in t for t in texts)
     plt.close(fig)

@@ -95,3 +95,18 @@ def deproject(x, y, center_eq: np.ndarray, scale_arcsec: float) -> np.ndarray:
     xi, eta = -np.asarray(x) * k, np.asarray(y) * k
     v = center_eq + xi[..., None] * east + eta[..., None] * north
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def cutout_wcs(fields):
+    """A cutout's world coordinates (``data.sheets.WCS_FIELDS``) as an astropy WCS of its two pixel
+    axes (0-based pixels in astropy's ``*_values`` calls, as FITS pixels less one)."""
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.cunit = ["deg", "deg"]
+    w.wcs.radesys = "ICRS"
+    w.wcs.crval = np.asarray(fields[:2], np.float64)
+    w.wcs.crpix = np.asarray(fields[2:4], np.float64)
+    w.wcs.cd = np.reshape(np.asarray(fields[4:8], np.float64), (2, 2))
+    return w

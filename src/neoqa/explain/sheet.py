@@ -9,6 +9,7 @@ import numpy as np
 from neoqa import figures
 from neoqa.errors import NeoqaError
 from neoqa.data.schema import OBJECT_CLASSES, SCENARIOS, SOURCE_KINDS
+from neoqa.data.sky import cutout_wcs
 from neoqa.data.store import SheetSet
 
 MAX_COLUMNS = 12
@@ -43,10 +44,45 @@ def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
     return out
 
 
-def _orientation_known(meta) -> bool:
-    """The simulator's cutouts are tangent-plane pixels, north up and east left; ingested data
-    does not record its cutouts' orientation (docs/format.md), so no compass is drawn for it."""
-    return (meta.get("provenance") or {}).get("generator") == "neoqa.simulate"
+def _orientation(b):
+    """(north, east, what they rest on): unit vectors in the composite's pixels (x right, y up) at
+    its centre, from the first cutout's WCS (local north and east, so a cutout far from its tangent
+    point, or a team's rotated one, gets its own compass); for simulated data written before the
+    WCS was stored, north up and east left (the simulator's tangent-plane pixels); None where the
+    data cannot say."""
+    w = b.wcs[int(np.argmin(b.mjd))]
+    if np.isfinite(w).all():
+        wcs = cutout_wcs(w)
+        S = b.composite.shape[-1]
+        centre = wcs.pixel_to_world_values((S - 1) / 2, (S - 1) / 2)
+        step = 10.0 / 3600                             # 10" along the meridian and the parallel
+        dirs = []
+        for dra, ddec in ((0.0, step), (step / np.cos(np.radians(centre[1])), 0.0)):
+            x, y = wcs.world_to_pixel_values(centre[0] + dra, centre[1] + ddec)
+            v = np.array([x - (S - 1) / 2, y - (S - 1) / 2])
+            dirs.append(v / np.linalg.norm(v))
+        return dirs[0], dirs[1], "from the cutouts' WCS"
+    if (b.meta.get("provenance") or {}).get("generator") == "neoqa.simulate":
+        return np.array([0.0, 1.0]), np.array([-1.0, 0.0]), "north up, east left\n(tangent-plane pixels)"
+    return None
+
+
+def _motion(b, north, east):
+    """The fitted motion's direction in the composite's pixels: the detections placed in the first
+    cutout's pixels by its WCS and a line fitted to them over time; without a WCS, the sheet's
+    position angle on the compass. None where neither is known."""
+    w = b.wcs[int(np.argmin(b.mjd))]
+    if np.isfinite(w).all() and len(b.mjd) > 1 and np.ptp(b.mjd) > 0:
+        x, y = cutout_wcs(w).world_to_pixel_values(b.ra, b.dec)
+        t = b.mjd - b.mjd.mean()
+        v = np.array([np.dot(t, x - x.mean()), np.dot(t, y - y.mean())])
+    elif "position_angle_deg" in b.sheet_scalar_names:
+        pa = np.radians(float(b.sheet_scalar("position_angle_deg")[0]))
+        v = np.sin(pa) * east + np.cos(pa) * north
+    else:
+        return None
+    n = np.linalg.norm(v)
+    return v / n if np.isfinite(n) and n > 0 else None
 
 
 def _scalar(b, name):
@@ -57,7 +93,8 @@ def _scalar(b, name):
 def sheet_figure(b):
     """One sheet (a one-sheet ``SheetBatch``) as a vetter sees it, a matplotlib Figure: each
     observation's cutouts in time order with its S/N, the S/N against time in every band, the
-    composite with the fitted motion and (simulated data) the compass, and the sheet's position,
+    composite with the fitted motion and the compass (where the cutouts' WCS or the simulator
+    says how they lie on the sky), and the sheet's position,
     label, truth and key scalars."""
     plt = figures.pyplot()
     meta = b.meta
@@ -102,34 +139,33 @@ def sheet_figure(b):
     ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if kinds is not None:
         ax.set_title("titles: what truly made each detection (green: the object)", fontsize=8, loc="left")
-    oriented = _orientation_known(meta)
+    orientation = _orientation(b)
     S = b.composite.shape[-1]
     names = b.sheet_scalar_names
     pa = float(b.sheet_scalar("position_angle_deg")[0]) if "position_angle_deg" in names else np.nan
     rate = float(b.sheet_scalar("rate_deg_per_day")[0]) if "rate_deg_per_day" in names else np.nan
+    motion = _motion(b, *orientation[:2]) if orientation is not None else None
     for c in range(C):
         ax = fig.add_subplot(gs[c, cols])
         ax.imshow(b.composite[0, c], origin="lower", cmap="gray", norm=_stretch(b.composite[0, c]))
         ax.set_xticks([]); ax.set_yticks([])
         ax.set_title(f"composite {ch[c]}", fontsize=9)
-        if not oriented:
+        if orientation is None:
             continue
-        if c == 0 and np.isfinite(pa):     # the fitted motion: east of north, north up and east left
-            d = np.array([-np.sin(np.radians(pa)), np.cos(np.radians(pa))]) * 0.36 * S
-            mid = (S - 1) / 2
+        if c == 0 and motion is not None:      # the fitted motion, through the composite's centre
+            d, mid = motion * 0.36 * S, (S - 1) / 2
             ax.annotate("", xy=(mid + d[0], mid + d[1]), xytext=(mid - d[0], mid - d[1]),
                         arrowprops={"arrowstyle": "-|>", "color": "C1", "lw": 1.6, "alpha": 0.9})
-        if c == C - 1:                     # the compass
-            x0, y0, L = S - 2.0, 1.2, 2.8
-            for (dx, dy), word in (((0, L), "N"), ((-L, 0), "E")):
-                ax.annotate("", xy=(x0 + dx, y0 + dy), xytext=(x0, y0),
+        if c == C - 1:                         # the compass, in the lower right corner
+            x0, y0, L = S - 3.2, 3.2, 2.6
+            for v, word in ((orientation[0], "N"), (orientation[1], "E")):
+                ax.annotate("", xy=(x0 + L * v[0], y0 + L * v[1]), xytext=(x0, y0),
                             arrowprops={"arrowstyle": "-|>", "color": "C0", "lw": 1.2})
-                ax.text(x0 + 1.25 * dx, y0 + 1.25 * dy, word, color="C0", fontsize=8, ha="center", va="center",
-                        fontweight="bold")
+                ax.text(x0 + 1.35 * L * v[0], y0 + 1.35 * L * v[1], word, color="C0", fontsize=8, ha="center",
+                        va="center", fontweight="bold")
     ax = fig.add_subplot(gs[C, cols])
     ax.axis("off")
-    ax.text(0, 1, "north up, east left\n(tangent-plane pixels,\n"
-            f"{meta.get('pixel_scale_arcsec', '?')}\" per pixel)" if oriented
+    ax.text(0, 1, f"compass {orientation[2]},\n{meta.get('pixel_scale_arcsec', '?')}\" per pixel" if orientation
             else "orientation not recorded\nin the data: no compass", va="top", fontsize=7.5, transform=ax.transAxes)
     ax = fig.add_subplot(gs[:, cols + 1])
     ax.axis("off")
@@ -140,7 +176,7 @@ def sheet_figure(b):
             f"  (first detection, MJD {b.mjd[first]:.5f})",
             f"{k} observations over {float(np.ptp(b.mjd)) * 24:.1f} h"]
     if np.isfinite(rate) and np.isfinite(pa):
-        text.append(f"motion {rate:.3g} deg/day at PA {pa:.0f} deg" + (" (arrow)" if oriented else ""))
+        text.append(f"motion {rate:.3g} deg/day at PA {pa:.0f} deg" + (" (arrow)" if motion is not None else ""))
     if b.truth_sheet is not None:
         t = b.truth_sheet
         text.append(f"truth: {'real' if t['clean_label'][0] else 'false'}, {SCENARIOS[t['scenario'][0]]}, "

@@ -273,7 +273,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
                        band=band, mag=mag, wcs=wcs, truth_sheet=truth_s, truth_obs=truth_o,
                        sheet_scalar_names=tuple(sheet_scalars), obs_scalar_names=tuple(obs_scalars), meta=full_meta)
     check_finite(folder, {"sheet_id": sid, "k": k, "composite": composites, "cutouts": images, "ra": ra, "dec": dec,
-                          "mjd": mjd, "sheet_scalars": S_scal, "obs_scalars": O_scal, "mag": mag})
+                          "mjd": mjd, "sheet_scalars": S_scal, "obs_scalars": O_scal, "mag": mag, "wcs": wcs})
     shards = (batch.select(np.arange(s, min(s + SHARD_SHEETS, len(batch)))) for s in range(0, len(batch), SHARD_SHEETS))
     return write_dataset(out, shards, overwrite=overwrite, inputs=(folder,))
 

@@ -125,3 +125,26 @@ def test_the_parsers_bucket_names_are_the_models():
     from neoqa.models.calibration import BUCKETS
 
     assert BUCKET_NAMES == BUCKETS
+
+
+def test_every_verb_takes_quiet_and_it_silences_every_bar(small_neowise, tmp_path, capsys):
+    """A nightly job's log wants no progress bars: --quiet on every verb, and it reaches every bar
+    (the scorer's, a fit's heartbeat and the zoo's)."""
+    assert all("--quiet" in flags(parser) for parser in verbs().values())
+    from neoqa import progress
+
+    try:
+        assert main(["info", "--data", str(small_neowise), "--quiet"]) == 0
+        out = tmp_path / "m"
+        assert main(["train", "--kind", "ridge", "--data", str(small_neowise), "--out", str(out)]) == 0
+        loud = capsys.readouterr().err
+        assert main(["score", "--model", str(out), "--data", str(small_neowise), "--out", str(tmp_path / "s")]) == 0
+        assert "score: 100%" in capsys.readouterr().err and "fit " in loud        # bars by default
+        assert main(["train", "--kind", "ridge", "--data", str(small_neowise), "--out", str(tmp_path / "q"),
+                     "--quiet"]) == 0
+        assert main(["score", "--model", str(out), "--data", str(small_neowise), "--out", str(tmp_path / "s2"),
+                     "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "" and "scored 700 sheets" in captured.out      # the summary stays
+    finally:
+        progress.set_quiet(False)

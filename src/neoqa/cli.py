@@ -620,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/zoo", help="the run folder (default runs/zoo)")
     s.set_defaults(func=_main_job)
     for verb in sub.choices.values():
+        if "--quiet" not in verb._option_string_actions:
+            verb.add_argument("--quiet", action="store_true", help="no progress bars (what the command prints stays)")
         verb.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                           help="threads every pool (BLAS, OpenMP, torch, LightGBM) may run (default: the cores this "
                                "process may use; two jobs sharing a machine should split them)")
@@ -707,6 +709,9 @@ def main(argv=None) -> int:
     from neoqa.threads import set_budget
 
     set_budget(args.threads)                 # before any library starts its pool
+    from neoqa.progress import set_quiet
+
+    set_quiet(args.quiet)
     import tqdm
 
     tqdm.tqdm.monitor_interval = 0           # no daemon thread writing to stderr while the process exits

@@ -1,7 +1,9 @@
-"""Progress for long steps whose library shows none: a bar over LightGBM's trees (its callback), and
-for a fit that reports nothing while it runs (scikit-learn's MLPs and kernels) a line that says what
-is running and for how long, refreshed every second, so no step is silent. Nothing here guesses
-a fraction it does not know."""
+"""Progress on stderr: every bar neoqa shows comes from ``progress_bar`` (tqdm), so one switch
+(``set_quiet``, the command line's ``--quiet``) silences them all, as a nightly job's log wants. For
+long steps whose library shows none: a bar over LightGBM's trees (its callback), and for a fit that
+reports nothing while it runs (scikit-learn's MLPs and kernels) a line that says what is running and
+for how long, refreshed every second, so no step is silent. Nothing here guesses a fraction it does
+not know."""
 
 from __future__ import annotations
 
@@ -10,15 +12,29 @@ import threading
 
 from tqdm import tqdm
 
+_quiet = False
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Silence every progress bar of this process (``--quiet``), or bring them back."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def progress_bar(iterable=None, **kw):
+    """A tqdm bar (tqdm's arguments), shown unless the caller disables it or the process is quiet."""
+    kw["disable"] = bool(kw.get("disable", False)) or _quiet
+    return tqdm(iterable, **kw)
+
 
 @contextlib.contextmanager
 def heartbeat(desc: str, enabled: bool = True):
     """``desc: 12 s`` on stderr while the block runs, refreshed every second (a bar without a total:
     the step's length is not known in advance)."""
-    if not enabled:
+    if not enabled or _quiet:
         yield
         return
-    bar = tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", mininterval=0)
+    bar = progress_bar(total=None, desc=desc, bar_format="{desc}: {elapsed}", mininterval=0)
     stop = threading.Event()
 
     def tick():
@@ -39,7 +55,7 @@ def heartbeat(desc: str, enabled: bool = True):
 def tree_bar(total: int, desc: str, enabled: bool = True):
     """A LightGBM callback that advances a bar by one tree per boosting round; call ``.close()`` on
     the returned callback after the fit (it also closes itself at the last tree)."""
-    bar = tqdm(total=total, desc=desc, unit="tree", disable=not enabled)
+    bar = progress_bar(total=total, desc=desc, unit="tree", disable=not enabled)
 
     def callback(env):
         bar.update(1)

@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from neoqa import __version__, threads
 from neoqa.data.store import SheetSet, dataset_digest, file_digest, read_shard
@@ -32,6 +31,7 @@ from neoqa.models import persistence as persist
 from neoqa.models.calibration import BUCKETS
 from neoqa.outputs import (MARKER, atomic_output, check_output, command, read_marker, remove_stale_partials,
                            write_marker)
+from neoqa.progress import progress_bar
 
 BATCH = 4096
 MANIFEST = "_manifest.json"          # "_" first: a Parquet dataset reader skips it
@@ -156,7 +156,7 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
     _prepare(out, mid, ds, overwrite, (model_dir, data))
     made = []
     try:
-        with tqdm(total=len(ds), desc="score", unit="sheet", disable=not progress) as bar:
+        with progress_bar(total=len(ds), desc="score", unit="sheet", disable=not progress) as bar:
             def done(result):
                 bar.update(result[0])
                 made.append(result[1])

@@ -71,7 +71,7 @@ def explain_many(model_dir, data, out, sheet_ids, rows=None, method="smoothgrad"
     chose them) where given. An id the data lacks is refused before anything is drawn."""
     import csv
 
-    from tqdm import tqdm
+    from neoqa.progress import progress_bar
 
     ids = [str(s) for s in dict.fromkeys(sheet_ids)]
     if not ids:
@@ -93,7 +93,7 @@ def explain_many(model_dir, data, out, sheet_ids, rows=None, method="smoothgrad"
     names = {i: f"{safe_name(i)}.png" for i in ids}
     out = Path(out)
     with atomic_output(out, overwrite=overwrite, inputs=(model_dir, data), folder=True, kind="explanations") as tmp:
-        bar = tqdm(total=len(ids), desc="explain", unit="sheet")
+        bar = progress_bar(total=len(ids), desc="explain", unit="sheet")
         for shard in shards.iter_shards():
             hit = np.flatnonzero(np.isin(shard.sheet_id.astype(str), ids))
             if not len(hit):

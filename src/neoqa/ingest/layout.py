@@ -26,7 +26,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from astropy.io import fits
 from astropy.time import Time
-from tqdm import tqdm
 
 from neoqa.errors import NeoqaError
 from neoqa.data.motion import geometry_scalars
@@ -37,6 +36,7 @@ from neoqa.outputs import atomic_output, check_output, confined, safe_name
 from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite, pixel_median
 from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
 from neoqa.outputs import read_json
+from neoqa.progress import progress_bar
 
 SHEET_KEYS = ("sheet_id", "label")
 OBS_KEYS = ("sheet_id", "obs_index", "mjd", "ra", "dec", "band", "mag")
@@ -53,7 +53,7 @@ def export(path, out, overwrite: bool = False) -> Path:
     with atomic_output(out, overwrite=overwrite, inputs=(path,), folder=True, kind="export") as tmp:
         (tmp / "fits").mkdir(parents=True)
         sheet_tables, obs_tables, ts_tables, to_tables = [], [], [], []
-        bar = tqdm(total=len(ds), desc="export", unit="sheet")
+        bar = progress_bar(total=len(ds), desc="export", unit="sheet")
         for b in ds.iter_shards():
             _export_fits(b, tmp / "fits", ds.meta)
             sheet_tables.append(_sheet_table(b))
@@ -348,7 +348,7 @@ def _read_fits(folder: Path, sid, k, meta, progress: bool = True):
     size = meta.get("cutout_size")
     shape = (len(channels), size, size) if channels and size else None
     images, composites, wcs, survey = [], [], [], meta.get("survey")
-    for i, s in enumerate(tqdm(sid, desc="ingest", unit="sheet", disable=not progress)):
+    for i, s in enumerate(progress_bar(sid, desc="ingest", unit="sheet", disable=not progress)):
         p = confined(fdir, f"{safe_name(s)}.fits", f"{folder}: sheet {s!r}")
         if not p.is_file():
             raise NeoqaError(f"{p}: FITS file for sheet {s!r} is missing")

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
@@ -19,6 +18,7 @@ from neoqa.outputs import atomic_output, check_output, provenance
 from neoqa.data.store import SheetSet
 from neoqa.memory import release
 from neoqa.train.fit import fit_and_save
+from neoqa.progress import progress_bar
 
 
 def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
@@ -35,7 +35,7 @@ def run_zoo(data, out, models=None, seed: int = 0, progress: bool = True, overwr
     results, scores = {}, {}
     t_start = time.perf_counter()
     with atomic_output(out, overwrite=overwrite, inputs=(data,), folder=True, kind="zoo") as tmp:
-        bar = tqdm(names, desc="zoo", unit="model", disable=not progress)
+        bar = progress_bar(names, desc="zoo", unit="model", disable=not progress)
         for name in bar:
             bar.set_description(f"zoo: {name}")           # which model the minutes go to
             fit_and_save(name, batch, tmp / "models" / name, seed=seed, progress=progress, source=source)

@@ -14,7 +14,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
@@ -28,6 +27,7 @@ from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows
 from neoqa.outputs import atomic_output, check_output, confined
 from neoqa.data.store import SheetSet, write_dataset
 from neoqa.shift.transfer import finetunable
+from neoqa.progress import progress_bar
 
 REPLAY_DIR = "replay"
 REPLAY_SIZE = 2000
@@ -189,7 +189,7 @@ def stream(model_dir, new_data, old_data, out, batches: int = 5, batch_size: int
     start = {k: _accuracy(model, t, thr) for k, t in tests.items()}
     rows = [{"variant": v, "batch": 0, "sheets_seen": 0, **{f"accuracy_{k}": a for k, a in start.items()}}
             for v in VARIANTS]
-    bar = tqdm(total=len(VARIANTS) * len(chunks), desc=f"online {name}", unit="update", disable=not progress)
+    bar = progress_bar(total=len(VARIANTS) * len(chunks), desc=f"online {name}", unit="update", disable=not progress)
     for variant in VARIANTS:
         current = unwrap(model)
         replay = Replay.start(old, size, seed) if variant == "replay" else None

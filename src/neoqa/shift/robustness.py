@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
@@ -21,6 +20,7 @@ from neoqa.evaluate.metrics import rates_against_truth
 from neoqa.data.splits import TEST, labelled_rows
 from neoqa.outputs import atomic_output, check_output
 from neoqa.data.store import SheetSet
+from neoqa.progress import progress_bar
 
 CSV_COLUMNS = tuple(tables.Column(k, k) for k in (
     "model", "corruption", "severity", "unit", "sheets", "accuracy", "tpr", "tnr", "roc_auc", "accuracy_clean",
@@ -74,7 +74,7 @@ def run_robustness(model_dirs, data, out, corruptions=None, seed: int = 0, max_s
     unchanged = {mname: model.predict_proba(test)[:, 1] for mname, (model, _) in models.items()}
     rows = []
     steps = [(c, s) for c in names for s in (0.0,) + CORRUPTIONS[c].severities]
-    for cname, sev in tqdm(steps, desc="robustness", unit="test", disable=not progress):
+    for cname, sev in progress_bar(steps, desc="robustness", unit="test", disable=not progress):
         data_c = corrupt(test, cname, sev, seed)
         for mname, (model, info) in models.items():
             p = unchanged[mname] if sev == 0 else model.predict_proba(data_c)[:, 1]

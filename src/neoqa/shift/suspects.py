@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.errors import NeoqaError
@@ -23,6 +22,7 @@ from neoqa.models.registry import make
 from neoqa.data.splits import fold_of
 from neoqa.outputs import SUSPECTS_HEADER, check_output, file_mark
 from neoqa.data.store import SheetSet, write_dataset
+from neoqa.progress import progress_bar
 
 FOLDS = 5
 # suspects.csv: the header starts as outputs.SUSPECTS_HEADER says (its mark of having been written by neoqa)
@@ -34,7 +34,7 @@ def out_of_fold(batch, name: str = "gbdt", folds: int = FOLDS, seed: int = 0, pr
     """P(real) of each sheet from a model trained on the other folds."""
     fold = fold_of(batch.sheet_id, folds)
     p = np.full(len(batch), np.nan)
-    for f in tqdm(range(folds), desc=f"cross-validated {name}", unit="fold", disable=not progress):
+    for f in progress_bar(range(folds), desc=f"cross-validated {name}", unit="fold", disable=not progress):
         model = make(name, random_state=seed)
         train = np.flatnonzero(fold != f)
         if "validation" in capabilities(model):          # early stopping on another training fold, never on f

@@ -14,7 +14,6 @@ import copy
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import figures
 from neoqa.models import persistence as persist
@@ -27,6 +26,7 @@ from neoqa.models.registry import make
 from neoqa.data.splits import TEST, TRAIN, labelled, labelled_rows, split_of
 from neoqa.outputs import atomic_output, check_output
 from neoqa.data.store import SheetSet
+from neoqa.progress import progress_bar
 
 SCRATCH_THRESHOLD = 0.5
 
@@ -114,7 +114,7 @@ def learning_curve(model_dir, data, out, labels=(10, 100, 1000), seeds=(0, 1, 2)
         adapted = copy.deepcopy(base).adapt_normalisation(unlabelled_pool(batch))
         result["zero_shot_adapted"] = _score(same_calibration(model, adapted), test, thr)
     jobs = [(n, s) for n in labels for s in seeds]
-    for n, s in tqdm(jobs, desc=f"learning curve {name}", unit="fit", disable=not progress):
+    for n, s in progress_bar(jobs, desc=f"learning curve {name}", unit="fit", disable=not progress):
         tuned, picked = finetune(model, name, batch, n, s)
         scratch = from_scratch(name, batch, picked, s)
         for how, m, t in (("finetuned", same_calibration(model, tuned), thr), ("scratch", scratch, SCRATCH_THRESHOLD)):

@@ -15,7 +15,6 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from neoqa import __version__
 from neoqa.errors import NeoqaError
@@ -25,6 +24,7 @@ from neoqa.data.store import shard_name, write_manifest, write_shard_file
 from neoqa.simulate import instruments
 from neoqa.simulate.config import SimConfig
 from neoqa.simulate.generator import simulate_candidates
+from neoqa.progress import progress_bar
 
 DEFAULT_SHEETS = 40_000
 DEFAULT_PATH = Path("data") / "neowise-default"
@@ -146,7 +146,7 @@ def simulate(out, n_sheets: int = DEFAULT_SHEETS, seed: int = 0, survey: str = "
     out = Path(out)
     with atomic_output(out, overwrite=overwrite, folder=True, kind="dataset") as tmp:
         jobs = [(cfg, size, seed, i, i * SHARD_SIZE, str(tmp)) for i, size in enumerate(sizes)]
-        bar = tqdm(total=n_sheets, desc=f"simulate {survey}", unit="sheet", disable=not progress)
+        bar = progress_bar(total=n_sheets, desc=f"simulate {survey}", unit="sheet", disable=not progress)
         if workers > 1 and len(jobs) > 1:
             # spawn, not fork: a child forked while another thread of this process (torch, OpenMP,
             # numba, a notebook's) holds a lock waits on it forever. Each worker pays ~1 s of imports.

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from neoqa.features import views as features
 from neoqa.memory import Releaser, release
 from neoqa.models.sets.networks import ORDER_STAT
+from neoqa.progress import progress_bar
 
 
 def pick_device(wanted: str = "cpu") -> torch.device:
@@ -101,7 +101,7 @@ def train_epochs(net, batches, opt, sched, loss_fn, device, *, epochs: int, pati
     plain = getattr(net, "module", net)          # a DistributedDataParallel wrapper's network
     best, best_state, bad = np.inf, None, 0
     history = []
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
+    bar = progress_bar(range(epochs), desc=desc, unit="epoch", disable=not progress)
     freed = Releaser()                           # minibatches of many shapes fragment the heap
     for epoch in bar:
         net.train()

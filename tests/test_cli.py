@@ -26,12 +26,14 @@ def test_info_json_has_the_contract_keys(small_neowise, capsys):
     assert 0.15 < s["positive_fraction"] < 0.32
     assert 0.0 <= s["label_noise_rate"] < 0.06
     assert s["provenance"]["seed"] == 11
+    assert s["observations_with_wcs"] == s["observations"] > 700
 
 
 def test_info_text(small_neowise, capsys):
     assert main(["info", "--data", str(small_neowise)]) == 0
     out = capsys.readouterr().out
     assert "700 sheets" in out and "W1, W2" in out and "seed=11" in out
+    assert "cutouts' WCS: known for every observation" in out
 
 
 def test_info_counts_unvetted_sheets_apart(tmp_path, small_batch, capsys):

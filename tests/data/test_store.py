@@ -148,6 +148,9 @@ def test_a_shard_from_before_the_wcs_reads_it_as_unknown(tmp_path, small_batch):
         del f["obs/wcs"]
     old = SheetSet(path).read()
     assert old.wcs.shape == (part.n_obs, 8) and np.isnan(old.wcs).all()
+    from neoqa.data.info import format_text, summarize
+
+    assert "cutouts' WCS: not recorded" in format_text(summarize(SheetSet(path)))
     assert old.equals(replace(part, wcs=old.wcs))                                   # the rest as written
     assert np.isnan(old.select([2, 0]).wcs).all() and np.isnan(SheetBatch.concat([old, old]).wcs).all()
     for bad, message in ((np.zeros((part.n_obs, 7)), "dataset 'obs/wcs' has shape"),

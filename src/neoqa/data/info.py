@@ -11,7 +11,7 @@ def summarize(sheets: SheetSet) -> dict:
     """Counts and provenance, read shard by shard (images are not loaded)."""
     import h5py
 
-    n, pos, vetted, noisy, k_hist = 0, 0, 0, 0, {}
+    n, pos, vetted, noisy, k_hist, m, located = 0, 0, 0, 0, {}, 0, 0
     have_truth = bool(sheets.meta.get("has_truth"))
     for path in sheets.shard_paths:
         with h5py.File(path, "r") as f:
@@ -22,6 +22,9 @@ def summarize(sheets: SheetSet) -> dict:
             vetted += int((label >= 0).sum())
             if have_truth:                   # among the vetted: an unlabelled sheet is no label error
                 noisy += int(((label != f["truth/sheets/clean_label"][()]) & (label >= 0)).sum())
+            m += int(k.sum())
+            if "obs/wcs" in f:               # shards from before 0.8.0 have none
+                located += int(np.isfinite(f["obs/wcs"][()]).all(axis=1).sum())
             for value, count in zip(*np.unique(k, return_counts=True)):
                 k_hist[int(value)] = k_hist.get(int(value), 0) + int(count)
     return {
@@ -40,6 +43,8 @@ def summarize(sheets: SheetSet) -> dict:
         "sheet_scalars": sheets.meta["sheet_scalars"],
         "obs_scalars": sheets.meta["obs_scalars"],
         "label_noise_rate": (noisy / vetted if vetted else None) if have_truth else None,
+        "observations": m,
+        "observations_with_wcs": located,
         "shards": len(sheets.shard_paths),
         "provenance": sheets.meta["provenance"],
     }
@@ -56,11 +61,20 @@ def _labels_line(s: dict) -> str:
     return line + " (no truth: real data)"
 
 
+def _wcs_words(s: dict) -> str:
+    if s["observations_with_wcs"] == s["observations"]:
+        return "known for every observation (neoqa show draws a compass)"
+    if not s["observations_with_wcs"]:
+        return "not recorded (neoqa show cannot orient the cutouts)"
+    return f"known for {s['observations_with_wcs']:,} of {s['observations']:,} observations"
+
+
 def format_text(s: dict) -> str:
     lines = [
         f"{s['path']}: {s['sheets']} sheets in {s['shards']} shard(s), survey {s['survey']}",
         _labels_line(s),
         f"  channels: {', '.join(s['channels'])}; cutouts {s['cutout_size']}x{s['cutout_size']} px at {s['pixel_scale_arcsec']}\"/px",
+        f"  cutouts' WCS: {_wcs_words(s)}",
         f"  k: {s['k_min']}..{s['k_max']}",
     ]
     peak = max(s["k_histogram"].values()) if s["k_histogram"] else 1

@@ -234,6 +234,21 @@ def test_scoring_by_length_matches_scoring_in_order(splits, encoder, pooling):
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
+def test_a_large_batch_is_predicted_in_pieces_as_the_same_probabilities(splits, monkeypatch):
+    """A set model predicts a batch larger than PREDICT_SHEETS a piece at a time (a notebook's whole
+    dataset ran at a quarter of the rate in one piece): the probabilities are the one-piece ones."""
+    from neoqa.models.sets import model as sets_model
+
+    train, val = splits
+    model = SetModel(epochs=1).fit(train.select(np.arange(200)))
+    whole = model.predict_proba(val)
+    monkeypatch.setattr(sets_model, "PREDICT_SHEETS", 37)
+    pieces = []
+    monkeypatch.setattr(model, "_tensors", lambda b, f=model._tensors: pieces.append(len(b)) or f(b))
+    np.testing.assert_allclose(model.predict_proba(val), whole, rtol=0, atol=1e-6)
+    assert max(pieces) == 37 and sum(pieces) == len(val) > 37
+
+
 def test_what_each_model_needs_is_what_own_data_md_says():
     """docs/own-data.md's table of scalars read by name is the code's (model.needs())."""
     import re

@@ -27,6 +27,10 @@ from neoqa.models.sets import loop
 from neoqa.models.sets.networks import build
 
 CLIP = 50.0          # standardised inputs are clipped to +-CLIP, so that cosmic rays stay finite
+# Sheets prepared and predicted at a time: a batch's float32 inputs are built whole, and 20,000
+# sheets in one piece ran at a quarter of the rate of 4,096 at a time (fresh memory to fault in,
+# caches left behind; docs/performance.md); in pieces memory stays bounded too.
+PREDICT_SHEETS = 4096
 
 
 class SetModel(Model):
@@ -164,6 +168,9 @@ class SetModel(Model):
         return self
 
     def predict_proba(self, batch):
+        if len(batch) > PREDICT_SHEETS:             # in pieces, as the scorer reads them (see PREDICT_SHEETS)
+            return np.concatenate([self.predict_proba(batch.slice(s, min(s + PREDICT_SHEETS, len(batch))))
+                                   for s in range(0, len(batch), PREDICT_SHEETS)])
         p = torch.sigmoid(loop.logits(self.net_, self._tensors(batch), self.device_, by_length=True)).numpy()
         p = p.astype(np.float64)
         # the rule's masked logit leaves sigmoid(MISSING_CONFIDENCE) ~ 2e-9: make it exactly 0, as elsewhere

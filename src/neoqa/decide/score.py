@@ -44,11 +44,12 @@ def part_name(i: int) -> str:
     return f"part-{i:05d}.parquet"
 
 
-def ensure_part(model, info: dict, model_id: str, shard_path: Path, part: Path, where: str) -> tuple[int, bool]:
+def ensure_part(model, info: dict, model_id: str, reads, shard_path: Path, part: Path, where: str) -> tuple[int, bool]:
     """Make ``part`` from the shard unless it is already a whole part of this model's scores of
-    these very bytes; (the shard's sheets, whether it was made). The unit of work a thread, a process
-    or a Dask worker runs: it opens the shard itself, and hashes it once."""
-    return make_part(model, info, model_id, fetch(shard_path, part, model_id, model.reads()), part, where)
+    these very bytes; (the shard's sheets, whether it was made). ``reads`` is the model's
+    ``reads()``, asked once per run, not per shard. The unit of work a thread, a process or a Dask
+    worker runs: it opens the shard itself, and hashes it once."""
+    return make_part(model, info, model_id, fetch(shard_path, part, model_id, reads), part, where)
 
 
 def fetch(shard_path: Path, part: Path, model_id: str, arrays=None) -> tuple:
@@ -124,12 +125,13 @@ def score_task(model_dir: str, model_id: str, shard_path: str, part: str, where:
         if persist.model_id(Path(model_dir)) != model_id:
             raise NeoqaError(f"{model_dir}: the model folder changed while it was scoring; score again")
         _LOADED.clear()
-        _LOADED[key] = persist.load(Path(model_dir))
-    model, info = _LOADED[key]
-    return ensure_part(model, info, model_id, Path(shard_path), Path(part), where)
+        model, info = persist.load(Path(model_dir))
+        _LOADED[key] = model, info, model.reads()
+    model, info, reads = _LOADED[key]
+    return ensure_part(model, info, model_id, reads, Path(shard_path), Path(part), where)
 
 
-_LOADED: dict = {}          # a worker's loaded model, by (folder, model id)
+_LOADED: dict = {}          # a worker's loaded model, its info and reads(), by (folder, model id)
 
 
 def score(model_dir, data, out, overwrite: bool = False, progress: bool = True, scheduler: str | None = None,
@@ -162,7 +164,8 @@ def _score(model, info, mid, model_dir, ds, data, out, overwrite, progress, run)
                 made.append(result[1])
 
             if run is None:         # a shard per thread of the budget (threads.each)
-                for result in threads.each(ensure_part, [(model, info, mid, p, out / part_name(i), str(data))
+                reads = model.reads()
+                for result in threads.each(ensure_part, [(model, info, mid, reads, p, out / part_name(i), str(data))
                                                          for i, p in enumerate(ds.shard_paths)]):
                     done(result)
             else:

@@ -44,15 +44,19 @@ def show_sheet(path, sheet_id: str, out, overwrite: bool = False) -> Path:
     return out
 
 
-def _orientation(b):
-    """(north, east, what they rest on): unit vectors in the composite's pixels (x right, y up) at
-    its centre, from the first cutout's WCS (local north and east, so a cutout far from its tangent
-    point, or a team's rotated one, gets its own compass); for simulated data written before the
-    WCS was stored, north up and east left (the simulator's tangent-plane pixels); None where the
-    data cannot say."""
+def _first_wcs(b):
+    """The astropy WCS of the sheet's first cutout in time, or None where it is not known."""
     w = b.wcs[int(np.argmin(b.mjd))]
-    if np.isfinite(w).all():
-        wcs = cutout_wcs(w)
+    return cutout_wcs(w) if np.isfinite(w).all() else None
+
+
+def _orientation(b, wcs):
+    """(north, east, what they rest on): unit vectors in the composite's pixels (x right, y up) at
+    its centre, from the first cutout's ``wcs`` (local north and east, so a cutout far from its
+    tangent point, or a team's rotated one, gets its own compass); for simulated data written before
+    the WCS was stored, north up and east left (the simulator's tangent-plane pixels); None where the
+    data cannot say."""
+    if wcs is not None:
         S = b.composite.shape[-1]
         centre = wcs.pixel_to_world_values((S - 1) / 2, (S - 1) / 2)
         step = 10.0 / 3600                             # 10" along the meridian and the parallel
@@ -67,13 +71,12 @@ def _orientation(b):
     return None
 
 
-def _motion(b, north, east):
+def _motion(b, wcs, north, east):
     """The fitted motion's direction in the composite's pixels: the detections placed in the first
-    cutout's pixels by its WCS and a line fitted to them over time; without a WCS, the sheet's
+    cutout's pixels by its ``wcs`` and a line fitted to them over time; without a WCS, the sheet's
     position angle on the compass. None where neither is known."""
-    w = b.wcs[int(np.argmin(b.mjd))]
-    if np.isfinite(w).all() and len(b.mjd) > 1 and np.ptp(b.mjd) > 0:
-        x, y = cutout_wcs(w).world_to_pixel_values(b.ra, b.dec)
+    if wcs is not None and len(b.mjd) > 1 and np.ptp(b.mjd) > 0:
+        x, y = wcs.world_to_pixel_values(b.ra, b.dec)
         t = b.mjd - b.mjd.mean()
         v = np.array([np.dot(t, x - x.mean()), np.dot(t, y - y.mean())])
     elif "position_angle_deg" in b.sheet_scalar_names:
@@ -139,12 +142,13 @@ def sheet_figure(b):
     ax.legend(fontsize=7.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if kinds is not None:
         ax.set_title("titles: what truly made each detection (green: the object)", fontsize=8, loc="left")
-    orientation = _orientation(b)
+    wcs = _first_wcs(b)
+    orientation = _orientation(b, wcs)
     S = b.composite.shape[-1]
     names = b.sheet_scalar_names
     pa = float(b.sheet_scalar("position_angle_deg")[0]) if "position_angle_deg" in names else np.nan
     rate = float(b.sheet_scalar("rate_deg_per_day")[0]) if "rate_deg_per_day" in names else np.nan
-    motion = _motion(b, *orientation[:2]) if orientation is not None else None
+    motion = _motion(b, wcs, *orientation[:2]) if orientation is not None else None
     for c in range(C):
         ax = fig.add_subplot(gs[c, cols])
         ax.imshow(b.composite[0, c], origin="lower", cmap="gray", norm=_stretch(b.composite[0, c]))

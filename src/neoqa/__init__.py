@@ -14,7 +14,7 @@ and the command line pays only for what it runs:
 (The subpackages' own names, ``neoqa.simulate`` and ``neoqa.evaluate``, stay the packages.)
 """
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 # public name -> (module, attribute)
 _API = {

@@ -2,6 +2,7 @@
 a team's sheets without them get what the simulator's sheets carry, to the differences of method
 docs/own-data.md states."""
 
+import json
 import shutil
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 from neoqa.data.motion import geometry_scalars, position_angle
 from neoqa.data.sky import deproject, lonlat_to_unit, unit_to_lonlat
 from neoqa.data.store import SheetSet, write_shard
+from neoqa.errors import NeoqaError
 from neoqa.ingest.layout import export, ingest
 
 GEOMETRY = ["rate_deg_per_day", "position_angle_deg", "ecliptic_lat_deg", "galactic_lat_deg", "solar_elongation_deg"]
 FIT = ["time_span_hr", "fit_rms_arcsec", "fit_max_offset_arcsec"]
 OBS = ["dt_hr", "fit_offset_arcsec"]
+SNR = ["composite_snr_ch1", "composite_snr_ch2"]
 
 
 def test_a_line_on_the_sky_is_measured_back():
@@ -54,26 +57,51 @@ def test_ingest_measures_motion_and_place_where_the_tables_lack_them(tmp_path, s
     sheets, obs = pq.read_table(d / "sheets.parquet"), pq.read_table(d / "observations.parquet")
     pq.write_table(sheets.drop_columns(GEOMETRY + FIT), d / "sheets.parquet")
     pq.write_table(obs.drop_columns(OBS), d / "observations.parquet")
-    b = SheetSet(ingest(d, tmp_path / "ds", survey="neowise")).read()
+    b = SheetSet(ingest(d, tmp_path / "ds", survey="neowise", progress=False)).read()
     assert sorted(b.meta["provenance"]["derived_at_ingest"]) == sorted(GEOMETRY + FIT + OBS)
     np.testing.assert_allclose(b.obs_scalar("dt_hr"), a.obs_scalar("dt_hr"), atol=1e-4)
     np.testing.assert_allclose(b.sheet_scalar("time_span_hr"), a.sheet_scalar("time_span_hr"), atol=1e-4)
-    # The simulator fits its measured positions in its field's tangent plane, with north and the
-    # place on the sky taken at the field's pointing and its survey's mid-time; ingest fits the sky
-    # positions in the tangent plane at the sheet's own mean direction and time. The two agree
-    # where a sheet's motion is short; a fast mover spans degrees, where the projections differ by
-    # arcseconds and north turns (docs/own-data.md gives the numbers).
-    rel = np.abs(b.sheet_scalar("rate_deg_per_day") / a.sheet_scalar("rate_deg_per_day") - 1)
-    dpa = np.abs((b.sheet_scalar("position_angle_deg") - a.sheet_scalar("position_angle_deg") + 180) % 360 - 180)
-    doff = np.abs(b.obs_scalar("fit_offset_arcsec") - a.obs_scalar("fit_offset_arcsec"))
-    short = a.sheet_scalar("rate_deg_per_day") * a.sheet_scalar("time_span_hr") / 24 < 0.3        # degrees
-    assert short.sum() > 20
-    print(f"motion under 0.3 deg ({short.sum()} sheets): rate {rel[short].max():.1e}, PA {dpa[short].max():.2f} deg, "
-          f"offset {doff[np.repeat(short, a.k)].max():.3f} arcsec; all: rate median {np.median(rel):.1e} "
-          f"max {rel.max():.1e}, PA median {np.median(dpa):.2f} deg, offset median {np.median(doff):.3f} arcsec")
-    assert rel[short].max() < 1e-3 and dpa[short].max() < 2 and doff[np.repeat(short, a.k)].max() < 0.05
-    assert np.median(rel) < 1e-4 and rel.max() < 0.02 and np.median(dpa) < 0.5 and np.median(doff) < 0.05
-    for name in ("ecliptic_lat_deg", "galactic_lat_deg", "solar_elongation_deg"):
-        diff = np.abs(b.sheet_scalar(name) - a.sheet_scalar(name))
-        print(f"{name}: median {np.median(diff):.2f} max {diff.max():.2f} deg")
-        assert np.median(diff) < 0.5 and diff.max() < 6, name
+    # The simulator reports what ingest measures (one code path, data.motion): the same numbers,
+    # to the float32 the format stores.
+    for name in GEOMETRY + FIT:
+        np.testing.assert_allclose(b.sheet_scalar(name), a.sheet_scalar(name), rtol=1e-5, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(b.obs_scalar("fit_offset_arcsec"), a.obs_scalar("fit_offset_arcsec"), atol=1e-5)
+
+
+def test_ingest_measures_the_composite_snr_where_the_tables_lack_it(tmp_path, simulated, capsys):
+    """The composite's S/N by the simulator's measurement (data.photometry), each cutout's noise
+    estimated from its pixels where the simulator knows it from its uncertainty image."""
+    a, layout = simulated
+    d = shutil.copytree(layout, tmp_path / "bare")
+    sheets = pq.read_table(d / "sheets.parquet")
+    pq.write_table(sheets.drop_columns(SNR), d / "sheets.parquet")
+    meta = json.loads((d / "dataset.json").read_text())
+    meta["sheet_scalars"] = [n for n in meta["sheet_scalars"] if n not in SNR]
+    (d / "dataset.json").write_text(json.dumps(meta))
+    b = SheetSet(ingest(d, tmp_path / "ds", survey="neowise", progress=False)).read()
+    assert sorted(b.meta["provenance"]["derived_at_ingest"]) == SNR
+    for name in SNR:
+        got, want = b.sheet_scalar(name), a.sheet_scalar(name)
+        bright = np.abs(want) > 5
+        ratio = got[bright] / want[bright]
+        r = np.corrcoef(got, want)[0, 1]
+        with capsys.disabled():
+            print(f"{name}: {bright.sum()} sheets above S/N 5: ratio median {np.median(ratio):.3f}, "
+                  f"5-95% {np.percentile(ratio, 5):.3f}-{np.percentile(ratio, 95):.3f}; correlation {r:.3f}")
+        # A cutout's pixels hold stars and the object as well as noise: the pixel estimate runs a
+        # few per cent high, more near bright stars (docs/own-data.md gives the numbers).
+        assert 0.9 < np.median(ratio) < 1.02 and np.percentile(ratio, 5) > 0.75 and np.percentile(ratio, 95) < 1.1
+        assert r > 0.95
+
+    # Without the PSF's width it is not measured, and says so once.
+    del meta["psf_fwhm_arcsec"]
+    (d / "dataset.json").write_text(json.dumps(meta))
+    c = SheetSet(ingest(d, tmp_path / "ds2", survey="neowise", progress=False)).read()
+    assert not set(SNR) & set(c.sheet_scalar_names)
+    assert capsys.readouterr().err.count("composite_snr_ch1.. not measured") == 1
+
+    meta["psf_fwhm_arcsec"] = [6.1, -1]
+    (d / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(NeoqaError, match=r"dataset.json: psf_fwhm_arcsec \[6.1, -1\]"):
+        ingest(d, tmp_path / "ds3", survey="neowise", progress=False)
+    assert not (tmp_path / "ds3").exists()

@@ -29,11 +29,12 @@ from astropy.time import Time
 
 from neoqa.errors import NeoqaError
 from neoqa.data.motion import geometry_scalars
+from neoqa.data.photometry import composite_noise, composite_snr, pixel_sigma, psf_sigma_px, sky_levels
 from neoqa.data.schema import (DEFAULT_DETECT_SNR, OBS_SCALARS, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
                                TRUTH_SHEET_FIELDS)
 from neoqa.data.summaries import summarise
 from neoqa.outputs import atomic_output, check_output, confined, safe_name
-from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite, pixel_median
+from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite
 from neoqa.data.store import OPTIONAL_META_KEYS, SheetSet, check_finite, write_dataset
 from neoqa.outputs import read_json
 from neoqa.progress import progress_bar
@@ -245,7 +246,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
                          f"{str(bands[bad[0]])!r}, not one of the channels {channels}")
     band = np.array([channels.index(b) for b in bands], dtype=np.int8)
 
-    composites = _composites(composites, images, O_scal, obs_scalars, k, channels)
+    composites = _composites(composites, images, O_scal, obs_scalars, k)
     # Scalars the tables lack are measured here by the simulator's own code, so they mean what the
     # benchmark's do: the motion fit and the sheet's place on the sky from the observations' times and
     # positions (data.motion), then the summaries of the observations (data.summaries).
@@ -255,7 +256,8 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
         O_scal = np.concatenate([O_scal, np.stack([obs_geo[n] for n in added_obs], 1).astype(np.float32)], 1)
         obs_scalars = [*obs_scalars, *added_obs]
     derived = {**sheet_geo, **summarise({n: O_scal[:, i] for i, n in enumerate(obs_scalars)}, k,
-                                        float(meta.get("detect_snr", DEFAULT_DETECT_SNR)))}
+                                        float(meta.get("detect_snr", DEFAULT_DETECT_SNR))),
+               **_composite_snr(folder, meta, scale, composites, images, k, sheet_scalars)}
     added = [n for n in SHEET_SCALARS if n in derived and n not in sheet_scalars]
     if added:
         S_scal = np.concatenate([S_scal, np.stack([derived[n] for n in added], 1).astype(np.float32)], 1)
@@ -425,21 +427,32 @@ def _read_wcs(p: Path, hdu: str, header) -> list:
 _NOTED_WCS: set = set()
 
 
-def _composites(given: list, images: np.ndarray, obs: np.ndarray, obs_names, k, channels) -> np.ndarray:
+def _composites(given: list, images: np.ndarray, obs: np.ndarray, obs_names, k) -> np.ndarray:
     """Each sheet's composite: the COMPOSITE HDU where its FITS file has one, else the stack neoqa's
     simulator makes (``data.sheets.composite``: the mean of the cutouts, each less its sky), the sky
     being the ``sky_ch1``.. observation scalars where the tables have them, else each cutout's median."""
     missing = [i for i, c in enumerate(given) if c is None]
     if not missing:
         return np.stack(given)
-    names = [f"sky_ch{c + 1}" for c in range(len(channels))]
-    if all(n in obs_names for n in names):
-        sky = obs[:, [list(obs_names).index(n) for n in names]]
-        sky = np.where(np.isfinite(sky), sky, pixel_median(images))
-    else:
-        sky = pixel_median(images)
-    stacked = composite(images, sky, k)
+    stacked = composite(images, sky_levels(images, obs, obs_names), k)
     return np.stack([stacked[i] if c is None else c for i, c in enumerate(given)])
+
+
+def _composite_snr(folder: Path, meta: dict, scale: float, composites, images, k, have) -> dict:
+    """``composite_snr_ch1``.. where the sheets table lacks them, measured as the simulator measures
+    them (``data.photometry``), with each cutout's noise estimated from its pixels (the layout
+    carries no uncertainty images); nothing where the PSF's width is unknown (noted once)."""
+    C = composites.shape[1]
+    names = [f"composite_snr_ch{c + 1}" for c in range(C)]
+    if all(n in have for n in names):
+        return {}
+    sigma = psf_sigma_px({**meta, "pixel_scale_arcsec": scale}, C, required=False, where=str(folder / "dataset.json"))
+    if sigma is None:
+        print(f"note: {folder}: composite_snr_ch1.. not measured: dataset.json gives no psf_fwhm_arcsec",
+              file=sys.stderr)
+        return {}
+    snr = composite_snr(composites, sigma, composite_noise(pixel_sigma(images), k))
+    return {n: snr[:, c] for c, n in enumerate(names)}
 
 
 def _check_pixels(p, hdu, sheet, data) -> None:

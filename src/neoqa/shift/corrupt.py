@@ -21,10 +21,11 @@ from scipy import ndimage
 from neoqa.errors import NeoqaError
 from neoqa.features.views import padded
 from neoqa.data.schema import DEFAULT_DETECT_SNR, LABEL_MIN_OBS, OBS_SCALARS
+from neoqa.data import photometry
+from neoqa.data.photometry import pixel_sigma, sky_levels
 from neoqa.data.sheets import SheetBatch, composite
 from neoqa.data.summaries import summarise
 
-FWHM_PER_SIGMA = 2.3548
 
 
 @dataclass(frozen=True)
@@ -60,36 +61,17 @@ def _chan(b: SheetBatch) -> range:
     return range(b.cutouts.shape[1])
 
 
-def pixel_sigma(images: np.ndarray) -> np.ndarray:
-    """Robust per-image, per-channel pixel noise [.., C]: 1.4826 x the median absolute deviation
-    (a compact source moves it little)."""
-    flat = images.reshape(*images.shape[:-2], -1)
-    med = np.median(flat, axis=-1, keepdims=True)
-    return 1.4826 * np.median(np.abs(flat - med), axis=-1)
-
-
 def obs_sky(b: SheetBatch) -> np.ndarray:
-    """Per-observation, per-channel sky [M, C] from the sky scalars; the cutout median where absent."""
-    sky = np.median(b.cutouts.reshape(b.n_obs, b.cutouts.shape[1], -1), axis=-1)
-    for c in _chan(b):
-        i = _col(b, f"sky_ch{c + 1}")
-        if i is not None:
-            v = b.obs_scalars[:, i]
-            sky[:, c] = np.where(np.isfinite(v), v, sky[:, c])
-    return sky
+    """Per-observation, per-channel sky [M, C] (``data.photometry.sky_levels``)."""
+    return sky_levels(b.cutouts, b.obs_scalars, b.obs_scalar_names)
 
 
 def psf_sigma_px(b: SheetBatch, required: bool = True) -> np.ndarray:
-    """Per-channel PSF sigma in pixels from the dataset's recorded FWHM (``psf_fwhm_arcsec``,
-    written by the simulator; a survey team adds it to its dataset.json). Where it is absent
-    and not ``required``, 1 pixel: good enough for a matched filter's width."""
-    fwhm, scale = b.meta.get("psf_fwhm_arcsec"), b.meta.get("pixel_scale_arcsec")
-    if fwhm is not None and scale:
-        return np.asarray(fwhm, float) / scale / FWHM_PER_SIGMA
-    if required:
-        raise NeoqaError("this corruption needs the PSF width: the dataset records no psf_fwhm_arcsec "
-                         "(add it to dataset.json before ingest)")
-    return np.ones(b.cutouts.shape[1])
+    """Per-channel PSF sigma in pixels from the dataset's record (``data.photometry.psf_sigma_px``);
+    where it is absent and not ``required``, 1 pixel: good enough for a matched filter's width."""
+    sigma = photometry.psf_sigma_px(b.meta, b.cutouts.shape[1], required=required,
+                                    where="the PSF corruption")
+    return np.ones(b.cutouts.shape[1]) if sigma is None else sigma
 
 
 # ---------------------------------------------------------------- consistency
@@ -100,14 +82,10 @@ def _nan(fn, v):
 
 
 def _matched_flux(comp: np.ndarray, sigma: np.ndarray):
-    """A Gaussian matched-filter flux at the centre of each composite channel and its noise [N, C]."""
-    S = comp.shape[-1]
-    g = np.arange(S) - S // 2
-    r2 = g[None, :] ** 2 + g[:, None] ** 2
-    w = np.exp(-0.5 * r2[None] / sigma[:, None, None] ** 2)                           # [C, S, S]
-    w2 = (w ** 2).sum((1, 2))
-    flux = (comp * w[None]).sum((2, 3)) / w2[None]
-    return flux, pixel_sigma(comp) / np.sqrt(w2)[None]
+    """The PSF-fit flux at the centre of each composite channel and its noise [N, C], as the
+    composite's S/N is measured (``data.photometry``)."""
+    flux, norm = photometry.centre_flux(comp, sigma)
+    return flux, pixel_sigma(comp) / norm[None]
 
 
 def refresh(b: SheetBatch, before: SheetBatch, pixels_changed: bool = True) -> SheetBatch:

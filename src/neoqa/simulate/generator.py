@@ -23,6 +23,7 @@ import numpy as np
 from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
 from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite
 from neoqa.data import motion
+from neoqa.data.photometry import composite_noise, composite_snr
 from neoqa.data.summaries import summarise
 from neoqa.simulate import field, kernels, linker, orbits, population, render, geometry as geo
 from neoqa.simulate.config import SimConfig
@@ -715,7 +716,6 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     """The QA sheets of the accepted candidates: cutouts recentred on the fitted motion, the
     composite, scalars measured from pixels, astrometry, and the truth kept apart."""
     n = sv.avail.shape[0]
-    C = 2
     scale = inst.pixel_scale_arcsec
     half = ex.img.shape[-1] // 2                                  # the patch's centre pixel
     si, ei, cx, cy = sn.si, sn.ei, sn.cx, sn.cy
@@ -745,7 +745,6 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
         magerr = np.where(flux > 0, 1.0857 / np.abs(snr), np.nan)
     band = snr.argmax(1)
     chi2 = meas["chi2"][fi, band]
-    resid = np.hypot(lk.gx[fi] - pred_x, lk.gy[fi] - pred_y) * scale
     sdist = np.hypot(X[fi, 2:] - meas["x"][fi, None], Y[fi, 2:] - meas["y"][fi, None])
     sdist = np.where(ex.star_cat[fi, 2:], sdist, np.inf)     # the pipeline knows catalogued stars only
     nearest = np.argmin(sdist, axis=1)
@@ -755,17 +754,18 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     smag = np.where(has_star, ex.star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
     near_flag = (star_dist < 3 * np.mean(inst.fwhm_arcsec)).astype(np.float32)
     t_obs = sv.times[osi, ei[fi]]
-    starts = np.concatenate([[0], np.cumsum(kk)[:-1]])            # rows are sorted by sheet
-    t_start = np.minimum.reduceat(t_obs, starts)
+
+    # Astrometry of each detection, from its measured position; the motion and where the sheet lies
+    # measured from them as ingest measures a team's sheets (data.motion): a line fitted to every
+    # sheet's positions over time in the tangent plane at its mean direction.
+    det_eq = geo.deproject(lk.gx[fi], lk.gy[fi], sv.centre_eq[osi], scale)
+    lon, lat = geo.unit_to_lonlat(det_eq)
+    obs_geo, sheet_geo = motion.geometry_scalars(t_obs, lon, lat, kk)
     obs_scalars = np.stack([
-        (t_obs - t_start[sheet_of]) * 24.0, resid, snr[:, 0], snr[:, 1], mag[:, 0], mag[:, 1],
+        obs_geo["dt_hr"], obs_geo["fit_offset_arcsec"], snr[:, 0], snr[:, 1], mag[:, 0], mag[:, 1],
         magerr[:, 0], magerr[:, 1], chi2, ex.sky[fi, 0], ex.sky[fi, 1], near_flag, star_dist, smag,
     ], axis=1).astype(np.float32)
     assert obs_scalars.shape[1] == len(OBS_SCALARS)
-
-    # Astrometry of each detection, from its measured position.
-    det_eq = geo.deproject(lk.gx[fi], lk.gy[fi], sv.centre_eq[osi], scale)
-    lon, lat = geo.unit_to_lonlat(det_eq)
     # Each cutout's WCS: the candidate's tangent plane (x west, y north at its tangent point), its
     # centre pixel at (ccx, ccy) there; FITS pixels are 1-based.
     wcs = np.zeros((len(fi), len(WCS_FIELDS)))
@@ -775,21 +775,13 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
 
     # Composite: background-subtracted cutouts averaged in the moving frame.
     comp = composite(cut, ex.sky[fi], kk)
-    comp_noise = np.sqrt(np.add.reduceat(ex.noise_est[fi] ** 2, starts, axis=0)) / kk[:, None]
-    centre = np.full(N, S // 2, float)
-    cm = render.measure(comp, centre, centre, frame.sigma_px, np.zeros((N, C)), comp_noise, iters=0, refine=False)
+    comp_snr = composite_snr(comp, frame.sigma_px, composite_noise(ex.noise_est[fi], kk))
 
     # Sheet scalars: summaries of the observations (as corrupt.refresh recomputes them),
     # the motion fit, the composite and where the sheet lies on the sky.
     sheet = summarise(dict(zip(OBS_SCALARS, obs_scalars.T)), kk, inst.detect_snr)
-    _, ecl_lat = geo.unit_to_lonlat(sv.pointing_ecl[keep_idx])
-    sheet.update({
-        "rate_deg_per_day": lk.fit_rate[keep_idx],
-        "position_angle_deg": motion.position_angle(lk.vx[keep_idx], lk.vy[keep_idx]),
-        "composite_snr_ch1": cm["snr"][:, 0], "composite_snr_ch2": cm["snr"][:, 1],
-        "ecliptic_lat_deg": ecl_lat, "galactic_lat_deg": geo.galactic_latitude(sv.centre_eq[keep_idx]),
-        "solar_elongation_deg": geo.solar_elongation(sv.pointing_ecl[keep_idx], sv.t_mid[keep_idx]),
-    })
+    sheet.update(sheet_geo)
+    sheet.update({"composite_snr_ch1": comp_snr[:, 0], "composite_snr_ch2": comp_snr[:, 1]})
     sheet_scalars = np.stack([sheet[name] for name in SHEET_SCALARS], axis=1).astype(np.float32)
     assert sheet_scalars.shape[1] == len(SHEET_SCALARS)
 

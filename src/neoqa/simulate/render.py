@@ -13,10 +13,11 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import erf
 
+from neoqa.data.photometry import FWHM_PER_SIGMA
 from neoqa.simulate import kernels
 from neoqa.simulate.kernels import LUT_REACH, LUT_STEP
 
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+FWHM_TO_SIGMA = 1.0 / FWHM_PER_SIGMA
 
 
 def pixel_profile_exact(centre, sigma, n):

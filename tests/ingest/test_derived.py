@@ -68,16 +68,11 @@ def test_ingest_measures_motion_and_place_where_the_tables_lack_them(tmp_path, s
     np.testing.assert_allclose(b.obs_scalar("fit_offset_arcsec"), a.obs_scalar("fit_offset_arcsec"), atol=1e-5)
 
 
-def test_ingest_measures_the_composite_snr_where_the_tables_lack_it(tmp_path, simulated, capsys):
+def test_ingest_measures_the_composite_snr_where_the_tables_lack_it(tmp_path, simulated, capsys, without_columns):
     """The composite's S/N by the simulator's measurement (data.photometry), each cutout's noise
     estimated from its pixels where the simulator knows it from its uncertainty image."""
     a, layout = simulated
-    d = shutil.copytree(layout, tmp_path / "bare")
-    sheets = pq.read_table(d / "sheets.parquet")
-    pq.write_table(sheets.drop_columns(SNR), d / "sheets.parquet")
-    meta = json.loads((d / "dataset.json").read_text())
-    meta["sheet_scalars"] = [n for n in meta["sheet_scalars"] if n not in SNR]
-    (d / "dataset.json").write_text(json.dumps(meta))
+    d, meta = without_columns(layout, "sheets", SNR)
     b = SheetSet(ingest(d, tmp_path / "ds", survey="neowise", progress=False)).read()
     assert sorted(b.meta["provenance"]["derived_at_ingest"]) == SNR
     for name in SNR:

@@ -243,3 +243,42 @@ def test_ingest_measures_the_sheet_scalars_a_table_lacks(tmp_path, exported):
     assert sorted(b.meta["provenance"]["derived_at_ingest"]) == sorted(drop)
     for name in drop:
         np.testing.assert_allclose(b.sheet_scalar(name), a.sheet_scalar(name), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+STAR_SCALARS = ["near_star_flag", "star_dist_arcsec", "star_mag"]
+
+
+def test_a_star_catalogue_gives_each_detection_its_nearest_star(tmp_path, exported, without_columns):
+    """stars.parquet (e.g. AllWISE sources) in place of the star columns: the nearest catalogued
+    star within the cutout, its magnitude, and the flag at 3 PSF FWHM, as the simulator measures."""
+    from neoqa.data.sky import deproject, lonlat_to_unit, unit_to_lonlat
+
+    src, layout = exported
+    a = SheetSet(src).read()
+    d, _ = without_columns(layout, "observations", STAR_SCALARS)
+    # A star 5" east of observation 0, one 20" north of observation 3 (beyond 3 x 6.25" but in the
+    # 15-pixel cutout), and one 2 degrees away that no cutout reaches.
+    here = lonlat_to_unit(a.ra[[0, 3]], a.dec[[0, 3]])
+    near = deproject(np.array([-5.0, 0.0]), np.array([0.0, 20.0]), here, 1.0)
+    sra, sdec = unit_to_lonlat(near)
+    stars = pa.table({"ra": [*sra, (a.ra[0] + 2) % 360], "dec": [*sdec, a.dec[0]], "mag": [9.5, 11.0, 3.0]})
+    pq.write_table(stars, d / "stars.parquet")
+    b = SheetSet(ingest(d, tmp_path / "ds", progress=False)).read()
+    assert set(STAR_SCALARS) <= set(b.meta["provenance"]["derived_at_ingest"])
+    dist, mag, flag = (b.obs_scalar(n) for n in ("star_dist_arcsec", "star_mag", "near_star_flag"))
+    others = np.ones(len(dist), bool)
+    for i, want_d, want_m, want_f in ((0, 5.0, 9.5, 1), (3, 20.0, 11.0, 0)):
+        assert dist[i] == pytest.approx(want_d, abs=1e-3) and mag[i] == want_m and flag[i] == want_f
+        others[i] = False
+    # Every other detection has the nearer of those two if it lies within its cutout, else none.
+    cos = np.clip(lonlat_to_unit(a.ra[others], a.dec[others]) @ near.T, -1, 1)
+    sep = np.rad2deg(np.arccos(cos)).min(1) * 3600
+    in_cutout = sep <= 7.5 * np.sqrt(2) * 2.75
+    assert in_cutout.sum() >= 2 and (~in_cutout).sum() > 100
+    np.testing.assert_allclose(dist[others][in_cutout], sep[in_cutout], rtol=1e-5)
+    assert np.isnan(dist[others][~in_cutout]).all() and (flag[others][~in_cutout] == 0).all()
+
+    pq.write_table(stars.set_column(1, "dec", pa.array([1.0, None, 2.0])), d / "stars.parquet")
+    with pytest.raises(NeoqaError, match=r"stars.parquet: row 3: field 'dec' is NaN or empty"):
+        ingest(d, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()

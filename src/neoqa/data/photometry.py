@@ -17,6 +17,7 @@ from neoqa.errors import NeoqaError
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 WINDOW = 7                      # the detection pipeline's measurement window (simulate.kernels.WINDOW)
+NEAR_STAR_FWHM = 3.0            # a catalogued star nearer than this many PSF FWHM (their mean) flags a detection
 
 
 def psf_sigma_px(meta: dict, channels: int, required: bool = True, where: str = "the dataset") -> np.ndarray | None:
@@ -98,3 +99,11 @@ def composite_snr(composites: np.ndarray, sigma_px, noise: np.ndarray) -> np.nda
     flux, norm = centre_flux(composites, sigma_px)
     with np.errstate(divide="ignore", invalid="ignore"):
         return flux * norm[None, :] / np.maximum(noise, 1e-6)
+
+
+def near_star_flag(star_dist_arcsec, psf_fwhm_arcsec) -> np.ndarray:
+    """``near_star_flag``: 1 where the nearest catalogued star is within ``NEAR_STAR_FWHM`` times
+    the channels' mean PSF FWHM, else 0 (none known: 0)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(star_dist_arcsec) < NEAR_STAR_FWHM * np.mean(psf_fwhm_arcsec)).astype(np.float32)
+

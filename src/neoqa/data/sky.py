@@ -110,3 +110,20 @@ def cutout_wcs(fields):
     w.wcs.crpix = np.asarray(fields[2:4], np.float64)
     w.wcs.cd = np.reshape(np.asarray(fields[4:8], np.float64), (2, 2))
     return w
+
+
+def nearest(ra, dec, cat_ra, cat_dec, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each position (degrees), the nearest catalogue entry within ``radius_arcsec``: its
+    separation in arcseconds (NaN where none) and its index (-1 where none). A k-d tree over unit
+    vectors, so the poles and RA's wrap need no care."""
+    from scipy.spatial import cKDTree
+
+    here = lonlat_to_unit(np.asarray(ra, np.float64), np.asarray(dec, np.float64)).reshape(-1, 3)
+    if len(cat_ra) == 0:
+        return np.full(len(here), np.nan), np.full(len(here), -1)
+    tree = cKDTree(lonlat_to_unit(np.asarray(cat_ra, np.float64), np.asarray(cat_dec, np.float64)).reshape(-1, 3))
+    chord, idx = tree.query(here, k=1, distance_upper_bound=2 * np.sin(np.deg2rad(radius_arcsec / 3600) / 2))
+    found = np.isfinite(chord)
+    sep = np.rad2deg(2 * np.arcsin(np.minimum(np.where(found, chord, 0) / 2, 1))) * 3600
+    return np.where(found, sep, np.nan), np.where(found, idx, -1)
+

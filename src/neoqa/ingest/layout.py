@@ -7,8 +7,9 @@
                               HDUs, each a [channel, y, x] cube; <name> is the sheet id where it
                               is a plain file name, else its safe form (outputs.safe_name), and
                               the SHEETID keyword holds the id itself
-    DIR/dataset.json          optional: survey, channels, pixel scale, cutout size, provenance, and the
+    DIR/dataset.json          optional: survey, channels, pixel scale, PSF FWHM, cutout size, provenance, and the
                               scalar column lists (then the tables must hold exactly those)
+    DIR/stars.parquet         optional: catalogued stars (ra, dec, mag) near the sheets
     DIR/truth_*.parquet       optional simulation truth (never present for real data)
 Either table may be CSV (``sheets.csv``, ``observations.csv``) instead of Parquet.
 """
@@ -29,7 +30,9 @@ from astropy.time import Time
 
 from neoqa.errors import NeoqaError
 from neoqa.data.motion import geometry_scalars
-from neoqa.data.photometry import composite_noise, composite_snr, pixel_sigma, psf_sigma_px, sky_levels
+from neoqa.data.photometry import (composite_noise, composite_snr, near_star_flag, pixel_sigma, psf_sigma_px,
+                                   sky_levels)
+from neoqa.data.sky import nearest
 from neoqa.data.schema import (DEFAULT_DETECT_SNR, OBS_SCALARS, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
                                TRUTH_SHEET_FIELDS)
 from neoqa.data.summaries import summarise
@@ -251,6 +254,7 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     # benchmark's do: the motion fit and the sheet's place on the sky from the observations' times and
     # positions (data.motion), then the summaries of the observations (data.summaries).
     obs_geo, sheet_geo = geometry_scalars(mjd, ra, dec, k)
+    obs_geo.update(_star_scalars(folder, meta, scale, images.shape[-1], len(channels), ra, dec))
     added_obs = [n for n in OBS_SCALARS if n in obs_geo and n not in obs_scalars]
     if added_obs:
         O_scal = np.concatenate([O_scal, np.stack([obs_geo[n] for n in added_obs], 1).astype(np.float32)], 1)
@@ -314,6 +318,7 @@ def _strings(path, table, name) -> np.ndarray:
 
 
 def _numbers(path, table, name, ids, allow_nan=True) -> np.ndarray:
+    """A numeric column; ``ids`` name each row's sheet in errors (None: rows that are not sheets')."""
     col = table.column(name)
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         try:
@@ -321,7 +326,7 @@ def _numbers(path, table, name, ids, allow_nan=True) -> np.ndarray:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values = col.to_pylist()
             row = next(i for i, v in enumerate(values) if not _is_number(v))
-            raise NeoqaError(f"{path}: row {row + 2}: sheet {ids[row]!r}: field '{name}' is not a number "
+            raise NeoqaError(f"{path}: row {row + 2}: {_whose(ids, row)}field '{name}' is not a number "
                              f"({values[row]!r})") from None
     arr = col.to_numpy(zero_copy_only=False)
     if arr.dtype == object:
@@ -329,9 +334,13 @@ def _numbers(path, table, name, ids, allow_nan=True) -> np.ndarray:
     if not allow_nan:
         bad = np.flatnonzero(~np.isfinite(arr.astype(np.float64)))
         if len(bad):
-            raise NeoqaError(f"{path}: row {bad[0] + 2}: sheet {ids[bad[0]]!r}: field '{name}' is NaN or empty "
+            raise NeoqaError(f"{path}: row {bad[0] + 2}: {_whose(ids, bad[0])}field '{name}' is NaN or empty "
                              f"but must be a finite number")
     return arr
+
+
+def _whose(ids, row) -> str:
+    return "" if ids is None else f"sheet {ids[row]!r}: "
 
 
 def _is_number(v) -> bool:
@@ -453,6 +462,30 @@ def _composite_snr(folder: Path, meta: dict, scale: float, composites, images, k
         return {}
     snr = composite_snr(composites, sigma, composite_noise(pixel_sigma(images), k))
     return {n: snr[:, c] for c, n in enumerate(names)}
+
+
+def _star_scalars(folder: Path, meta: dict, scale: float, size: int, channels: int, ra, dec) -> dict:
+    """``star_dist_arcsec``, ``star_mag`` and ``near_star_flag`` of each detection from the layout's
+    optional star catalogue (``stars.parquet`` or ``.csv``: ``ra``, ``dec`` in degrees and, if known,
+    ``mag``, e.g. AllWISE sources near the sheets): the nearest catalogued star within the cutout
+    (half its diagonal), as the simulator measures them; the flag needs the PSF's width."""
+    found = [folder / f"stars{ext}" for ext in (".parquet", ".csv") if (folder / f"stars{ext}").exists()]
+    if not found:
+        return {}
+    path, table = _read_table(folder, "stars")
+    for name in ("ra", "dec"):
+        if name not in table.column_names:
+            raise NeoqaError(f"{path}: required column '{name}' is missing")
+    sra, sdec = (_numbers(path, table, n, None, allow_nan=False).astype(np.float64) for n in ("ra", "dec"))
+    smag = _numbers(path, table, "mag", None).astype(np.float64) if "mag" in table.column_names \
+        else np.full(len(sra), np.nan)
+    dist, idx = nearest(ra, dec, sra, sdec, size / 2 * np.sqrt(2) * scale)
+    out = {"star_dist_arcsec": dist, "star_mag": np.where(idx >= 0, smag[idx], np.nan)}
+    sigma = psf_sigma_px({**meta, "pixel_scale_arcsec": scale}, channels, required=False,
+                         where=str(folder / "dataset.json"))
+    if sigma is not None:
+        out["near_star_flag"] = near_star_flag(dist, np.asarray(meta["psf_fwhm_arcsec"], np.float64))
+    return out
 
 
 def _check_pixels(p, hdu, sheet, data) -> None:

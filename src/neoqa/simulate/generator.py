@@ -23,7 +23,7 @@ import numpy as np
 from neoqa.data.schema import CUTOUT_SIZE, LABEL_MIN_OBS, OBS_SCALARS, SCENARIOS, SHEET_SCALARS, SOURCE_CODE
 from neoqa.data.sheets import WCS_FIELDS, SheetBatch, composite
 from neoqa.data import motion
-from neoqa.data.photometry import composite_noise, composite_snr
+from neoqa.data.photometry import composite_noise, composite_snr, near_star_flag
 from neoqa.data.summaries import summarise
 from neoqa.simulate import field, kernels, linker, orbits, population, render, geometry as geo
 from neoqa.simulate.config import SimConfig
@@ -752,7 +752,7 @@ def _assemble(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     has_star = np.isfinite(dmin)
     star_dist = np.where(has_star, dmin * scale, np.nan)
     smag = np.where(has_star, ex.star_mag[fi, 2:][np.arange(len(fi)), nearest], np.nan)
-    near_flag = (star_dist < 3 * np.mean(inst.fwhm_arcsec)).astype(np.float32)
+    near_flag = near_star_flag(star_dist, inst.fwhm_arcsec)
     t_obs = sv.times[osi, ei[fi]]
 
     # Astrometry of each detection, from its measured position; the motion and where the sheet lies

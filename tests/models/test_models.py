@@ -128,6 +128,30 @@ def test_a_needed_scalar_missing_is_refused_in_one_line(tmp_path, small_batch):
         persist.conform(model, info, other, "other.h5")
 
 
+def _without_stars(b):
+    keep = [i for i, n in enumerate(b.obs_scalar_names) if n not in features.SUMMARY_OPTIONAL]
+    return replace(b, obs_scalars=b.obs_scalars[:, keep], obs_scalar_names=tuple(b.obs_scalar_names[i] for i in keep))
+
+
+def test_gbdt_runs_without_a_star_catalogue(tmp_path, small_batch, capsys):
+    """The star scalars are optional: a saved gbdt scores data without them (missing, as trees take
+    a missing value), and a gbdt trains on such data."""
+    fit_and_save("gbdt", small_batch, tmp_path / "m", progress=False)
+    model, info = persist.load(tmp_path / "m")
+    b = small_batch.select(np.arange(200))
+    bare = persist.conform(model, info, _without_stars(b), "bare.h5")
+    p, q = model.predict_proba(b)[:, 1], model.predict_proba(bare)[:, 1]
+    assert np.isfinite(q).all() and not np.array_equal(p, q)        # the stars carried something
+    assert np.mean((p > 0.5) == (q > 0.5)) > 0.9
+    assert "no near_star_flag, star_dist_arcsec in the data; the model takes them as missing" in capsys.readouterr().err
+    view = features.summary(_without_stars(b))
+    names = features.summary_names(b.sheet_scalar_names, ("W1", "W2"))
+    assert np.isnan(view[:, names.index("near_star_flag, mean")]).all()
+    assert np.isnan(view[:, names.index("star_dist_arcsec, min")]).all()
+    fit_and_save("gbdt", _without_stars(small_batch), tmp_path / "bare", progress=False)
+    assert persist.load(tmp_path / "bare")[0].predict_proba(_without_stars(b)).shape == (200, 2)
+
+
 def test_untrusted_types_are_refused(tmp_path, small_batch):
     import skops.io as sio
 
@@ -266,7 +290,9 @@ def test_what_each_model_needs_is_what_own_data_md_says():
     assert set(table) == set(registry.names())
     for name in registry.names():
         assert make(name).needs() == table[name], name
-    assert make("gbdt").needs() == frozenset(features.SUMMARY_OBS_SCALARS)
+    assert make("gbdt").needs() == frozenset(features.SUMMARY_OBS_SCALARS) - features.SUMMARY_OPTIONAL
+    optional = re.search(r"^\| gbdt \|.*$", doc, re.M).group(0)
+    assert "near_star_flag" not in optional and "star_dist_arcsec" in doc
 
 
 def test_set_models_name_themselves_as_the_registry_does():

@@ -41,7 +41,7 @@ def padded(batch: SheetBatch, values, fill=np.nan) -> np.ndarray:
 SUMMARY_TOP = 6          # the largest per-observation S/N values kept (the rule needs 5)
 def needs(view: str) -> frozenset:
     """The observation scalars a view reads by name (the models on it cannot run without them)."""
-    return frozenset(SUMMARY_OBS_SCALARS) if view == "summary" else frozenset()
+    return frozenset(SUMMARY_OBS_SCALARS) - SUMMARY_OPTIONAL if view == "summary" else frozenset()
 
 
 # The stored arrays each view is built from (beside ids, labels, k and band, always read); a view
@@ -65,6 +65,9 @@ CENTRE = 2           # the composite's central (2 CENTRE + 1)^2 pixels
 # The observation scalars the summary view reads by name. Every other view takes whatever scalars a
 # dataset has, so a team's own schema trains every model but those on this view.
 SUMMARY_OBS_SCALARS = tuple(dict.fromkeys(SUMMARY_RANKED + tuple(name for name, _, _ in SUMMARY_STATS)))
+# Of those, the ones a team may not have (they need a star catalogue, docs/own-data.md): absent, their
+# summaries are NaN, which the trees send as they learnt to send a sheet with no star known.
+SUMMARY_OPTIONAL = frozenset({"near_star_flag", "star_dist_arcsec"})
 
 
 def summary(batch: SheetBatch) -> np.ndarray:
@@ -87,6 +90,9 @@ def summary(batch: SheetBatch) -> np.ndarray:
                 top = np.pad(top, ((0, 0), (0, SUMMARY_TOP - top.shape[1])), constant_values=np.nan)
             cols.append(top)
         for name, _, fn in SUMMARY_STATS:
+            if name not in batch.obs_scalar_names and name in SUMMARY_OPTIONAL:
+                cols.append(np.full((N, 1), np.nan, np.float32))
+                continue
             cols.append(fn(padded(batch, batch.obs_scalar(name)), axis=1)[:, None])
     return np.concatenate(cols, axis=1).astype(np.float32)
 

@@ -330,7 +330,7 @@ def audit_skops(path: Path) -> None:
 
 def conform(model, info: dict, batch, where):
     """``batch`` in the schema ``model`` was trained on (``info``'s): its scalars reordered, those the
-    data lacks filled with NaN (each model imputes the training median; one note on stderr) unless
+    data lacks filled with NaN (each model takes it as missing; one note on stderr) unless
     the model reads them by name (``model.needs()``: refused, one line), those it never saw dropped.
     A different channel count or cutout size is refused."""
     want, got = info["schema"], data_schema(batch)
@@ -346,8 +346,8 @@ def conform(model, info: dict, batch, where):
     imputed = [n for key in ("sheet_scalars", "obs_scalars") for n in want[key] if n not in got[key]]
     if imputed and (where, tuple(imputed)) not in _NOTED:       # once, not once per shard
         _NOTED.add((where, tuple(imputed)))
-        print(f"note: {where}: no {', '.join(imputed)} in the data; the model imputes "
-              f"{'its' if len(imputed) == 1 else 'their'} training median", file=sys.stderr)
+        print(f"note: {where}: no {', '.join(imputed)} in the data; the model takes "
+              f"{'it' if len(imputed) == 1 else 'them'} as missing (docs/own-data.md)", file=sys.stderr)
     return replace(batch, sheet_scalars=_columns(batch.sheet_scalars, batch.sheet_scalar_names, want["sheet_scalars"]),
                    obs_scalars=_columns(batch.obs_scalars, batch.obs_scalar_names, want["obs_scalars"]),
                    sheet_scalar_names=tuple(want["sheet_scalars"]), obs_scalar_names=tuple(want["obs_scalars"]))

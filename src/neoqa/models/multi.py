@@ -37,10 +37,11 @@ class MultiLengthModel(Model):
         self.models_ = {}
         ks, counts = np.unique(batch.k, return_counts=True)
         for k, n in zip(ks, counts):
-            idx, X = features.per_length(batch, int(k))
+            idx = np.flatnonzero(batch.k == k)
             if n < self.min_sheets or np.bincount(y[idx], minlength=2).min() < 10:
                 continue                  # too few sheets (or of one class) for a model of its own
-            X = np.concatenate([X, base[idx, None]], axis=1)
+            idx, X = features.per_length(batch, int(k), extra=1)
+            X[:, -1] = base[idx]
             model = seeded(self.per_k, self.random_state)
             if not self.keep_if_better or self._beats_fallback(model, X, y[idx], base[idx]):
                 self.models_[int(k)] = model.fit(X, y[idx])
@@ -66,9 +67,9 @@ class MultiLengthModel(Model):
     def predict_proba(self, batch):
         proba = self.fallback_.predict_proba(batch)
         for k, model in self.models_.items():
-            idx, X = features.per_length(batch, k)
+            idx, X = features.per_length(batch, k, extra=1)
             if len(idx):
-                X = np.concatenate([X, proba[idx, 1:2]], axis=1)
+                X[:, -1] = proba[idx, 1]
                 proba[idx] = model.predict_proba(X)
         return features.apply_label_rule(batch, proba)
 

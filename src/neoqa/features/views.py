@@ -125,8 +125,9 @@ def per_length(batch: SheetBatch, k: int, extra: int = 0):
     X = np.zeros((len(idx), k * width + extra), np.float32)
     if len(idx) == 0:
         return idx, X
-    # time_order keeps sheets in order, so sheet i's observations are its rows offsets[i]..+k
-    rows = time_order(batch)[(batch.offsets[idx][:, None] + np.arange(k)).ravel()]
+    # each sheet's k rows in time order (a stable sort, as time_order's), sorting only these sheets'
+    rows = batch.offsets[idx][:, None] + np.arange(k)
+    rows = np.take_along_axis(rows, np.argsort(batch.mjd[rows], axis=1, kind="stable"), axis=1).ravel()
     obs = X[:, :k * width].reshape(len(idx) * k, width)
     P = width - batch.obs_scalars.shape[1]
     obs[:, :P] = batch.cutouts.reshape(batch.n_obs, -1)[rows]

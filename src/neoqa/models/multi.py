@@ -41,7 +41,7 @@ class MultiLengthModel(Model):
             if n < self.min_sheets or np.bincount(y[idx], minlength=2).min() < 10:
                 continue                  # too few sheets (or of one class) for a model of its own
             idx, X = features.per_length(batch, int(k), extra=1)
-            X[:, -1] = base[idx]
+            X[:, -1] = base[idx]          # float32, as the view (before 0.9.0 the column made it all float64)
             model = seeded(self.per_k, self.random_state)
             if not self.keep_if_better or self._beats_fallback(model, X, y[idx], base[idx]):
                 self.models_[int(k)] = model.fit(X, y[idx])

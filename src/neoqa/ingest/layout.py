@@ -30,8 +30,8 @@ from astropy.time import Time
 
 from neoqa.errors import NeoqaError
 from neoqa.data.motion import geometry_scalars
-from neoqa.data.photometry import (composite_noise, composite_snr, near_star_flag, pixel_sigma, psf_sigma_px,
-                                   sky_levels)
+from neoqa.data.photometry import (FWHM_PER_SIGMA, composite_noise, composite_snr, near_star_flag, pixel_sigma,
+                                   psf_sigma_px, sky_levels)
 from neoqa.data.sky import nearest
 from neoqa.data.schema import (DEFAULT_DETECT_SNR, OBS_SCALARS, SHEET_SCALARS, TRUTH_OBS_EXTRA, TRUTH_OBS_FIELDS,
                                TRUTH_SHEET_FIELDS)
@@ -254,14 +254,16 @@ def ingest(folder, out, survey: str | None = None, overwrite: bool = False, prog
     # benchmark's do: the motion fit and the sheet's place on the sky from the observations' times and
     # positions (data.motion), then the summaries of the observations (data.summaries).
     obs_geo, sheet_geo = geometry_scalars(mjd, ra, dec, k)
-    obs_geo.update(_star_scalars(folder, meta, scale, images.shape[-1], len(channels), ra, dec))
+    psf = psf_sigma_px({**meta, "pixel_scale_arcsec": scale}, len(channels), required=False,
+                       where=str(folder / "dataset.json"))          # PSF sigma in pixels, or None
+    obs_geo.update(_star_scalars(folder, scale, images.shape[-1], psf, ra, dec))
     added_obs = [n for n in OBS_SCALARS if n in obs_geo and n not in obs_scalars]
     if added_obs:
         O_scal = np.concatenate([O_scal, np.stack([obs_geo[n] for n in added_obs], 1).astype(np.float32)], 1)
         obs_scalars = [*obs_scalars, *added_obs]
     derived = {**sheet_geo, **summarise({n: O_scal[:, i] for i, n in enumerate(obs_scalars)}, k,
                                         float(meta.get("detect_snr", DEFAULT_DETECT_SNR))),
-               **_composite_snr(folder, meta, scale, composites, images, k, sheet_scalars)}
+               **_composite_snr(folder, psf, composites, images, k, sheet_scalars)}
     added = [n for n in SHEET_SCALARS if n in derived and n not in sheet_scalars]
     if added:
         S_scal = np.concatenate([S_scal, np.stack([derived[n] for n in added], 1).astype(np.float32)], 1)
@@ -447,30 +449,27 @@ def _composites(given: list, images: np.ndarray, obs: np.ndarray, obs_names, k) 
     return np.stack([stacked[i] if c is None else c for i, c in enumerate(given)])
 
 
-def _composite_snr(folder: Path, meta: dict, scale: float, composites, images, k, have) -> dict:
+def _composite_snr(folder: Path, psf, composites, images, k, have) -> dict:
     """``composite_snr_ch1``.. where the sheets table lacks them, measured as the simulator measures
     them (``data.photometry``), with each cutout's noise estimated from its pixels (the layout
-    carries no uncertainty images); nothing where the PSF's width is unknown (noted once)."""
-    C = composites.shape[1]
-    names = [f"composite_snr_ch{c + 1}" for c in range(C)]
+    carries no uncertainty images); nothing where the PSF's width ``psf`` is unknown (noted)."""
+    names = [f"composite_snr_ch{c + 1}" for c in range(composites.shape[1])]
     if all(n in have for n in names):
         return {}
-    sigma = psf_sigma_px({**meta, "pixel_scale_arcsec": scale}, C, required=False, where=str(folder / "dataset.json"))
-    if sigma is None:
+    if psf is None:
         print(f"note: {folder}: composite_snr_ch1.. not measured: dataset.json gives no psf_fwhm_arcsec",
               file=sys.stderr)
         return {}
-    snr = composite_snr(composites, sigma, composite_noise(pixel_sigma(images), k))
+    snr = composite_snr(composites, psf, composite_noise(pixel_sigma(images), k))
     return {n: snr[:, c] for c, n in enumerate(names)}
 
 
-def _star_scalars(folder: Path, meta: dict, scale: float, size: int, channels: int, ra, dec) -> dict:
+def _star_scalars(folder: Path, scale: float, size: int, psf, ra, dec) -> dict:
     """``star_dist_arcsec``, ``star_mag`` and ``near_star_flag`` of each detection from the layout's
     optional star catalogue (``stars.parquet`` or ``.csv``: ``ra``, ``dec`` in degrees and, if known,
     ``mag``, e.g. AllWISE sources near the sheets): the nearest catalogued star within the cutout
-    (half its diagonal), as the simulator measures them; the flag needs the PSF's width."""
-    found = [folder / f"stars{ext}" for ext in (".parquet", ".csv") if (folder / f"stars{ext}").exists()]
-    if not found:
+    (half its diagonal), as the simulator measures them; the flag needs the PSF's width ``psf``."""
+    if not any((folder / f"stars{ext}").exists() for ext in (".parquet", ".csv")):
         return {}
     path, table = _read_table(folder, "stars")
     for name in ("ra", "dec"):
@@ -481,10 +480,8 @@ def _star_scalars(folder: Path, meta: dict, scale: float, size: int, channels: i
         else np.full(len(sra), np.nan)
     dist, idx = nearest(ra, dec, sra, sdec, size / 2 * np.sqrt(2) * scale)
     out = {"star_dist_arcsec": dist, "star_mag": np.where(idx >= 0, smag[idx], np.nan)}
-    sigma = psf_sigma_px({**meta, "pixel_scale_arcsec": scale}, channels, required=False,
-                         where=str(folder / "dataset.json"))
-    if sigma is not None:
-        out["near_star_flag"] = near_star_flag(dist, np.asarray(meta["psf_fwhm_arcsec"], np.float64))
+    if psf is not None:
+        out["near_star_flag"] = near_star_flag(dist, psf * scale * FWHM_PER_SIGMA)
     return out
 
 

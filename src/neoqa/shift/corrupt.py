@@ -22,10 +22,9 @@ from neoqa.errors import NeoqaError
 from neoqa.features.views import padded
 from neoqa.data.schema import DEFAULT_DETECT_SNR, LABEL_MIN_OBS, OBS_SCALARS
 from neoqa.data import photometry
-from neoqa.data.photometry import pixel_sigma, sky_levels
+from neoqa.data.photometry import centre_flux, pixel_sigma, sky_levels
 from neoqa.data.sheets import SheetBatch, composite
 from neoqa.data.summaries import summarise
-
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def _nan(fn, v):
 def _matched_flux(comp: np.ndarray, sigma: np.ndarray):
     """The PSF-fit flux at the centre of each composite channel and its noise [N, C], as the
     composite's S/N is measured (``data.photometry``)."""
-    flux, norm = photometry.centre_flux(comp, sigma)
+    flux, norm = centre_flux(comp, sigma)
     return flux, pixel_sigma(comp) / norm[None]
 
 

@@ -169,10 +169,7 @@ class Links:
     gy: np.ndarray
     pred_x: np.ndarray
     pred_y: np.ndarray
-    vx: np.ndarray
-    vy: np.ndarray
     k: np.ndarray
-    fit_rate: np.ndarray
     keep: np.ndarray
 
 
@@ -691,8 +688,7 @@ def _pipeline(inst: Instrument, cfg: SimConfig, frame: Frame, sv: Survey, sn: Sc
     fit_rate = np.hypot(vx, vy) * inst.pixel_scale_arcsec / 3600.0
     rmin, rmax = inst.rate_window_deg_per_day
     keep = (k >= inst.min_links) & (fit_rate >= rmin) & (fit_rate <= rmax)
-    return Links(meas, kind, oid, oid_linked, true_x, true_y, linked, here_b, gx, gy, pred_x, pred_y, vx, vy, k,
-                 fit_rate, keep)
+    return Links(meas, kind, oid, oid_linked, true_x, true_y, linked, here_b, gx, gy, pred_x, pred_y, k, keep)
 
 
 def _passes(inst: Instrument, ex: Exposures, m: dict, kinds) -> np.ndarray:
